@@ -1,0 +1,3 @@
+"""DARS: distribution-aware routing supervision dataset builder."""
+
+__version__ = "0.1.0"
