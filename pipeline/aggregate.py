@@ -63,7 +63,7 @@ def check_error_rates(outcomes: pd.DataFrame, max_error_rate: float) -> pd.DataF
     bad = rates[rates["rate"] > max_error_rate]
     if len(bad):
         lines = ", ".join(
-            f"{m}: {r.n_failed}/{r.n_total} ({r.rate:.1%})" for m, r in bad.iterrows()
+            f"{m}: {int(r.n_failed)}/{int(r.n_total)} ({r.rate:.1%})" for m, r in bad.iterrows()
         )
         raise ErrorRateExceededError(
             f"failed-generation rate above aggregate.max_error_rate={max_error_rate:.1%} for "
