@@ -65,7 +65,7 @@ def run(*, labels: str, out: str | None = None) -> pd.DataFrame:
         t.add_column(col, justify="left" if col == "model" else "right")
     for r in summ.itertuples(index=False):
         t.add_row(
-            r.model + (" [simulated]" if r.backend == "simulated" else ""),
+            r.model + (" (SIMULATED)" if r.backend == "simulated" else ""),
             f"{r.mean_quality:.3f}",
             f"{r.mean_std:.3f}",
             f"{r.mean_cost:.4f}",
@@ -75,6 +75,9 @@ def run(*, labels: str, out: str | None = None) -> pd.DataFrame:
             str(int(r.failed_generations)),
         )
     console.print(t)
+    if (summ["backend"] == "simulated").any():
+        console.print("Note: SIMULATED rows come from the simulated backend (known truth, "
+                      "no model); they are for method studies and must not be published.")
     if out:
         write_json({"labels": str(labels), "models": summ.to_dict(orient="records")}, out)
     return summ

@@ -129,4 +129,4 @@ def test_dvc_repro_simulated_labels_recover_truth(dvc_repo_factory):
     summary = subprocess.run([sys.executable, "-m", "pipeline", "summary", "--labels",
                               str(repo.root / "data" / "labels.parquet")],
                              capture_output=True, text=True, check=True).stdout
-    assert "[simulated]" in summary and "sim-strong" in summary
+    assert "(SIMULATED)" in summary and "sim-strong" in summary
