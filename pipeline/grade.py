@@ -46,18 +46,17 @@ def grade_settings(params: dict[str, Any]) -> tuple[GradeConfig, int]:
         if key not in DEFAULTS:
             close = difflib.get_close_matches(str(key), list(DEFAULTS), n=1)
             hint = f" Did you mean 'grade.{close[0]}'?" if close else ""
-            raise ParamsError(f"Parameter 'grade.{key}' is not known.{hint} "
-                              f"Valid keys: {', '.join(f'grade.{k}' for k in DEFAULTS)}")
+            raise ParamsError(
+                f"Parameter 'grade.{key}' is not known.{hint} "
+                f"Valid keys: {', '.join(f'grade.{k}' for k in DEFAULTS)}"
+            )
     value = {k: section.get(k, d) for k, d in DEFAULTS.items()}
     config = GradeConfig(
-        code_timeout_s=_num(value["code_timeout_s"], "grade.code_timeout_s", lo=0,
-                            lo_open=True),
+        code_timeout_s=_num(value["code_timeout_s"], "grade.code_timeout_s", lo=0, lo_open=True),
         memory_mb=_num(value["memory_mb"], "grade.memory_mb", lo=64, integer=True),
-        max_processes=_num(value["max_processes"], "grade.max_processes", lo=1,
-                           integer=True),
+        max_processes=_num(value["max_processes"], "grade.max_processes", lo=1, integer=True),
         max_file_mb=_num(value["max_file_mb"], "grade.max_file_mb", lo=1, integer=True),
-        numeric_rel_tol=_num(value["numeric_rel_tol"], "grade.numeric_rel_tol", lo=0,
-                             hi=1),
+        numeric_rel_tol=_num(value["numeric_rel_tol"], "grade.numeric_rel_tol", lo=0, hi=1),
     )
     workers = _num(value["workers"], "grade.workers", lo=1, integer=True)
     return config, workers
@@ -77,8 +76,13 @@ def index_queries(queries: pd.DataFrame, *, path: str) -> dict[str, dict[str, An
     return {row["query_id"]: row for row in queries.to_dict(orient="records")}
 
 
-def check_generations(gens: pd.DataFrame, by_id: dict[str, dict[str, Any]], *,
-                      generations_path: str, queries_path: str) -> None:
+def check_generations(
+    gens: pd.DataFrame,
+    by_id: dict[str, dict[str, Any]],
+    *,
+    generations_path: str,
+    queries_path: str,
+) -> None:
     unknown = set(gens["query_id"]) - set(by_id)
     if unknown:
         raise InputDataError(
@@ -111,21 +115,24 @@ def check_graders(by_id: dict[str, dict[str, Any]], used_ids: set[str]) -> None:
             raise UnknownNameError(f"{exc} (used by query_id(s) {_ids(qids)})") from exc
 
 
-def grade_one(generation: dict[str, Any], query: dict[str, Any],
-              config: GradeConfig) -> GradeResult:
+def grade_one(
+    generation: dict[str, Any], query: dict[str, Any], config: GradeConfig
+) -> GradeResult:
     if generation["status"] != "ok":
         return error_result("generation failed; not graded")
     grader = get_grader(query["grader"])
     return grader.grade(generation["completion"], query["reference"], query, config)
 
 
-def grade_all(gens: pd.DataFrame, by_id: dict[str, dict[str, Any]], *, config: GradeConfig,
-              workers: int) -> list[GradeResult]:
+def grade_all(
+    gens: pd.DataFrame, by_id: dict[str, dict[str, Any]], *, config: GradeConfig, workers: int
+) -> list[GradeResult]:
     rows = gens.to_dict(orient="records")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda g: grade_one(g, by_id[g["query_id"]], config), rows)
-        return list(tqdm(results, total=len(rows), desc="grade", unit="gen",
-                         file=sys.stderr, disable=None))
+        return list(
+            tqdm(results, total=len(rows), desc="grade", unit="gen", file=sys.stderr, disable=None)
+        )
 
 
 def outcomes_frame(gens: pd.DataFrame, results: list[GradeResult]) -> pd.DataFrame:
@@ -137,16 +144,16 @@ def outcomes_frame(gens: pd.DataFrame, results: list[GradeResult]) -> pd.DataFra
     return out
 
 
-def run(*, params_path: str | Path, generations: str | Path, queries: str | Path,
-        out: str | Path) -> dict[str, int]:
+def run(
+    *, params_path: str | Path, generations: str | Path, queries: str | Path, out: str | Path
+) -> dict[str, int]:
     """Grade `generations` against `queries` and write the outcomes to `out`.
     Returns the count of rows per grade_status."""
     config, workers = grade_settings(load_params(params_path))
     gens = read_frame(generations, required=names(GENERATIONS), what="generations")
     qs = read_frame(queries, required=QUERY_COLUMNS, what="queries")
     by_id = index_queries(qs, path=str(queries))
-    check_generations(gens, by_id, generations_path=str(generations),
-                      queries_path=str(queries))
+    check_generations(gens, by_id, generations_path=str(generations), queries_path=str(queries))
     used = set(gens.loc[gens["status"] == "ok", "query_id"])
     check_graders(by_id, used)
     if any(by_id[qid]["grader"] == "code" for qid in used):

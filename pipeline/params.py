@@ -77,6 +77,7 @@ class ModelConfig:
     top_p: float = 0.95
     max_tokens: int = 128
     prompting: str = "zero_shot"
+    shots: int = 0  # few-shot examples to use; 0 = all available
     price_per_1k_prompt: float = 0.0
     price_per_1k_completion: float = 0.0
     model_path: str = "auto"
@@ -98,6 +99,7 @@ class ModelConfig:
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "prompting": self.prompting,
+            "shots": self.shots,
             "model_path": self.model_path,
             "revision": self.revision,
             "n_ctx": self.n_ctx,
@@ -137,6 +139,7 @@ def model_config(params: dict[str, Any], name: str) -> ModelConfig:
     _num(raw.get("price_per_1k_prompt", 0.0), f"{key}.price_per_1k_prompt", lo=0.0)
     _num(raw.get("price_per_1k_completion", 0.0), f"{key}.price_per_1k_completion", lo=0.0)
     _num(raw.get("sim_error_rate", 0.0), f"{key}.sim_error_rate", lo=0.0, hi=1.0)
+    _num(raw.get("shots", 0), f"{key}.shots", lo=0, integer=True)
     _num(raw.get("sim_latency_s", 0.0), f"{key}.sim_latency_s", lo=0.0)
     _num(raw.get("n_ctx", 2048), f"{key}.n_ctx", lo=64, integer=True)
     _num(raw.get("n_threads", 2), f"{key}.n_threads", lo=1, integer=True)

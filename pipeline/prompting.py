@@ -12,8 +12,8 @@ RESPONSE_CUE = "Solution:"
 
 # Stop sequences by grader (HumanEval's standard stops for code).
 STOPS: dict[str, tuple[str, ...]] = {
-    "numeric": ("\n\n\n", "\nQuestion:", "\nProblem:", "\nSolve the following"),
-    "choice": ("\n\n\n", "\nQuestion:"),
+    "numeric": ("\n\n", "\nQuestion:", "\nProblem:", "\nQ:"),
+    "choice": ("\n\n", "\nQuestion:"),
     "exact": ("\n\n", "\nQuestion:"),
     "code": ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n```", "\n#"),
 }
@@ -35,7 +35,7 @@ def render(
     if grader == "code":
         shots = "".join(f"{_open_code_block(u)}{a.rstrip()}\n```\n\n" for u, a in examples)
         return shots + _open_code_block(message)
-    shots = "".join(f"{u.rstrip()}\n{RESPONSE_CUE} {a.strip()}\n\n\n" for u, a in examples)
+    shots = "".join(f"{u.rstrip()}\n{RESPONSE_CUE} {a.strip()}\n\n" for u, a in examples)
     return f"{shots}{message.rstrip()}\n{RESPONSE_CUE}"
 
 

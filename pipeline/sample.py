@@ -226,7 +226,7 @@ def sample_model(
             message=u.prompt,
             grader=u.grader,
             prompting=config.prompting,
-            examples=few_shot_examples(u.grader),
+            examples=few_shot_examples(u.grader)[: config.shots or None],
         )
         key = shard_key(
             config=config,

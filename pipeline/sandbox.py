@@ -122,8 +122,9 @@ def resolve_interpreter(*, drop_privileges: bool) -> str:
     )
 
 
-def _rlimits(*, timeout_s: float, memory_mb: int, max_processes: int,
-             max_file_mb: int) -> list[tuple[int, int, int]]:
+def _rlimits(
+    *, timeout_s: float, memory_mb: int, max_processes: int, max_file_mb: int
+) -> list[tuple[int, int, int]]:
     cpu = math.ceil(timeout_s) + 1
     mem = memory_mb * 1024 * 1024
     fsize = max_file_mb * 1024 * 1024
@@ -136,8 +137,7 @@ def _rlimits(*, timeout_s: float, memory_mb: int, max_processes: int,
     ]
 
 
-def _make_preexec(*, limits: list[tuple[int, int, int]], drop_privileges: bool,
-                  status_fd: int):
+def _make_preexec(*, limits: list[tuple[int, int, int]], drop_privileges: bool, status_fd: int):
     """The hook run in the child between fork and exec. It only calls functions that are
     already loaded. It writes b"1"/b"0" to `status_fd`: network namespace made or not."""
 
@@ -214,8 +214,9 @@ def _force_rmtree(path: str) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-def classify(*, returncode: int, stderr: str, timed_out: bool, output_size: int,
-             file_limit_bytes: int) -> str | None:
+def classify(
+    *, returncode: int, stderr: str, timed_out: bool, output_size: int, file_limit_bytes: int
+) -> str | None:
     """Why the program was stopped, where that can be told: None for a normal exit."""
     if timed_out:
         return "timeout"
@@ -230,16 +231,27 @@ def classify(*, returncode: int, stderr: str, timed_out: bool, output_size: int,
     return None
 
 
-def run_untrusted(program: str, *, timeout_s: float, memory_mb: int, max_processes: int,
-                  max_file_mb: int, max_output_bytes: int) -> SandboxResult:
+def run_untrusted(
+    program: str,
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    max_processes: int,
+    max_file_mb: int,
+    max_output_bytes: int,
+) -> SandboxResult:
     """Run `program` (Python source) under the limits above and return what happened.
 
     Raises OSError or subprocess.SubprocessError when the sandbox itself cannot start
     (that is the pipeline's failure, not the program's)."""
     drop = drops_privileges()
     python = resolve_interpreter(drop_privileges=drop)
-    limits = _rlimits(timeout_s=timeout_s, memory_mb=memory_mb,
-                      max_processes=max_processes, max_file_mb=max_file_mb)
+    limits = _rlimits(
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        max_processes=max_processes,
+        max_file_mb=max_file_mb,
+    )
     workdir = tempfile.mkdtemp(prefix="dars-sandbox-")
     try:
         script = Path(workdir) / "program.py"
@@ -248,24 +260,41 @@ def run_untrusted(program: str, *, timeout_s: float, memory_mb: int, max_process
             os.chown(workdir, NOBODY_UID, NOBODY_GID)
             os.chown(script, NOBODY_UID, NOBODY_GID)
         return _execute(
-            [python, "-I", "-B", str(script)], workdir=workdir, limits=limits,
-            drop_privileges=drop, timeout_s=timeout_s, max_output_bytes=max_output_bytes,
+            [python, "-I", "-B", str(script)],
+            workdir=workdir,
+            limits=limits,
+            drop_privileges=drop,
+            timeout_s=timeout_s,
+            max_output_bytes=max_output_bytes,
             file_limit_bytes=max_file_mb * 1024 * 1024,
         )
     finally:
         _force_rmtree(workdir)
 
 
-def _spawn_once(argv: list[str], *, workdir: str, limits: list[tuple[int, int, int]],
-                drop_privileges: bool, stdout: IO[bytes],
-                stderr: IO[bytes]) -> tuple[subprocess.Popen[bytes], bool]:
+def _spawn_once(
+    argv: list[str],
+    *,
+    workdir: str,
+    limits: list[tuple[int, int, int]],
+    drop_privileges: bool,
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+) -> tuple[subprocess.Popen[bytes], bool]:
     status_r, status_w = os.pipe()
     try:
         proc = subprocess.Popen(
-            argv, cwd=workdir, env=_scrubbed_env(workdir), stdin=subprocess.DEVNULL,
-            stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True,
-            preexec_fn=_make_preexec(limits=limits, drop_privileges=drop_privileges,
-                                     status_fd=status_w),
+            argv,
+            cwd=workdir,
+            env=_scrubbed_env(workdir),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=_make_preexec(
+                limits=limits, drop_privileges=drop_privileges, status_fd=status_w
+            ),
         )
         os.close(status_w)
         status_w = -1
@@ -276,29 +305,54 @@ def _spawn_once(argv: list[str], *, workdir: str, limits: list[tuple[int, int, i
         os.close(status_r)
 
 
-def _spawn(argv: list[str], *, workdir: str, limits: list[tuple[int, int, int]],
-           drop_privileges: bool, stdout: IO[bytes], stderr: IO[bytes],
-           retry_until: float) -> tuple[subprocess.Popen[bytes], bool]:
+def _spawn(
+    argv: list[str],
+    *,
+    workdir: str,
+    limits: list[tuple[int, int, int]],
+    drop_privileges: bool,
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    retry_until: float,
+) -> tuple[subprocess.Popen[bytes], bool]:
     """Start the program. As `nobody`, exec fails with EAGAIN while other sandboxes hold
     all of nobody's processes (RLIMIT_NPROC): retry until `retry_until`."""
     while True:
         try:
-            return _spawn_once(argv, workdir=workdir, limits=limits,
-                               drop_privileges=drop_privileges, stdout=stdout, stderr=stderr)
+            return _spawn_once(
+                argv,
+                workdir=workdir,
+                limits=limits,
+                drop_privileges=drop_privileges,
+                stdout=stdout,
+                stderr=stderr,
+            )
         except BlockingIOError:
             if time.monotonic() >= retry_until:
                 raise
             time.sleep(0.1)
 
 
-def _execute(argv: list[str], *, workdir: str, limits: list[tuple[int, int, int]],
-             drop_privileges: bool, timeout_s: float, max_output_bytes: int,
-             file_limit_bytes: int) -> SandboxResult:
+def _execute(
+    argv: list[str],
+    *,
+    workdir: str,
+    limits: list[tuple[int, int, int]],
+    drop_privileges: bool,
+    timeout_s: float,
+    max_output_bytes: int,
+    file_limit_bytes: int,
+) -> SandboxResult:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc, network_isolated = _spawn(
-            argv, workdir=workdir, limits=limits, drop_privileges=drop_privileges,
-            stdout=out, stderr=err, retry_until=start + timeout_s,
+            argv,
+            workdir=workdir,
+            limits=limits,
+            drop_privileges=drop_privileges,
+            stdout=out,
+            stderr=err,
+            retry_until=start + timeout_s,
         )
         try:
             exited = _wait_without_reaping(proc.pid, start + timeout_s)
@@ -310,10 +364,20 @@ def _execute(argv: list[str], *, workdir: str, limits: list[tuple[int, int, int]
         stdout, out_size = _read_tail(out, max_output_bytes)
         stderr, err_size = _read_tail(err, max_output_bytes)
     timed_out = not exited
-    reason = classify(returncode=returncode, stderr=stderr, timed_out=timed_out,
-                      output_size=max(out_size, err_size), file_limit_bytes=file_limit_bytes)
+    reason = classify(
+        returncode=returncode,
+        stderr=stderr,
+        timed_out=timed_out,
+        output_size=max(out_size, err_size),
+        file_limit_bytes=file_limit_bytes,
+    )
     return SandboxResult(
-        returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out,
-        killed_reason=reason, duration_s=duration, network_isolated=network_isolated,
+        returncode=returncode,
+        stdout=stdout,
+        stderr=stderr,
+        timed_out=timed_out,
+        killed_reason=reason,
+        duration_s=duration,
+        network_isolated=network_isolated,
         privileges_dropped=drop_privileges,
     )

@@ -46,7 +46,7 @@ def run(*, labels: str, out: str | None = None) -> pd.DataFrame:
         what="labels",
     )
     summ = summarise(df)
-    console = Console()
+    console = Console(width=max(Console().width, 130))
     console.print(
         f"Labels: [bold]{Path(labels).resolve()}[/bold] "
         f"({len(df)} rows, {df['query_id'].nunique()} queries)"
@@ -76,8 +76,10 @@ def run(*, labels: str, out: str | None = None) -> pd.DataFrame:
         )
     console.print(t)
     if (summ["backend"] == "simulated").any():
-        console.print("Note: SIMULATED rows come from the simulated backend (known truth, "
-                      "no model); they are for method studies and must not be published.")
+        console.print(
+            "Note: SIMULATED rows come from the simulated backend (known truth, "
+            "no model); they are for method studies and must not be published."
+        )
     if out:
         write_json({"labels": str(labels), "models": summ.to_dict(orient="records")}, out)
     return summ

@@ -50,8 +50,18 @@ from pipeline.schema import (
 QUERY_COLUMNS = names(QUERIES)
 VARIANT_COLUMNS = names(VARIANTS)
 GENERATION_COLUMNS = [
-    "query_id", "variant_id", "model", "sample_id", "seed", "completion", "prompt_tokens",
-    "completion_tokens", "finish_reason", "status", "error", "latency_s",
+    "query_id",
+    "variant_id",
+    "model",
+    "sample_id",
+    "seed",
+    "completion",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "status",
+    "error",
+    "latency_s",
 ]
 OUTCOME_COLUMNS = GENERATION_COLUMNS + ["score", "parsed", "grade_status"]
 NULLABLE = {
@@ -100,15 +110,20 @@ def read_config(params: dict[str, Any]) -> ValidateConfig:
         raise ParamsError(
             f"Parameter 'validate.max_unexpected_examples' = {k!r} is not an integer >= 0"
         )
-    return ValidateConfig(n=n, max_error_rate=float(rate), max_unexpected_examples=k,
-                          models=tuple(P.model_names(params)))
+    return ValidateConfig(
+        n=n,
+        max_error_rate=float(rate),
+        max_unexpected_examples=k,
+        models=tuple(P.model_names(params)),
+    )
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def read_model_tables(*, folder: str | Path, models: Sequence[str], what: str
-                      ) -> dict[str, pd.DataFrame]:
+def read_model_tables(
+    *, folder: str | Path, models: Sequence[str], what: str
+) -> dict[str, pd.DataFrame]:
     """One `<model>.parquet` per listed model; a missing one is an InputDataError naming it."""
     folder = Path(folder)
     frames = {}
@@ -163,8 +178,9 @@ def with_variant_checks(*, variants: pd.DataFrame, queries: pd.DataFrame) -> pd.
     return out
 
 
-def with_generation_checks(*, generations: pd.DataFrame, queries: pd.DataFrame,
-                           variants: pd.DataFrame) -> pd.DataFrame:
+def with_generation_checks(
+    *, generations: pd.DataFrame, queries: pd.DataFrame, variants: pd.DataFrame
+) -> pd.DataFrame:
     out = generations.copy()
     if _has(out, "query_id") and _has(queries, "query_id"):
         out["chk_query_exists"] = out["query_id"].isin(set(queries["query_id"])).to_numpy(bool)
@@ -176,44 +192,56 @@ def with_generation_checks(*, generations: pd.DataFrame, queries: pd.DataFrame,
             # an unknown variant fails chk_variant_exists, not this one
             out["chk_variant_accepted"] = ~_membership(out, rejected, keys)
     if _has(out, "status", "completion"):
-        out["chk_completion_if_ok"] = ((out["status"] != "ok")
-                                       | out["completion"].notna()).to_numpy(bool)
+        out["chk_completion_if_ok"] = (
+            (out["status"] != "ok") | out["completion"].notna()
+        ).to_numpy(bool)
     if _has(out, "status", "error"):
-        out["chk_error_if_error"] = ((out["status"] != "error")
-                                     | out["error"].notna()).to_numpy(bool)
+        out["chk_error_if_error"] = ((out["status"] != "error") | out["error"].notna()).to_numpy(
+            bool
+        )
     return out
 
 
-def with_outcome_checks(*, outcomes: pd.DataFrame, generations: pd.DataFrame,
-                        queries: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+def with_outcome_checks(
+    *,
+    outcomes: pd.DataFrame,
+    generations: pd.DataFrame,
+    queries: pd.DataFrame,
+    variants: pd.DataFrame,
+) -> pd.DataFrame:
     out = with_generation_checks(generations=outcomes, queries=queries, variants=variants)
     if _has(out, "score", "status"):
-        out["chk_score_null_iff_error"] = (out["score"].isna()
-                                           == (out["status"] == "error")).to_numpy(bool)
+        out["chk_score_null_iff_error"] = (
+            out["score"].isna() == (out["status"] == "error")
+        ).to_numpy(bool)
     keys = KEYS["outcomes"]
     if _has(out, *keys) and _has(generations, *keys):
         out["chk_in_generations"] = _membership(out, generations, keys)
     return out
 
 
-def coverage_frame(*, variants: pd.DataFrame, tables: dict[tuple[str, str], pd.DataFrame],
-                   n: int) -> pd.DataFrame:
+def coverage_frame(
+    *, variants: pd.DataFrame, tables: dict[tuple[str, str], pd.DataFrame], n: int
+) -> pd.DataFrame:
     """One row per (table, model, accepted variant): how many rows it has, and whether its
     sample ids are exactly 0..n-1. status=error rows count as present."""
     cols = COVERAGE_KEYS + ["n_rows", "chk_sample_ids_complete"]
     if not _has(variants, "query_id", "variant_id", "accepted"):
         return pd.DataFrame(columns=cols)
-    accepted = (variants.loc[variants["accepted"] == True, ["query_id", "variant_id"]]  # noqa: E712
-                .drop_duplicates())
+    accepted = variants.loc[
+        variants["accepted"] == True, ["query_id", "variant_id"]
+    ].drop_duplicates()  # noqa: E712
     parts = []
     for (table, model), df in tables.items():
         if not _has(df, "query_id", "variant_id", "sample_id"):
             continue  # the missing column fails that table's own suite
         in_range = df["sample_id"].between(0, n - 1)
-        counts = (df.assign(_valid=df["sample_id"].where(in_range))
-                  .groupby(["query_id", "variant_id"], dropna=False)
-                  .agg(n_rows=("sample_id", "size"), n_valid=("_valid", "nunique"))
-                  .reset_index())
+        counts = (
+            df.assign(_valid=df["sample_id"].where(in_range))
+            .groupby(["query_id", "variant_id"], dropna=False)
+            .agg(n_rows=("sample_id", "size"), n_valid=("_valid", "nunique"))
+            .reset_index()
+        )
         merged = accepted.merge(counts, on=["query_id", "variant_id"], how="left")
         # an accepted variant without any row has 0 rows: a count, not an imputed result
         merged[["n_rows", "n_valid"]] = merged[["n_rows", "n_valid"]].fillna(0).astype(int)
@@ -223,8 +251,11 @@ def coverage_frame(*, variants: pd.DataFrame, tables: dict[tuple[str, str], pd.D
         parts.append(merged[cols])
     if not parts:
         return pd.DataFrame(columns=cols)
-    return (pd.concat(parts, ignore_index=True)
-            .sort_values(COVERAGE_KEYS, kind="stable").reset_index(drop=True))
+    return (
+        pd.concat(parts, ignore_index=True)
+        .sort_values(COVERAGE_KEYS, kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def error_rate_frame(*, generations: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -243,21 +274,27 @@ def error_rate_frame(*, generations: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _derived(column: str, description: str) -> Any:
-    return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[True],
-                                           description=description)
+    return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[True], description=description)
 
 
-def contract_expectations(*, frame: pd.DataFrame, columns: Sequence[str],
-                          nullable: frozenset[str], keys: Sequence[str]) -> list[Any]:
+def contract_expectations(
+    *, frame: pd.DataFrame, columns: Sequence[str], nullable: frozenset[str], keys: Sequence[str]
+) -> list[Any]:
     """Every contract column exists and is non-null where the contract says so; key unique;
     at least one row."""
     exps: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     exps += [gxe.ExpectColumnToExist(column=c) for c in columns]
-    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c)
-             for c in columns if c not in nullable and c in frame.columns]
+    exps += [
+        gxe.ExpectColumnValuesToNotBeNull(column=c)
+        for c in columns
+        if c not in nullable and c in frame.columns
+    ]
     if _has(frame, *keys):
-        exps.append(gxe.ExpectColumnValuesToBeUnique(column=keys[0]) if len(keys) == 1
-                    else gxe.ExpectCompoundColumnsToBeUnique(column_list=list(keys)))
+        exps.append(
+            gxe.ExpectColumnValuesToBeUnique(column=keys[0])
+            if len(keys) == 1
+            else gxe.ExpectCompoundColumnsToBeUnique(column_list=list(keys))
+        )
     return exps
 
 
@@ -266,74 +303,136 @@ def _if_present(frame: pd.DataFrame, exps: Sequence[tuple[str, Any]]) -> list[An
 
 
 def queries_expectations(frame: pd.DataFrame) -> list[Any]:
-    exps = contract_expectations(frame=frame, columns=QUERY_COLUMNS,
-                                 nullable=NULLABLE["queries"], keys=KEYS["queries"])
-    return exps + _if_present(frame, [
-        ("grader", gxe.ExpectColumnValuesToBeInSet(column="grader", value_set=list(GRADERS))),
-        ("chk_variant0_accepted", _derived(
-            "chk_variant0_accepted", "variant 0 (the original prompt) exists and is accepted")),
-    ])
+    exps = contract_expectations(
+        frame=frame, columns=QUERY_COLUMNS, nullable=NULLABLE["queries"], keys=KEYS["queries"]
+    )
+    return exps + _if_present(
+        frame,
+        [
+            ("grader", gxe.ExpectColumnValuesToBeInSet(column="grader", value_set=list(GRADERS))),
+            (
+                "chk_variant0_accepted",
+                _derived(
+                    "chk_variant0_accepted",
+                    "variant 0 (the original prompt) exists and is accepted",
+                ),
+            ),
+        ],
+    )
 
 
 def variants_expectations(frame: pd.DataFrame) -> list[Any]:
-    exps = contract_expectations(frame=frame, columns=VARIANT_COLUMNS,
-                                 nullable=NULLABLE["variants"], keys=KEYS["variants"])
-    return exps + _if_present(frame, [
-        ("variant_id", gxe.ExpectColumnValuesToBeBetween(column="variant_id", min_value=0)),
-        ("accepted", gxe.ExpectColumnValuesToBeInSet(column="accepted", value_set=[True, False])),
-        ("chk_query_exists", _derived("chk_query_exists", "query_id exists in queries")),
-    ])
+    exps = contract_expectations(
+        frame=frame, columns=VARIANT_COLUMNS, nullable=NULLABLE["variants"], keys=KEYS["variants"]
+    )
+    return exps + _if_present(
+        frame,
+        [
+            ("variant_id", gxe.ExpectColumnValuesToBeBetween(column="variant_id", min_value=0)),
+            (
+                "accepted",
+                gxe.ExpectColumnValuesToBeInSet(column="accepted", value_set=[True, False]),
+            ),
+            ("chk_query_exists", _derived("chk_query_exists", "query_id exists in queries")),
+        ],
+    )
 
 
-def generations_expectations(frame: pd.DataFrame, *, model: str, n: int,
-                             table: str = "generations") -> list[Any]:
+def generations_expectations(
+    frame: pd.DataFrame, *, model: str, n: int, table: str = "generations"
+) -> list[Any]:
     columns = OUTCOME_COLUMNS if table == "outcomes" else GENERATION_COLUMNS
-    exps = contract_expectations(frame=frame, columns=columns, nullable=NULLABLE[table],
-                                 keys=KEYS[table])
-    return exps + _if_present(frame, [
-        ("model", gxe.ExpectColumnValuesToBeInSet(column="model", value_set=[model])),
-        ("status", gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(GEN_STATUSES))),
-        ("variant_id", gxe.ExpectColumnValuesToBeBetween(column="variant_id", min_value=0)),
-        ("sample_id", gxe.ExpectColumnValuesToBeBetween(column="sample_id", min_value=0,
-                                                        max_value=n - 1)),
-        ("prompt_tokens", gxe.ExpectColumnValuesToBeBetween(column="prompt_tokens", min_value=0)),
-        ("completion_tokens", gxe.ExpectColumnValuesToBeBetween(column="completion_tokens",
-                                                                min_value=0)),
-        ("latency_s", gxe.ExpectColumnValuesToBeBetween(column="latency_s", min_value=0)),
-        ("cost", gxe.ExpectColumnValuesToBeBetween(column="cost", min_value=0)),
-        ("true_p", gxe.ExpectColumnValuesToBeBetween(column="true_p", min_value=0, max_value=1)),
-        ("chk_query_exists", _derived("chk_query_exists", "query_id exists in queries")),
-        ("chk_variant_exists", _derived("chk_variant_exists",
-                                        "(query_id, variant_id) exists in variants")),
-        ("chk_variant_accepted", _derived("chk_variant_accepted",
-                                          "a sampled variant that exists is an accepted one")),
-        ("chk_completion_if_ok", _derived("chk_completion_if_ok",
-                                          "completion is not null when status == 'ok'")),
-        ("chk_error_if_error", _derived("chk_error_if_error",
-                                        "error is not null when status == 'error'")),
-    ])
+    exps = contract_expectations(
+        frame=frame, columns=columns, nullable=NULLABLE[table], keys=KEYS[table]
+    )
+    return exps + _if_present(
+        frame,
+        [
+            ("model", gxe.ExpectColumnValuesToBeInSet(column="model", value_set=[model])),
+            (
+                "status",
+                gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(GEN_STATUSES)),
+            ),
+            ("variant_id", gxe.ExpectColumnValuesToBeBetween(column="variant_id", min_value=0)),
+            (
+                "sample_id",
+                gxe.ExpectColumnValuesToBeBetween(column="sample_id", min_value=0, max_value=n - 1),
+            ),
+            (
+                "prompt_tokens",
+                gxe.ExpectColumnValuesToBeBetween(column="prompt_tokens", min_value=0),
+            ),
+            (
+                "completion_tokens",
+                gxe.ExpectColumnValuesToBeBetween(column="completion_tokens", min_value=0),
+            ),
+            ("latency_s", gxe.ExpectColumnValuesToBeBetween(column="latency_s", min_value=0)),
+            ("cost", gxe.ExpectColumnValuesToBeBetween(column="cost", min_value=0)),
+            (
+                "true_p",
+                gxe.ExpectColumnValuesToBeBetween(column="true_p", min_value=0, max_value=1),
+            ),
+            ("chk_query_exists", _derived("chk_query_exists", "query_id exists in queries")),
+            (
+                "chk_variant_exists",
+                _derived("chk_variant_exists", "(query_id, variant_id) exists in variants"),
+            ),
+            (
+                "chk_variant_accepted",
+                _derived(
+                    "chk_variant_accepted", "a sampled variant that exists is an accepted one"
+                ),
+            ),
+            (
+                "chk_completion_if_ok",
+                _derived("chk_completion_if_ok", "completion is not null when status == 'ok'"),
+            ),
+            (
+                "chk_error_if_error",
+                _derived("chk_error_if_error", "error is not null when status == 'error'"),
+            ),
+        ],
+    )
 
 
 def outcomes_expectations(frame: pd.DataFrame, *, model: str, n: int) -> list[Any]:
     exps = generations_expectations(frame, model=model, n=n, table="outcomes")
-    return exps + _if_present(frame, [
-        ("score", gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1)),
-        ("grade_status", gxe.ExpectColumnValuesToBeInSet(column="grade_status",
-                                                         value_set=list(GRADE_STATUSES))),
-        ("chk_score_null_iff_error", _derived(
-            "chk_score_null_iff_error", "score is null exactly when status == 'error'")),
-        ("chk_in_generations", _derived(
-            "chk_in_generations", "the outcome's key exists in the model's generations")),
-    ])
+    return exps + _if_present(
+        frame,
+        [
+            ("score", gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1)),
+            (
+                "grade_status",
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="grade_status", value_set=list(GRADE_STATUSES)
+                ),
+            ),
+            (
+                "chk_score_null_iff_error",
+                _derived(
+                    "chk_score_null_iff_error", "score is null exactly when status == 'error'"
+                ),
+            ),
+            (
+                "chk_in_generations",
+                _derived(
+                    "chk_in_generations", "the outcome's key exists in the model's generations"
+                ),
+            ),
+        ],
+    )
 
 
 def coverage_expectations(*, n: int) -> list[Any]:
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeBetween(
-            column="n_rows", min_value=n, max_value=n,
+            column="n_rows",
+            min_value=n,
+            max_value=n,
             description=f"every accepted variant x model has exactly sample.n = {n} rows "
-                        "(status=error rows count as present)"),
+            "(status=error rows count as present)",
+        ),
         _derived("chk_sample_ids_complete", f"sample ids are exactly 0..{n - 1}"),
     ]
 
@@ -342,15 +441,23 @@ def error_rate_expectations(*, max_error_rate: float) -> list[Any]:
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="error_rate"),
         gxe.ExpectColumnValuesToBeBetween(
-            column="error_rate", min_value=0, max_value=max_error_rate,
+            column="error_rate",
+            min_value=0,
+            max_value=max_error_rate,
             description=f"share of status=error generations <= validate.max_error_rate "
-                        f"= {max_error_rate}"),
+            f"= {max_error_rate}",
+        ),
     ]
 
 
-def build_checks(*, cfg: ValidateConfig, queries: pd.DataFrame, variants: pd.DataFrame,
-                 generations: dict[str, pd.DataFrame], outcomes: dict[str, pd.DataFrame]
-                 ) -> list[TableCheck]:
+def build_checks(
+    *,
+    cfg: ValidateConfig,
+    queries: pd.DataFrame,
+    variants: pd.DataFrame,
+    generations: dict[str, pd.DataFrame],
+    outcomes: dict[str, pd.DataFrame],
+) -> list[TableCheck]:
     q = with_query_checks(queries=queries, variants=variants)
     v = with_variant_checks(variants=variants, queries=queries)
     checks = [
@@ -359,24 +466,41 @@ def build_checks(*, cfg: ValidateConfig, queries: pd.DataFrame, variants: pd.Dat
     ]
     for model, df in generations.items():
         g = with_generation_checks(generations=df, queries=queries, variants=variants)
-        checks.append(TableCheck(f"generations[{model}]", g,
-                                 tuple(generations_expectations(g, model=model, n=cfg.n)),
-                                 tuple(KEYS["generations"])))
+        checks.append(
+            TableCheck(
+                f"generations[{model}]",
+                g,
+                tuple(generations_expectations(g, model=model, n=cfg.n)),
+                tuple(KEYS["generations"]),
+            )
+        )
     for model, df in outcomes.items():
-        o = with_outcome_checks(outcomes=df, generations=generations[model], queries=queries,
-                                variants=variants)
-        checks.append(TableCheck(f"outcomes[{model}]", o,
-                                 tuple(outcomes_expectations(o, model=model, n=cfg.n)),
-                                 tuple(KEYS["outcomes"])))
+        o = with_outcome_checks(
+            outcomes=df, generations=generations[model], queries=queries, variants=variants
+        )
+        checks.append(
+            TableCheck(
+                f"outcomes[{model}]",
+                o,
+                tuple(outcomes_expectations(o, model=model, n=cfg.n)),
+                tuple(KEYS["outcomes"]),
+            )
+        )
     tables = {("generations", m): df for m, df in generations.items()}
     tables |= {("outcomes", m): df for m, df in outcomes.items()}
     cov = coverage_frame(variants=variants, tables=tables, n=cfg.n)
-    checks.append(TableCheck("coverage", cov, tuple(coverage_expectations(n=cfg.n)),
-                             tuple(COVERAGE_KEYS)))
+    checks.append(
+        TableCheck("coverage", cov, tuple(coverage_expectations(n=cfg.n)), tuple(COVERAGE_KEYS))
+    )
     err = error_rate_frame(generations=generations)
-    checks.append(TableCheck("error_rate", err,
-                             tuple(error_rate_expectations(max_error_rate=cfg.max_error_rate)),
-                             ("model",)))
+    checks.append(
+        TableCheck(
+            "error_rate",
+            err,
+            tuple(error_rate_expectations(max_error_rate=cfg.max_error_rate)),
+            ("model",),
+        )
+    )
     return checks
 
 
@@ -402,13 +526,17 @@ def make_context(*, docs_dir: Path) -> Any:
         store_backend_defaults=InMemoryStoreBackendDefaults(),
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-        data_docs_sites={SITE_NAME: {
-            "class_name": "SiteBuilder",
-            "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(docs_dir.resolve())},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }},
+        data_docs_sites={
+            SITE_NAME: {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir.resolve()),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
     )
     return gx.get_context(mode="ephemeral", project_config=config)
 
@@ -427,17 +555,20 @@ def run_check(*, context: Any, datasource: Any, check: TableCheck, k: int) -> li
     suite order."""
     asset = datasource.add_dataframe_asset(name=check.name)
     batch = asset.add_batch_definition_whole_dataframe(f"{check.name} (whole table)")
-    suite = context.suites.add(gx.ExpectationSuite(name=check.name,
-                                                   expectations=list(check.expectations)))
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=check.name, expectations=list(check.expectations))
+    )
     vd = context.validation_definitions.add(
-        gx.ValidationDefinition(name=check.name, data=batch, suite=suite))
+        gx.ValidationDefinition(name=check.name, data=batch, suite=suite)
+    )
     suite_result = vd.run(
         batch_parameters={"dataframe": check.frame},
         result_format=result_format(frame=check.frame, index_columns=check.index_columns, k=k),
     )
     order = {exp.id: i for i, exp in enumerate(suite.expectations)}
-    return sorted(suite_result.results,
-                  key=lambda r: order.get(r.expectation_config.id, len(order)))
+    return sorted(
+        suite_result.results, key=lambda r: order.get(r.expectation_config.id, len(order))
+    )
 
 
 def prepare_docs_dir(docs_dir: Path) -> None:
@@ -497,14 +628,18 @@ def _keys_first(example: Any, checked: Sequence[str]) -> Any:
     """Order an example row as key columns first, then the checked value(s)."""
     if not isinstance(example, dict):
         return example
-    return ({k: v for k, v in example.items() if k not in checked}
-            | {k: v for k, v in example.items() if k in checked})
+    return {k: v for k, v in example.items() if k not in checked} | {
+        k: v for k, v in example.items() if k in checked
+    }
 
 
 def summarize_expectation(result: Any, *, k: int) -> dict[str, Any]:
     cfg = result.expectation_config
-    kwargs = {key: val for key, val in cfg.kwargs.items()
-              if key not in ("batch_id", "column", "column_list", "column_A", "column_B")}
+    kwargs = {
+        key: val
+        for key, val in cfg.kwargs.items()
+        if key not in ("batch_id", "column", "column_list", "column_A", "column_B")
+    }
     res = result.result or {}
     examples = res.get("partial_unexpected_index_list") or res.get("partial_unexpected_list")
     summary = {
@@ -514,8 +649,9 @@ def summarize_expectation(result: Any, *, k: int) -> dict[str, Any]:
         "success": bool(result.success),
         "element_count": res.get("element_count"),
         "unexpected_count": res.get("unexpected_count"),
-        "unexpected_examples": [_keys_first(x, _columns(cfg.kwargs))
-                                for x in list(examples or [])[:k]],
+        "unexpected_examples": [
+            _keys_first(x, _columns(cfg.kwargs)) for x in list(examples or [])[:k]
+        ],
         "observed_value": res.get("observed_value"),
         "exception": _exception(result.exception_info),
     }
@@ -526,12 +662,19 @@ def summarize_expectation(result: Any, *, k: int) -> dict[str, Any]:
 
 def summarize_table(check: TableCheck, results: Sequence[Any], *, k: int) -> dict[str, Any]:
     exps = [summarize_expectation(r, k=k) for r in results]
-    return {"rows": len(check.frame), "success": all(e["success"] for e in exps),
-            "expectations": exps}
+    return {
+        "rows": len(check.frame),
+        "success": all(e["success"] for e in exps),
+        "expectations": exps,
+    }
 
 
-def model_counts(*, generations: dict[str, pd.DataFrame], outcomes: dict[str, pd.DataFrame],
-                 max_error_rate: float) -> dict[str, Any]:
+def model_counts(
+    *,
+    generations: dict[str, pd.DataFrame],
+    outcomes: dict[str, pd.DataFrame],
+    max_error_rate: float,
+) -> dict[str, Any]:
     counts = {}
     for model, gen in generations.items():
         out = outcomes[model]
@@ -558,11 +701,14 @@ def _example_text(example: Any) -> str:
 
 
 def failure_message(report: dict[str, Any], *, order: Sequence[str]) -> str:
-    failures = [(t, e) for t in order for e in report["tables"][t]["expectations"]
-                if not e["success"]]
+    failures = [
+        (t, e) for t in order for e in report["tables"][t]["expectations"] if not e["success"]
+    ]
     table, exp = failures[0]
-    head = (f"validation failed: table {table!r} expectation "
-            f"{exp['expectation']}({', '.join(exp['columns'])})")
+    head = (
+        f"validation failed: table {table!r} expectation "
+        f"{exp['expectation']}({', '.join(exp['columns'])})"
+    )
     if exp.get("exception"):
         head += f" raised: {exp['exception']}"
     elif exp.get("unexpected_count"):
@@ -581,17 +727,25 @@ def failure_message(report: dict[str, Any], *, order: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- stage
 
 
-def run(*, params_path: str | Path, queries: str | Path, variants: str | Path,
-        generations_dir: str | Path, outcomes_dir: str | Path, report: str | Path,
-        docs_dir: str | Path) -> dict[str, Any]:
+def run(
+    *,
+    params_path: str | Path,
+    queries: str | Path,
+    variants: str | Path,
+    generations_dir: str | Path,
+    outcomes_dir: str | Path,
+    report: str | Path,
+    docs_dir: str | Path,
+) -> dict[str, Any]:
     cfg = read_config(P.load_params(params_path))
     queries_df = read_frame(queries, what="queries")
     variants_df = read_frame(variants, what="variants")
     gens = read_model_tables(folder=generations_dir, models=cfg.models, what="generations")
     outs = read_model_tables(folder=outcomes_dir, models=cfg.models, what="outcomes")
 
-    checks = build_checks(cfg=cfg, queries=queries_df, variants=variants_df,
-                          generations=gens, outcomes=outs)
+    checks = build_checks(
+        cfg=cfg, queries=queries_df, variants=variants_df, generations=gens, outcomes=outs
+    )
     docs = Path(docs_dir)
     prepare_docs_dir(docs)
     k = cfg.max_unexpected_examples
@@ -607,18 +761,26 @@ def run(*, params_path: str | Path, queries: str | Path, variants: str | Path,
     result = {
         "contract_version": CONTRACT_VERSION,
         "success": all(t["success"] for t in tables.values()),
-        "params": {"sample.n": cfg.n, "validate.max_error_rate": cfg.max_error_rate,
-                   "validate.max_unexpected_examples": k},
+        "params": {
+            "sample.n": cfg.n,
+            "validate.max_error_rate": cfg.max_error_rate,
+            "validate.max_unexpected_examples": k,
+        },
         "models": list(cfg.models),
         "ignored_files": {
             "generations": ignored_files(folder=generations_dir, models=cfg.models),
             "outcomes": ignored_files(folder=outcomes_dir, models=cfg.models),
         },
         "tables": tables,
-        "model_counts": model_counts(generations=gens, outcomes=outs,
-                                     max_error_rate=cfg.max_error_rate),
-        "failed": [f"{t}: {e['expectation']}({', '.join(e['columns'])})"
-                   for t in tables for e in tables[t]["expectations"] if not e["success"]],
+        "model_counts": model_counts(
+            generations=gens, outcomes=outs, max_error_rate=cfg.max_error_rate
+        ),
+        "failed": [
+            f"{t}: {e['expectation']}({', '.join(e['columns'])})"
+            for t in tables
+            for e in tables[t]["expectations"]
+            if not e["success"]
+        ],
         "report_path": str(report),
         "data_docs": str(docs / "index.html"),
     }

@@ -23,15 +23,22 @@ class DvcRepo:
 
     def __init__(self, root: Path, params: dict) -> None:
         self.root = root
-        shutil.copytree(REPO / "pipeline", root / "pipeline",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+        )
         shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         (root / ".gitignore").write_text(".dars/\n")
-        self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                    "PYTHONPATH": str(root), "DVC_NO_ANALYTICS": "1",
-                    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+        self.env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(root),
+            "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
         self.git("init", "-q")
         self.dvc("init", "-q")
         self.dvc("config", "core.analytics", "false")

@@ -5,8 +5,14 @@ import pytest
 from pipeline.aggregate import aggregate_labels, check_error_rates
 from pipeline.errors import ErrorRateExceededError
 
-SETTINGS = {"prior_alpha": 0.5, "prior_beta": 0.5, "ci": 0.95, "lambda_cost": 0.05,
-            "beta_risk": 0.2, "max_error_rate": 0.2}
+SETTINGS = {
+    "prior_alpha": 0.5,
+    "prior_beta": 0.5,
+    "ci": 0.95,
+    "lambda_cost": 0.05,
+    "beta_risk": 0.2,
+    "max_error_rate": 0.2,
+}
 
 
 def outcomes_frame(scores: dict[tuple[str, str], list[list[float | None]]]) -> pd.DataFrame:
@@ -15,10 +21,19 @@ def outcomes_frame(scores: dict[tuple[str, str], list[list[float | None]]]) -> p
     for (q, m), per_variant in scores.items():
         for v, samples in enumerate(per_variant):
             for s, score in enumerate(samples):
-                rows.append({"query_id": q, "model": m, "variant_id": v, "sample_id": s,
-                             "score": score, "status": "error" if score is None else "ok",
-                             "cost": 0.0 if score is None else 0.01 * (1 + (m == "big")),
-                             "backend": "simulated", "true_p": 0.5})
+                rows.append(
+                    {
+                        "query_id": q,
+                        "model": m,
+                        "variant_id": v,
+                        "sample_id": s,
+                        "score": score,
+                        "status": "error" if score is None else "ok",
+                        "cost": 0.0 if score is None else 0.01 * (1 + (m == "big")),
+                        "backend": "simulated",
+                        "true_p": 0.5,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -26,14 +41,17 @@ QUERIES = pd.DataFrame({"query_id": ["q1", "q2"], "task": ["arith", "code"]})
 
 
 def test_labels_match_hand_computed_statistics():
-    out = outcomes_frame({
-        ("q1", "small"): [[1, 0, 1], [0, 0, 0]],
-        ("q1", "big"): [[1, 1, 1], [1, 1, 0]],
-        ("q2", "small"): [[0, None, 1], [1, 1, None]],
-        ("q2", "big"): [[0, 0, 0], [0, 0, 0]],
-    })
+    out = outcomes_frame(
+        {
+            ("q1", "small"): [[1, 0, 1], [0, 0, 0]],
+            ("q1", "big"): [[1, 1, 1], [1, 1, 0]],
+            ("q2", "small"): [[0, None, 1], [1, 1, None]],
+            ("q2", "big"): [[0, 0, 0], [0, 0, 0]],
+        }
+    )
     lab = aggregate_labels(outcomes=out, queries=QUERIES, settings=SETTINGS).set_index(
-        ["query_id", "model"])
+        ["query_id", "model"]
+    )
     r = lab.loc[("q1", "small")]
     assert r["n"] == 6 and r["n_total"] == 6 and r["n_error"] == 0 and r["n_variants"] == 2
     assert r["mean"] == pytest.approx(2 / 6)

@@ -23,7 +23,7 @@ def tiny_real_params() -> dict:
     }
     p["reformulate"]["k"] = 2
     p["sample"]["n"] = 2
-    keep = ["gemma-zeroshot", "gemma-fewshot"]
+    keep = ["gemma-fewshot", "gemma-oneshot"]
     p["models"] = {k: {**p["models"][k], "max_tokens": 24} for k in keep}
     return p  # 4 queries x 2 variants x 2 samples x 2 models = 32 generations
 
@@ -34,8 +34,12 @@ def check_contract(root, models: list[str], n: int, k: int) -> dict[str, pd.Data
     v = pd.read_parquet(d / "variants.parquet")
     lab = pd.read_parquet(d / "labels.parquet")
     spl = pd.read_parquet(d / "splits.parquet")
-    for df, sch in ((q, schema.QUERIES), (v, schema.VARIANTS), (lab, schema.LABELS),
-                    (spl, schema.SPLIT)):
+    for df, sch in (
+        (q, schema.QUERIES),
+        (v, schema.VARIANTS),
+        (lab, schema.LABELS),
+        (spl, schema.SPLIT),
+    ):
         assert set(schema.names(sch)) <= set(df.columns)
     assert q["query_id"].is_unique and set(q["grader"]) <= set(schema.GRADERS)
     assert (v.groupby("query_id")["variant_id"].apply(sorted) == [list(range(k))] * len(q)).all()
@@ -54,8 +58,9 @@ def check_contract(root, models: list[str], n: int, k: int) -> dict[str, pd.Data
     o = pd.concat(outs)
     assert len(lab) == len(q) * len(models) and not lab.duplicated(["query_id", "model"]).any()
     ok = lab["n"] > 0
-    assert np.allclose(lab.loc[ok, "var_within"] + lab.loc[ok, "var_between"],
-                       lab.loc[ok, "std"] ** 2)
+    assert np.allclose(
+        lab.loc[ok, "var_within"] + lab.loc[ok, "var_between"], lab.loc[ok, "std"] ** 2
+    )
     first = o[(o["variant_id"] == 0) & (o["sample_id"] == 0)].set_index(["query_id", "model"])
     merged = lab.set_index(["query_id", "model"]).join(first["score"])
     assert np.allclose(merged["single_shot"], merged["score"], equal_nan=True)
@@ -73,17 +78,18 @@ def test_dvc_repro_real_llama_cpp(dvc_repo_factory):
     pytest.importorskip("llama_cpp")
     repo = dvc_repo_factory(tiny_real_params())
     repo.dvc("repro")
-    models = ["gemma-zeroshot", "gemma-fewshot"]
+    models = ["gemma-fewshot", "gemma-oneshot"]
     out = check_contract(repo.root, models, n=2, k=2)
-    gens = pd.concat(pd.read_parquet(repo.root / "data" / "generations" / f"{m}.parquet")
-                     for m in models)
+    gens = pd.concat(
+        pd.read_parquet(repo.root / "data" / "generations" / f"{m}.parquet") for m in models
+    )
     assert set(gens["backend"]) == {"llama_cpp"}
     assert (gens["completion_tokens"] > 0).any() and (gens["latency_s"] > 0).all()
     assert set(gens["finish_reason"]) <= {"stop", "length"}
     assert out["labels"]["backend"].eq("llama_cpp").all()
     # few-shot prompts are longer, so that configuration costs more per query
     lab = out["labels"].groupby("model")["mean_cost"].mean()
-    assert lab["gemma-fewshot"] > lab["gemma-zeroshot"]
+    assert lab["gemma-fewshot"] > lab["gemma-oneshot"]
 
     # nothing to do right after
     status = repo.dvc("status").stdout
@@ -91,13 +97,17 @@ def test_dvc_repro_real_llama_cpp(dvc_repo_factory):
 
     # add a model configuration: only its sample+grade and the downstream stages run
     p = repo.params()
-    p["models"]["gemma-greedy"] = {**p["models"]["gemma-zeroshot"], "temperature": 0.0}
+    p["models"]["gemma-greedy"] = {**p["models"]["gemma-oneshot"], "temperature": 0.0}
     repo.write_params(p)
     r = repo.dvc("repro")
-    ran = {line.split("'")[1] for line in r.stdout.splitlines()
-           if line.startswith("Running stage")}
-    assert ran == {"sample@gemma-greedy", "grade@gemma-greedy", "validate", "aggregate",
-                   "summary"}, r.stdout
+    ran = {line.split("'")[1] for line in r.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {
+        "sample@gemma-greedy",
+        "grade@gemma-greedy",
+        "validate",
+        "aggregate",
+        "summary",
+    }, r.stdout
     check_contract(repo.root, [*models, "gemma-greedy"], n=2, k=2)
 
 
@@ -110,10 +120,18 @@ def test_dvc_repro_simulated_labels_recover_truth(dvc_repo_factory):
     p["reformulate"]["k"] = 3
     p["sample"]["n"] = 8
     p["models"] = {
-        "sim-strong": {"backend": "simulated", "sim_ability": 1.5,
-                       "price_per_1k_prompt": 1.0, "price_per_1k_completion": 4.0},
-        "sim-weak": {"backend": "simulated", "sim_ability": -0.5,
-                     "price_per_1k_prompt": 0.1, "price_per_1k_completion": 0.4},
+        "sim-strong": {
+            "backend": "simulated",
+            "sim_ability": 1.5,
+            "price_per_1k_prompt": 1.0,
+            "price_per_1k_completion": 4.0,
+        },
+        "sim-weak": {
+            "backend": "simulated",
+            "sim_ability": -0.5,
+            "price_per_1k_prompt": 0.1,
+            "price_per_1k_completion": 0.4,
+        },
     }
     repo = dvc_repo_factory(p)
     repo.dvc("repro")
@@ -126,7 +144,17 @@ def test_dvc_repro_simulated_labels_recover_truth(dvc_repo_factory):
     assert np.corrcoef(lab["mean"], lab["true_p"])[0, 1] > 0.85
     means = lab.groupby("model")["mean"].mean()
     assert means["sim-strong"] > means["sim-weak"]
-    summary = subprocess.run([sys.executable, "-m", "pipeline", "summary", "--labels",
-                              str(repo.root / "data" / "labels.parquet")],
-                             capture_output=True, text=True, check=True).stdout
+    summary = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "summary",
+            "--labels",
+            str(repo.root / "data" / "labels.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "(SIMULATED)" in summary and "sim-strong" in summary

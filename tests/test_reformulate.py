@@ -16,7 +16,7 @@ from pipeline.errors import InputDataError, ParamsError, UnknownNameError
 from pipeline.tasks import arithmetic
 
 INTS = re.compile(r"\d+")
-NUMERIC_0 = "Solve the following problem. End your reply with 'Answer: <number>'.\n\n"
+NUMERIC_0 = "Question: "
 CODE_0 = (
     "Complete the following Python function. Reply with the full function in a "
     "```python code block.\n\n```python\n"
@@ -107,7 +107,6 @@ def test_arithmetic_variants_are_surface_rewrites_that_keep_numbers(tmp_path, qu
         numbers = [problem["start"], *(s["qty"] for s in problem["steps"])]
         assert [int(x) for x in INTS.findall(row["prompt"])] == numbers
         assert arithmetic.render(problem, int(row["variant_id"])) in row["prompt"]
-        assert "Answer: <number>" in row["prompt"]
 
 
 def test_reformulate_is_deterministic(tmp_path, queries_path):
@@ -175,7 +174,6 @@ def test_reformulate_params_errors(tmp_path, queries_path, section, match):
 
 def test_templates_ask_for_one_answer_format_per_grader():
     formats = {
-        "numeric": "'Answer: <number>'",
         "choice": "'Answer: <letter>'",
         "exact": "'Answer: <answer>'",
     }
@@ -185,6 +183,8 @@ def test_templates_ask_for_one_answer_format_per_grader():
         for t in templates:
             if grader == "code":
                 assert t.endswith("{code}") and "```python code block" in t
+            elif grader == "numeric":  # short framings for small base models
+                assert t.count("{problem}") == 1 and len(t) < 80
             else:
                 assert formats[grader] in t and t.count("{problem}") == 1
             assert not INTS.search(t)  # templates add no numbers to the problem
@@ -192,11 +192,11 @@ def test_templates_ask_for_one_answer_format_per_grader():
 
 def test_few_shot_examples():
     numeric = reformulate.few_shot_examples("numeric")
-    assert len(numeric) == 2
+    assert len(numeric) == 3
     generated = {
         arithmetic.render(arithmetic.generate_problem(seed=s, difficulty=d, index=i))
         for s in range(3)
-        for d in (1, 2, 3)
+        for d in (0, 1, 2, 3)
         for i in range(20)
     }
     for user, answer in numeric:
@@ -205,7 +205,7 @@ def test_few_shot_examples():
         assert user.removeprefix(NUMERIC_0) not in generated
         assert not any(name in user for name in arithmetic.NAMES)
     # the worked answers are right
-    assert [a.rsplit("Answer: ", 1)[1] for _, a in numeric] == ["15", "30"]
+    assert [a.rsplit("Answer: ", 1)[1] for _, a in numeric] == ["7", "7", "10"]
 
     [(user, body)] = reformulate.few_shot_examples("code")
     assert user.startswith(CODE_0) and user.endswith("```")

@@ -23,29 +23,51 @@ N_QUERIES, K, N = 12, 3, 4
 
 
 def make_inputs(tmp: Path, n_queries: int = N_QUERIES) -> tuple[Path, Path]:
-    q = pd.DataFrame({
-        "query_id": [f"q{i:03d}" for i in range(n_queries)], "task": "arith",
-        "prompt": [f"What is {i} + 1?" for i in range(n_queries)],
-        "reference": [str(i + 1) for i in range(n_queries)], "grader": "numeric",
-        "source": "test", "license": "MIT", "metadata": "{}",
-    })
-    v = pd.DataFrame([
-        {"query_id": qid, "variant_id": k, "prompt": f"[{k}] {p}", "method": "template",
-         "accepted": True, "reject_reason": None}
-        for qid, p in zip(q["query_id"], q["prompt"], strict=True) for k in range(K)
-    ])
+    q = pd.DataFrame(
+        {
+            "query_id": [f"q{i:03d}" for i in range(n_queries)],
+            "task": "arith",
+            "prompt": [f"What is {i} + 1?" for i in range(n_queries)],
+            "reference": [str(i + 1) for i in range(n_queries)],
+            "grader": "numeric",
+            "source": "test",
+            "license": "MIT",
+            "metadata": "{}",
+        }
+    )
+    v = pd.DataFrame(
+        [
+            {
+                "query_id": qid,
+                "variant_id": k,
+                "prompt": f"[{k}] {p}",
+                "method": "template",
+                "accepted": True,
+                "reject_reason": None,
+            }
+            for qid, p in zip(q["query_id"], q["prompt"], strict=True)
+            for k in range(K)
+        ]
+    )
     write_frame(q, tmp / "queries.parquet", schema=schema.QUERIES)
     write_frame(v, tmp / "variants.parquet", schema=schema.VARIANTS)
     return tmp / "queries.parquet", tmp / "variants.parquet"
 
 
 def write_params(tmp: Path, **model_overrides) -> Path:
-    model = {"backend": "simulated", "sim_ability": 0.5, "max_tokens": 16,
-             "price_per_1k_prompt": 1.0, "price_per_1k_completion": 2.0}
+    model = {
+        "backend": "simulated",
+        "sim_ability": 0.5,
+        "max_tokens": 16,
+        "price_per_1k_prompt": 1.0,
+        "price_per_1k_completion": 2.0,
+    }
     model.update(model_overrides)
-    params = {"sample": {"n": N, "seed": 7, "max_retries": 1}, "models": {"sim": model},
-              "simulator": {"seed": 0, "query_sd": 2.0, "variant_sd": 0.5,
-                            "interaction_sd": 0.5}}
+    params = {
+        "sample": {"n": N, "seed": 7, "max_retries": 1},
+        "models": {"sim": model},
+        "simulator": {"seed": 0, "query_sd": 2.0, "variant_sd": 0.5, "interaction_sd": 0.5},
+    }
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -54,25 +76,53 @@ def write_params(tmp: Path, **model_overrides) -> Path:
 def run_cli(tmp: Path, out: str, ckpt: str = "ckpt") -> subprocess.Popen:
     q, v = tmp / "queries.parquet", tmp / "variants.parquet"
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "sample", "--params", str(tmp / "params.yaml"),
-         "--model", "sim", "--queries", str(q), "--variants", str(v), "--out", str(tmp / out),
-         "--checkpoint-dir", str(tmp / ckpt)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "sample",
+            "--params",
+            str(tmp / "params.yaml"),
+            "--model",
+            "sim",
+            "--queries",
+            str(q),
+            "--variants",
+            str(v),
+            "--out",
+            str(tmp / out),
+            "--checkpoint-dir",
+            str(tmp / ckpt),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_seeds_are_distinct_and_stable():
-    seeds = {sample_seed(base_seed=1, model="m", query_id=f"q{q}", variant_id=v, sample_id=s)
-             for q in range(20) for v in range(5) for s in range(5)}
+    seeds = {
+        sample_seed(base_seed=1, model="m", query_id=f"q{q}", variant_id=v, sample_id=s)
+        for q in range(20)
+        for v in range(5)
+        for s in range(5)
+    }
     assert len(seeds) == 500
-    assert sample_seed(base_seed=1, model="m", query_id="q1", variant_id=0, sample_id=0) == \
-        sample_seed(base_seed=1, model="m", query_id="q1", variant_id=0, sample_id=0)
+    assert sample_seed(
+        base_seed=1, model="m", query_id="q1", variant_id=0, sample_id=0
+    ) == sample_seed(base_seed=1, model="m", query_id="q1", variant_id=0, sample_id=0)
 
 
 def test_planner_gives_n_requests_per_variant(tmp_path):
     params = yaml.safe_load(write_params(tmp_path).read_text())
-    reqs = plan_requests(config=model_config(params, "sim"), sample=sample_config(params),
-                         query_id="q1", variant_id=2, prompt="p", grader="numeric",
-                         reference="3")
+    reqs = plan_requests(
+        config=model_config(params, "sim"),
+        sample=sample_config(params),
+        query_id="q1",
+        variant_id=2,
+        prompt="p",
+        grader="numeric",
+        reference="3",
+    )
     assert [r.sample_id for r in reqs] == list(range(N))
     assert len({r.seed for r in reqs}) == N and all(r.max_tokens == 16 for r in reqs)
 
@@ -81,19 +131,28 @@ def test_simulated_rows_are_labelled_and_follow_true_p(tmp_path):
     q, v = make_inputs(tmp_path, n_queries=30)
     params = yaml.safe_load(write_params(tmp_path).read_text())
     params["sample"]["n"] = 40
-    table = sample_model(config=model_config(params, "sim"), sample=sample_config(params),
-                         params=params, queries=pd.read_parquet(q), variants=pd.read_parquet(v),
-                         checkpoint_dir=tmp_path / "ck", progress=False)
+    table = sample_model(
+        config=model_config(params, "sim"),
+        sample=sample_config(params),
+        params=params,
+        queries=pd.read_parquet(q),
+        variants=pd.read_parquet(v),
+        checkpoint_dir=tmp_path / "ck",
+        progress=False,
+    )
     df = table.to_pandas()
     assert len(df) == 30 * K * 40
     assert set(df["backend"]) == {"simulated"} and set(df["revision"]) == {"simulated"}
     settings = SimulatorSettings(seed=0, query_sd=2.0, variant_sd=0.5, interaction_sd=0.5)
     p = true_probability(settings, model="sim", ability=0.5, query_id="q000", variant_id=1)
-    assert df.query("query_id == 'q000' and variant_id == 1")["true_p"].iloc[0] == \
-        pytest.approx(p)
+    assert df.query("query_id == 'q000' and variant_id == 1")["true_p"].iloc[0] == pytest.approx(p)
     # the simulator answers correctly at about the true rate
-    df["correct"] = df["completion"] == "Answer: " + df["query_id"].str[1:].astype(int).add(1).astype(str)
-    rate = df.groupby(["query_id", "variant_id"]).agg(hit=("correct", "mean"), p=("true_p", "first"))
+    df["correct"] = df["completion"] == "Answer: " + df["query_id"].str[1:].astype(int).add(
+        1
+    ).astype(str)
+    rate = df.groupby(["query_id", "variant_id"]).agg(
+        hit=("correct", "mean"), p=("true_p", "first")
+    )
     assert (rate["hit"] - rate["p"]).abs().mean() < 0.08
     assert (df["cost"] > 0).all()
 
@@ -101,9 +160,15 @@ def test_simulated_rows_are_labelled_and_follow_true_p(tmp_path):
 def test_engine_failures_are_error_rows_not_dropped(tmp_path):
     q, v = make_inputs(tmp_path)
     params = yaml.safe_load(write_params(tmp_path, sim_error_rate=0.3).read_text())
-    table = sample_model(config=model_config(params, "sim"), sample=sample_config(params),
-                         params=params, queries=pd.read_parquet(q), variants=pd.read_parquet(v),
-                         checkpoint_dir=tmp_path / "ck", progress=False).to_pandas()
+    table = sample_model(
+        config=model_config(params, "sim"),
+        sample=sample_config(params),
+        params=params,
+        queries=pd.read_parquet(q),
+        variants=pd.read_parquet(v),
+        checkpoint_dir=tmp_path / "ck",
+        progress=False,
+    ).to_pandas()
     assert len(table) == N_QUERIES * K * N
     err = table[table["status"] == "error"]
     assert 0 < len(err) < len(table)
@@ -151,9 +216,26 @@ def test_bad_model_name_lists_valid_ones(tmp_path):
     write_params(tmp_path)
     q, v = tmp_path / "queries.parquet", tmp_path / "variants.parquet"
     r = subprocess.run(
-        [sys.executable, "-m", "pipeline", "sample", "--params", str(tmp_path / "params.yaml"),
-         "--model", "simm", "--queries", str(q), "--variants", str(v), "--out",
-         str(tmp_path / "o.parquet"), "--checkpoint-dir", str(tmp_path / "ck")],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "sample",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--model",
+            "simm",
+            "--queries",
+            str(q),
+            "--variants",
+            str(v),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert "Did you mean 'sim'?" in r.stderr and json.dumps("sim") in r.stderr.replace("'", '"')

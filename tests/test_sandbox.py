@@ -17,8 +17,13 @@ import pytest
 from pipeline import sandbox
 from pipeline.graders import GradeConfig, get_grader
 
-LIMITS = {"timeout_s": 1.0, "memory_mb": 256, "max_processes": 16, "max_file_mb": 1,
-          "max_output_bytes": 4096}
+LIMITS = {
+    "timeout_s": 1.0,
+    "memory_mb": 256,
+    "max_processes": 16,
+    "max_file_mb": 1,
+    "max_output_bytes": 4096,
+}
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="privilege drop needs root")
 
@@ -59,6 +64,7 @@ def root_dir() -> Iterator[Path]:
 
 # --- normal runs -----------------------------------------------------------------------
 
+
 def test_normal_program_output_and_cleanup() -> None:
     result = run("import os\nprint('hello')\nprint(os.getcwd())\n")
     lines = result.stdout.splitlines()
@@ -81,10 +87,14 @@ def test_interpreter_choice() -> None:
 
 # --- time ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("program", [
-    "while True:\n    pass\n",
-    "import time\nwhile True:\n    time.sleep(0.05)\n",
-])
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "while True:\n    pass\n",
+        "import time\nwhile True:\n    time.sleep(0.05)\n",
+    ],
+)
 def test_loops_time_out_quickly(program: str) -> None:
     start = time.monotonic()
     result = run(program)
@@ -110,6 +120,7 @@ def test_timeout_kills_the_whole_process_group() -> None:
 
 
 # --- identity, environment, files -----------------------------------------------------
+
 
 def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DARS_TEST_SECRET", "hunter2-parent-secret")
@@ -159,6 +170,7 @@ def test_cannot_read_root_private_file(root_dir: Path) -> None:
 
 # --- resources -------------------------------------------------------------------------
 
+
 @needs_root
 def test_fork_bomb_is_contained() -> None:
     start = time.monotonic()
@@ -169,10 +181,13 @@ def test_fork_bomb_is_contained() -> None:
     assert _live_nobody_processes() == []
 
 
-@pytest.mark.parametrize("program", [
-    "x = bytearray(2 * 1024 ** 3)\n",
-    "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))\n",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "x = bytearray(2 * 1024 ** 3)\n",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 ** 2))\n",
+    ],
+)
 def test_memory_bomb_hits_the_memory_limit(program: str) -> None:
     result = run(program)
     assert result.returncode != 0
@@ -193,6 +208,7 @@ def test_large_file_write_is_stopped() -> None:
 
 
 # --- network ---------------------------------------------------------------------------
+
 
 def test_no_network_even_to_localhost() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
@@ -219,10 +235,12 @@ def test_no_network_even_to_localhost() -> None:
 # --- through the code grader ----------------------------------------------------------
 
 CODE_CONFIG = GradeConfig(code_timeout_s=1.0, memory_mb=256, max_processes=16)
-REFERENCE = json.dumps({
-    "test": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 6\n",
-    "entry_point": "double",
-})
+REFERENCE = json.dumps(
+    {
+        "test": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 6\n",
+        "entry_point": "double",
+    }
+)
 PROMPT = 'def double(x: int) -> int:\n    """Return twice x."""\n'
 
 
@@ -235,23 +253,29 @@ def test_grader_pass_and_fail() -> None:
     assert grade("    return x + 1\n").score == 0.0
 
 
-@pytest.mark.parametrize("completion", [
-    "def double(x):\n    return 0\nimport sys\nsys.exit(0)\n",
-    "def double(x):\n    return 0\nimport os\nos._exit(0)\n",
-    "    return 0\nraise SystemExit(0)\n",
-    "def double(x):\n    return 0\nimport atexit, os\natexit.register(lambda: os._exit(0))\n"
-    "def check(candidate):\n    pass\n",
-])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "def double(x):\n    return 0\nimport sys\nsys.exit(0)\n",
+        "def double(x):\n    return 0\nimport os\nos._exit(0)\n",
+        "    return 0\nraise SystemExit(0)\n",
+        "def double(x):\n    return 0\nimport atexit, os\natexit.register(lambda: os._exit(0))\n"
+        "def check(candidate):\n    pass\n",
+    ],
+)
 def test_early_exit_does_not_pass(completion: str) -> None:
     result = grade(completion)
     assert (result.score, result.grade_status) == (0.0, "ok")
 
 
-@pytest.mark.parametrize(("completion", "status"), [
-    ("    while True:\n        pass\n", "timeout"),
-    ("    return len(bytearray(2 * 1024 ** 3))\n", "sandbox_violation"),
-    ("    import os\n    while True:\n        os.fork()\n", "sandbox_violation"),
-])
+@pytest.mark.parametrize(
+    ("completion", "status"),
+    [
+        ("    while True:\n        pass\n", "timeout"),
+        ("    return len(bytearray(2 * 1024 ** 3))\n", "sandbox_violation"),
+        ("    import os\n    while True:\n        os.fork()\n", "sandbox_violation"),
+    ],
+)
 def test_grader_maps_limits_to_statuses(completion: str, status: str) -> None:
     if "fork" in completion and not AS_ROOT:
         pytest.skip("without root the fork bomb would run as the test user")

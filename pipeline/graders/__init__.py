@@ -57,8 +57,9 @@ class Grader(Protocol):
     name: str
     higher_is_better: bool
 
-    def grade(self, completion: str, reference: str, query_row: dict[str, Any],
-              config: GradeConfig) -> GradeResult: ...
+    def grade(
+        self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
+    ) -> GradeResult: ...
 
 
 GRADERS: Registry[Grader] = Registry("grader")

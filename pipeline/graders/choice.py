@@ -18,10 +18,15 @@ _LETTER = rf"[\(\[]?\s*(?P<letter>[{LETTERS}])\s*[\)\]]?(?![A-Za-z0-9'])"
 
 # In order of trust; within a rule the last occurrence wins (models conclude at the end).
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("answer marker", re.compile(
-        r"\b(?:answer|correct\s+(?:option|choice))\b\**\s*(?:is\b\s*:?|[:=])?\s*"
-        r"(?:option\s+|choice\s+)?"
-        r"\**\s*" + _LETTER, re.IGNORECASE)),
+    (
+        "answer marker",
+        re.compile(
+            r"\b(?:answer|correct\s+(?:option|choice))\b\**\s*(?:is\b\s*:?|[:=])?\s*"
+            r"(?:option\s+|choice\s+)?"
+            r"\**\s*" + _LETTER,
+            re.IGNORECASE,
+        ),
+    ),
     ("bold letter", re.compile(r"\*\*\s*" + _LETTER + r"\s*[.:]?\s*\*\*")),
     ("lone letter", re.compile(r"^\s*" + _LETTER + r"\s*[.:]?\s*$", re.MULTILINE)),
 )
@@ -45,18 +50,24 @@ class ChoiceGrader:
     name = "choice"
     higher_is_better = True
 
-    def grade(self, completion: str, reference: str, query_row: dict[str, Any],
-              config: GradeConfig) -> GradeResult:
+    def grade(
+        self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
+    ) -> GradeResult:
         expected = parse_reference(reference)
         if expected is None:
-            return error_result(f"reference {reference!r} is not a letter {LETTERS[0]}-"
-                                f"{LETTERS[-1]}")
+            return error_result(
+                f"reference {reference!r} is not a letter {LETTERS[0]}-{LETTERS[-1]}"
+            )
         got = extract(completion)
         if got is None:
             return unparsable_result("no option letter in the completion")
         letter, rule = got
-        return GradeResult(score=1.0 if letter == expected else 0.0, parsed=letter,
-                           grade_status="ok", detail=f"{rule}; reference {expected}")
+        return GradeResult(
+            score=1.0 if letter == expected else 0.0,
+            parsed=letter,
+            grade_status="ok",
+            detail=f"{rule}; reference {expected}",
+        )
 
 
 GRADERS.register(ChoiceGrader.name)(ChoiceGrader())

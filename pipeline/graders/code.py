@@ -58,8 +58,11 @@ def parse_reference(reference: str) -> CodeReference | str:
         return f"reference is not JSON ({exc.msg} at char {exc.pos})"
     if not isinstance(data, dict):
         return f"reference JSON is a {type(data).__name__}, not an object"
-    missing = [k for k in ("test", "entry_point") if not isinstance(data.get(k), str)
-               or not data[k].strip()]
+    missing = [
+        k
+        for k in ("test", "entry_point")
+        if not isinstance(data.get(k), str) or not data[k].strip()
+    ]
     if missing:
         return f"reference JSON lacks non-empty string field(s) {missing}; has {sorted(data)}"
     if not data["entry_point"].isidentifier():
@@ -106,14 +109,26 @@ def _last_line(text: str) -> str:
 def outcome(result: sandbox.SandboxResult, program: Program) -> GradeResult:
     note = "" if result.network_isolated else "; network NOT isolated"
     if result.timed_out:
-        return GradeResult(score=0.0, parsed=program.mode, grade_status="timeout",
-                           detail=f"killed after {result.duration_s:.1f}s{note}")
+        return GradeResult(
+            score=0.0,
+            parsed=program.mode,
+            grade_status="timeout",
+            detail=f"killed after {result.duration_s:.1f}s{note}",
+        )
     if passed(result, program.nonce):
-        return GradeResult(score=1.0, parsed=program.mode, grade_status="ok",
-                           detail=f"passed in {result.duration_s:.2f}s{note}")
+        return GradeResult(
+            score=1.0,
+            parsed=program.mode,
+            grade_status="ok",
+            detail=f"passed in {result.duration_s:.2f}s{note}",
+        )
     if result.killed_reason is not None:
-        return GradeResult(score=0.0, parsed=program.mode, grade_status="sandbox_violation",
-                           detail=f"{result.killed_reason}: {_last_line(result.stderr)}{note}")
+        return GradeResult(
+            score=0.0,
+            parsed=program.mode,
+            grade_status="sandbox_violation",
+            detail=f"{result.killed_reason}: {_last_line(result.stderr)}{note}",
+        )
     if result.returncode == 0:
         why = "exited 0 without reaching the end of the tests (no pass marker)"
     else:
@@ -125,8 +140,9 @@ class CodeGrader:
     name = "code"
     higher_is_better = True
 
-    def grade(self, completion: str, reference: str, query_row: dict[str, Any],
-              config: GradeConfig) -> GradeResult:
+    def grade(
+        self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
+    ) -> GradeResult:
         ref = parse_reference(reference)
         if isinstance(ref, str):
             return error_result(ref)
@@ -135,12 +151,16 @@ class CodeGrader:
             return error_result("query row has no 'prompt' (the HumanEval prompt) to run against")
         if not completion.strip():
             return unparsable_result("empty completion")
-        program = build_program(prompt=prompt, completion=completion, ref=ref,
-                                nonce=secrets.token_hex(16))
+        program = build_program(
+            prompt=prompt, completion=completion, ref=ref, nonce=secrets.token_hex(16)
+        )
         try:
             result = sandbox.run_untrusted(
-                program.source, timeout_s=config.code_timeout_s, memory_mb=config.memory_mb,
-                max_processes=config.max_processes, max_file_mb=config.max_file_mb,
+                program.source,
+                timeout_s=config.code_timeout_s,
+                memory_mb=config.memory_mb,
+                max_processes=config.max_processes,
+                max_file_mb=config.max_file_mb,
                 max_output_bytes=config.max_output_bytes,
             )
         except (OSError, subprocess.SubprocessError, MissingExtraError) as exc:

@@ -23,8 +23,7 @@ from pipeline.graders import (
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d"}
-_ANSWER = re.compile(r"\banswer\b\**\s*(?:is\b\s*:?|[:=])\**[ \t]*(?P<rest>[^\n]*)",
-                     re.IGNORECASE)
+_ANSWER = re.compile(r"\banswer\b\**\s*(?:is\b\s*:?|[:=])\**[ \t]*(?P<rest>[^\n]*)", re.IGNORECASE)
 
 
 def normalise(text: str) -> str:
@@ -64,8 +63,9 @@ class ExactGrader:
     name = "exact"
     higher_is_better = True
 
-    def grade(self, completion: str, reference: str, query_row: dict[str, Any],
-              config: GradeConfig) -> GradeResult:
+    def grade(
+        self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
+    ) -> GradeResult:
         expected = parse_reference(reference)
         if expected is None:
             return error_result(f"reference {reference!r} holds no non-empty answer")
@@ -73,9 +73,12 @@ class ExactGrader:
         if not readings:
             return unparsable_result("the completion is empty after normalisation")
         hit = next((r for r in readings if r in expected), None)
-        return GradeResult(score=1.0 if hit is not None else 0.0,
-                           parsed=hit if hit is not None else readings[0], grade_status="ok",
-                           detail=None)
+        return GradeResult(
+            score=1.0 if hit is not None else 0.0,
+            parsed=hit if hit is not None else readings[0],
+            grade_status="ok",
+            detail=None,
+        )
 
 
 GRADERS.register(ExactGrader.name)(ExactGrader())

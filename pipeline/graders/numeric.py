@@ -78,7 +78,7 @@ def _boxed_contents(text: str) -> list[str]:
 def _first_after_last_marker(text: str, marker: re.Pattern[str]) -> tuple[float, str] | None:
     """The first number after the last marker that is followed by a number."""
     for match in reversed(list(marker.finditer(text))):
-        found = numbers(text[match.end():])
+        found = numbers(text[match.end() :])
         if found:
             return found[0]
     return None
@@ -117,8 +117,9 @@ class NumericGrader:
     name = "numeric"
     higher_is_better = True
 
-    def grade(self, completion: str, reference: str, query_row: dict[str, Any],
-              config: GradeConfig) -> GradeResult:
+    def grade(
+        self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
+    ) -> GradeResult:
         expected = parse_reference(reference)
         if expected is None:
             return error_result(f"reference {reference!r} is not exactly one number")
@@ -127,7 +128,9 @@ class NumericGrader:
             return unparsable_result("no number in the completion")
         ok = matches(got.value, expected, rel_tol=config.numeric_rel_tol)
         return GradeResult(
-            score=1.0 if ok else 0.0, parsed=format_number(got.value), grade_status="ok",
+            score=1.0 if ok else 0.0,
+            parsed=format_number(got.value),
+            grade_status="ok",
             detail=f"{got.rule}: {got.text!r} vs reference {format_number(expected)}",
         )
 

@@ -12,7 +12,7 @@ remainder. Generation uses one `random.Random` per problem, seeded from
 (seed, difficulty, index), so a problem does not depend on `n` or on global random state.
 
 Settings (under `prepare.tasks.<task>`): `n` (required), `seed` (default 0),
-`difficulty` (1, 2 or 3; default 1).
+`difficulty` (0: one small addition or subtraction; 1, 2 or 3 operations; default 1).
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ class Level:
     addsub_hi: int  # largest quantity added or taken away
     muldiv_hi: int  # largest factor or divisor
     cap: int  # no intermediate quantity above this
+    ops: tuple[str, ...] = OPS  # operations this level may use
 
 
 LEVELS = {
+    0: Level(n_ops=1, start_lo=2, start_hi=9, addsub_hi=5, muldiv_hi=2, cap=20, ops=("add", "sub")),
     1: Level(n_ops=1, start_lo=2, start_hi=20, addsub_hi=10, muldiv_hi=5, cap=100),
     2: Level(n_ops=2, start_lo=2, start_hi=30, addsub_hi=20, muldiv_hi=5, cap=300),
     3: Level(n_ops=3, start_lo=20, start_hi=200, addsub_hi=150, muldiv_hi=9, cap=5000),
@@ -176,7 +178,7 @@ def _feasible_ops(*, value: int, level: Level) -> list[tuple[str, int, int]]:
         ops.append(("mul", 2, min(level.muldiv_hi, level.cap // value)))
     if any(value % q == 0 for q in range(2, min(level.muldiv_hi, value) + 1)):
         ops.append(("div", 2, min(level.muldiv_hi, value)))
-    return ops
+    return [o for o in ops if o[0] in level.ops]
 
 
 def generate_problem(*, seed: int, difficulty: int, index: int) -> dict[str, Any]:
