@@ -3,7 +3,10 @@ uncertainty).
 
 Params (section `reformulate`):
 - `k` (required, >= 1): variants per query; variant 0 is the original;
-- `method` (default `template`): the rewriter. Only `template` exists; `llm` is planned.
+- `method` (default `template`): the rewriter, `template` or `llm` (see below);
+- `llm` (only for `method: llm`): `model` (a model configuration with the same keys as
+  under `models:`, default gemma-3-270m through llama.cpp), `seed`, `attempts`
+  (candidates drawn per wanted variant) and `checks` (`pipeline.rewrite_checks`).
 
 The variant `prompt` is the FULL user message sent to the model: an instruction template
 wrapped around the problem. The `template` method combines
@@ -16,7 +19,16 @@ wrapped around the problem. The `template` method combines
 Variant i uses template i % T and, for arithmetic, surface style i % S. The `method`
 column says which: `original`, `template:2`, `template:1+surface:3`.
 
-To add a rewriter (for example the LLM paraphraser): write a function
+The `llm` method asks a backend model (any backend of `pipeline.backends`) for
+paraphrases of the problem text, completion-style with a few examples (the CPU model is
+a small base model with no chat template), and wraps each in instruction template 0.
+Every candidate must pass every check of `pipeline.rewrite_checks` (embedding
+similarity, numbers, named entities, code identifiers, answer options, length ratio,
+code signature and examples); a failing one is kept with accepted=False and its
+reject_reason. It draws up to `attempts * (k - 1)` candidates to get k - 1 accepted
+ones, so a query can end with fewer than k accepted variants.
+
+To add a rewriter: write a function
 `(*, query: Mapping[str, str], k: int) -> list[dict]` returning K variant rows (variant 0
 the original; rejected paraphrases with accepted=False and a reject_reason) and register
 it with `@REWRITERS.register("<name>")`.
@@ -24,9 +36,11 @@ it with `@REWRITERS.register("<name>")`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +48,9 @@ import pyarrow as pa
 
 from pipeline import io
 from pipeline.errors import InputDataError, ParamsError, UnknownNameError
-from pipeline.params import get, load_params, reformulate_k
+from pipeline.params import ModelConfig, get, load_params, reformulate_k
 from pipeline.registry import Registry, unknown_name_message
+from pipeline.rewrite_checks import CheckConfig
 from pipeline.schema import GRADERS, QUERIES, VARIANTS, names
 from pipeline.tasks import arithmetic
 
@@ -100,10 +115,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 assert set(TEMPLATES) == set(GRADERS)
 
 # Methods that are designed but not built yet: asking for one fails with this note.
-PLANNED_METHODS = {
-    "llm": "an LLM paraphraser with a meaning-equivalence check; rejected paraphrases will "
-    "be kept with accepted=False and a reject_reason",
-}
+PLANNED_METHODS: dict[str, str] = {}
 
 Rewriter = Callable[..., list[dict[str, Any]]]
 REWRITERS: Registry[Rewriter] = Registry("reformulate method")
@@ -226,9 +238,221 @@ def check_queries(rows: list[dict[str, Any]], *, path: str) -> None:
         seen.add(row["query_id"])
 
 
-def reformulate(rows: list[dict[str, Any]], *, method: str, k: int) -> list[dict[str, Any]]:
+def reformulate(
+    rows: list[dict[str, Any]],
+    *,
+    method: str,
+    k: int,
+    params: dict[str, Any] | None = None,
+    paraphraser: LLMParaphraser | None = None,
+) -> list[dict[str, Any]]:
     fn = rewriter(method)
-    return [v for query in rows for v in fn(query=query, k=k)]
+    extra: dict[str, Any] = {}
+    if method == "llm":
+        extra["paraphraser"] = paraphraser or LLMParaphraser.from_params(params or {})
+    try:
+        return [v for query in rows for v in fn(query=query, k=k, **extra)]
+    finally:
+        if method == "llm" and paraphraser is None:
+            extra["paraphraser"].close()
+
+
+# --- LLM paraphrases with an equivalence check ------------------------------------------
+
+# (original, paraphrase) pairs shown to the rewriting model, per grader. Names and
+# numbers are not the generator's.
+PARAPHRASE_EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "numeric": (
+        (
+            "Pia has 3 apples. Kofi gives Pia 4 more apples. How many apples does Pia have now?",
+            "Pia starts with 3 apples, and Kofi hands her 4 more apples. How many apples "
+            "does Pia have now?",
+        ),
+        (
+            "Jun has 9 cards. Jun gives 2 cards to Tess. How many cards does Jun have now?",
+            "Jun owns 9 cards and passes 2 cards to Tess. How many cards does Jun have left?",
+        ),
+    ),
+    "choice": (
+        (
+            "Which planet is closest to the Sun?\nA. Venus\nB. Mercury\nC. Mars\nD. Earth",
+            "Of these planets, which one orbits nearest to the Sun?\nA. Venus\nB. Mercury\n"
+            "C. Mars\nD. Earth",
+        ),
+    ),
+    "exact": (
+        (
+            "What is the chemical symbol of gold?",
+            "Which chemical symbol stands for gold?",
+        ),
+    ),
+    "code": (
+        (
+            "def add_one(values: list[int]) -> list[int]:\n"
+            '    """Return a new list with every element increased by one.\n'
+            "    >>> add_one([1, 2, 3])\n"
+            "    [2, 3, 4]\n"
+            '    """\n',
+            "def add_one(values: list[int]) -> list[int]:\n"
+            '    """Give back a new list in which each element is one larger.\n'
+            "    >>> add_one([1, 2, 3])\n"
+            "    [2, 3, 4]\n"
+            '    """\n',
+        ),
+    ),
+}
+PARAPHRASE_HEADER = (
+    "Rewrite each text in other words. Keep its meaning, every number, every name, "
+    "every answer option and all code exactly.\n\n"
+)
+DEFAULT_REWRITER_MODEL: dict[str, Any] = {
+    "backend": "llama_cpp",
+    "model_path": "auto",
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "max_tokens": 128,
+}
+
+
+def paraphrase_prompt(*, grader: str, problem: str) -> str:
+    """Completion-style few-shot prompt; the model continues after the last `Rewrite:`."""
+    shots = "".join(
+        f"Original:\n{o.strip()}\nRewrite:\n{r.strip()}\n\n" for o, r in PARAPHRASE_EXAMPLES[grader]
+    )
+    return f"{PARAPHRASE_HEADER}{shots}Original:\n{problem.strip()}\nRewrite:\n"
+
+
+def paraphrase_seed(*, seed: int, query_id: str, attempt: int) -> int:
+    key = f"rewrite|{seed}|{query_id}|{attempt}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
+
+
+class LLMParaphraser:
+    """Draws paraphrase candidates from a backend model and checks each one."""
+
+    def __init__(
+        self,
+        *,
+        config: ModelConfig,
+        backend: Any,
+        embed: Any,
+        checks: CheckConfig,
+        seed: int = 0,
+        attempts: int = 2,
+    ) -> None:
+        self.config, self.backend, self.embed = config, backend, embed
+        self.checks, self.seed, self.attempts = checks, seed, attempts
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> LLMParaphraser:
+        from pipeline.backends import build_backend
+        from pipeline.params import _num, model_config
+        from pipeline.rewrite_checks import check_config, load_embedder
+
+        raw = get(params, "reformulate.llm", {}) or {}
+        if not isinstance(raw, dict):
+            raise ParamsError(f"Parameter 'reformulate.llm' must be a mapping, got {raw!r}")
+        model = {**DEFAULT_REWRITER_MODEL, **(raw.get("model") or {})}
+        config = model_config({"models": {"reformulate.llm.model": model}}, "reformulate.llm.model")
+        seed = _num(raw.get("seed", 0), "reformulate.llm.seed", lo=0, integer=True)
+        attempts = _num(raw.get("attempts", 2), "reformulate.llm.attempts", lo=1, integer=True)
+        checks = check_config(raw.get("checks"))
+        embed = load_embedder()
+        return cls(
+            config=config,
+            backend=build_backend(config, params),
+            embed=embed,
+            checks=checks,
+            seed=seed,
+            attempts=attempts,
+        )
+
+    def draw(self, *, query: Mapping[str, Any], attempts: Sequence[int]) -> list[str | None]:
+        """One candidate per attempt number (None when the engine failed)."""
+        from pipeline.backends import GenRequest
+        from pipeline.errors import BackendError
+
+        grader = query["grader"]
+        prompt = paraphrase_prompt(grader=grader, problem=query["prompt"])
+        stop = ("\nOriginal:", "\n\n") if grader != "code" else ("\nOriginal:",)
+        reqs = [
+            GenRequest(
+                query_id=query["query_id"],
+                variant_id=a,
+                sample_id=a,
+                seed=paraphrase_seed(seed=self.seed, query_id=query["query_id"], attempt=a),
+                prompt=prompt,
+                stop=stop,
+                max_tokens=self.config.max_tokens,
+                temperature=self.config.temperature,
+                top_p=self.config.top_p,
+                grader=grader,
+                reference=query.get("reference", ""),
+            )
+            for a in attempts
+        ]
+        try:
+            results = self.backend.generate_variant(reqs)
+        except BackendError:
+            return [None] * len(reqs)
+        return [r.completion if r.status == "ok" else None for r in results]
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if close:
+            close()
+
+
+@REWRITERS.register("llm")
+def llm_variants(
+    *, query: Mapping[str, Any], k: int, paraphraser: LLMParaphraser
+) -> list[dict[str, Any]]:
+    """Variant 0 the original; then checked LLM paraphrases until k - 1 are accepted or
+    `attempts * (k - 1)` candidates are spent. Rejected ones are kept with their reason."""
+    from pipeline.rewrite_checks import check_rewrite
+
+    grader, original = query["grader"], query["prompt"]
+    rows = [
+        variant_row(
+            query_id=query["query_id"],
+            variant_id=0,
+            prompt=wrap(grader=grader, template=0, problem=original),
+            method="original",
+        )
+    ]
+    accepted: set[str] = set()
+    budget = paraphraser.attempts * (k - 1)
+    tried = 0
+    while len(accepted) < k - 1 and tried < budget:
+        batch = list(range(tried, min(tried + (k - 1 - len(accepted)), budget)))
+        for attempt, text in zip(batch, paraphraser.draw(query=query, attempts=batch), strict=True):
+            tried += 1
+            cand = (text or "").strip()
+            if text is None:
+                reasons = ["generation_error: the rewriting model failed"]
+            elif " ".join(cand.split()) in accepted:
+                reasons = ["duplicate: same as an accepted rewrite"]
+            else:
+                reasons = check_rewrite(
+                    original,
+                    cand,
+                    grader=grader,
+                    config=paraphraser.checks,
+                    embed=paraphraser.embed,
+                )
+            ok = not reasons and len(accepted) < k - 1
+            if ok:
+                accepted.add(" ".join(cand.split()))
+            row = variant_row(
+                query_id=query["query_id"],
+                variant_id=attempt + 1,
+                prompt=wrap(grader=grader, template=0, problem=cand) if cand else "",
+                method=f"llm:{paraphraser.config.name}",
+            )
+            row["accepted"] = ok
+            row["reject_reason"] = None if ok else "; ".join(reasons)
+            rows.append(row)
+    return rows
 
 
 def run(*, params_path: str | Path, queries: str | Path, out: str | Path) -> dict[str, Any]:
@@ -239,9 +463,14 @@ def run(*, params_path: str | Path, queries: str | Path, out: str | Path) -> dic
     df = io.read_frame(queries, required=names(QUERIES), what="queries")
     rows = df[names(QUERIES)].to_dict("records")
     check_queries(rows, path=str(queries))
-    variants = reformulate(rows, method=method, k=k)
+    variants = reformulate(rows, method=method, k=k, params=params)
     io.write_table(pa.Table.from_pylist(variants, schema=VARIANTS), out)
-    return {"queries": len(rows), "variants": len(variants), "k": k, "method": method}
+    rejected = Counter(v["reject_reason"].split(":", 1)[0] for v in variants if not v["accepted"])
+    stats = {"queries": len(rows), "variants": len(variants), "k": k, "method": method}
+    stats |= {"accepted": sum(v["accepted"] for v in variants), "rejected": dict(rejected)}
+    if method != "template":
+        print(f"reformulate: {stats}")
+    return stats
 
 
 # --- few-shot examples (used by the sample stage for `prompting: few_shot`) -------------

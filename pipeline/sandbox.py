@@ -5,47 +5,69 @@ What is isolated
 - Process: the program runs in a separate interpreter (``python -I -B``), never in the
   pipeline process, in a new session and process group. On the wall-clock timeout, and
   after every normal exit, the whole process group gets SIGKILL.
-- Resources (``setrlimit``, inherited by every descendant): RLIMIT_CPU (CPU seconds),
-  RLIMIT_AS (address space), RLIMIT_NPROC (processes/threads), RLIMIT_FSIZE (largest
-  file it may write, which also caps its stdout/stderr files), RLIMIT_CORE = 0.
+- Escapes from the process group: when the pipeline runs as root it is a child
+  subreaper (``PR_SET_CHILD_SUBREAPER``), so a descendant that calls ``setsid()`` and
+  whose parent dies is re-parented to the pipeline, not to init. After every run, each
+  such orphan that runs as ``nobody`` and is not in a live sandbox's process group is
+  killed and reaped, repeatedly, until none is left (``escaped_killed`` counts them).
+- Resources (``setrlimit``, inherited by every descendant): RLIMIT_CPU (CPU seconds; a
+  program that ignores SIGXCPU gets SIGKILL at the hard limit), RLIMIT_AS (address
+  space), RLIMIT_NPROC (processes/threads), RLIMIT_FSIZE (largest file it may write,
+  which also caps its stdout/stderr files), RLIMIT_CORE = 0. Every kill is SIGKILL, which
+  cannot be caught or ignored.
 - Network: a fresh, empty network namespace (``unshare(CLONE_NEWNET)``): no interface
   but a down loopback, so no connection anywhere, 127.0.0.1 included. If unshare fails
   (not root, or no CAP_SYS_ADMIN), the program runs anyway and the result says
   ``network_isolated=False``.
+- File system (as root): a private mount namespace. The working directory is a fresh,
+  size-limited tmpfs holding only ``program.py``; the world-writable directories
+  (/tmp, /var/tmp, /dev/shm, /run/lock) are copy-on-write overlays whose writes go to a
+  private, size-limited tmpfs and vanish with the run; the parent's HOME, /root, /home,
+  the pipeline's working directory (the project) and the package's source tree, and the
+  Hugging Face cache are covered by an empty, read-only, mode-000 tmpfs (so a read
+  fails with EACCES); /proc is remounted with ``hidepid=1`` (other users' command
+  lines are hidden). ``filesystem_isolated`` says
+  whether all of this was set up.
 - Identity: when the pipeline runs as root, the program runs as ``nobody`` (uid/gid
-  65534, no supplementary groups). It then cannot read root's 0600 files (~/.netrc, the
-  HF token), cannot write to root-owned directories, and RLIMIT_NPROC applies (root
+  65534, no supplementary groups). It then cannot read root's 0600 files, cannot write
+  to root-owned directories, cannot signal the pipeline, and RLIMIT_NPROC applies (root
   ignores it). Because /root may be mode 700, the interpreter is then a world-executable
   system python3, not ``sys.executable``.
 - Environment: only PATH=/usr/bin:/bin, LANG, PYTHONDONTWRITEBYTECODE and HOME (set to
   the working directory). No HF_*, no tokens, nothing else from the parent.
-- Files: a fresh temporary working directory, deleted afterwards; stdin is /dev/null;
-  stdout/stderr go to unlinked temporary files, and only their last
-  ``max_output_bytes`` bytes are read back into memory.
+- I/O: stdin is /dev/null or the bytes given in ``stdin`` (the code grader passes its
+  pass nonce this way, so it is not in the program's source); stdout/stderr go to
+  unlinked temporary files, and only their last ``max_output_bytes`` bytes are read
+  back into memory.
 
 What is NOT isolated
 --------------------
-- No mount namespace and no chroot: the program sees the whole file system and can read
-  every world-readable file; /tmp and /var/tmp stay writable by ``nobody``.
-- No seccomp filter: every system call is allowed.
-- No PID namespace and no cgroup: a descendant that calls ``setsid()`` leaves the
-  process group and survives the final kill (its CPU time is still capped by
-  RLIMIT_CPU, a sleeping one is not). RLIMIT_NPROC counts all processes of the user
-  ``nobody``, so parallel sandboxes share it.
-- Parallel sandboxes all run as ``nobody``: they share its RLIMIT_NPROC count and could
-  signal or ptrace each other. If another sandbox has used up the process limit, the
-  start is retried until the timeout has passed.
-- Without root nothing changes identity: the program runs as the pipeline's user, can
-  read and write whatever that user can, and RLIMIT_NPROC counts all of that user's
-  processes.
-- The program can read its own source file, so the pass nonce defends against an early
-  ``sys.exit(0)``, not against a program written to cheat its tests.
+- Read access to the rest of the file system: the program can read every
+  world-readable file outside the covered directories (/usr, /etc, ...).
+- No seccomp filter: every system call is allowed (mount and unshare fail for lack of
+  privilege, not because they are filtered).
+- No PID namespace and no cgroup: the program can see that other processes exist
+  (not their command lines). Parallel sandboxes all run as ``nobody``: they share its
+  RLIMIT_NPROC count and could signal each other; if another sandbox has used up the
+  process limit, the start is retried until the timeout has passed. An escaped process
+  killed after a run is counted in that run's ``escaped_killed`` even if, with parallel
+  sandboxes, it came from another one.
+- Without root none of identity, mount namespace, network namespace or escape sweep
+  applies: the program runs as the pipeline's user, can read and write whatever that
+  user can, and a ``setsid()`` descendant survives the group kill (its CPU time is still
+  capped by RLIMIT_CPU, a sleeping one is not).
+- The tests run in the same interpreter as the program: a program written to defeat its
+  harness from inside (reading the harness's closure, jumping over assertions from a
+  trace hook that it removes again) is not prevented. Early exits, redefined helpers,
+  patched builtins, trace hooks left installed and printed guesses of the pass marker
+  are (see ``pipeline/graders/code.py``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import math
 import os
 import resource
@@ -55,7 +77,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -64,23 +88,43 @@ from pipeline.errors import MissingExtraError
 
 NOBODY_UID = 65534
 NOBODY_GID = 65534
+CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 SANDBOX_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 SAFE_PATH = "/usr/bin:/bin"
+# World-writable directories that get a private copy-on-write overlay.
+OVERLAID_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+# Never covered, whatever the pipeline's cwd or HOME is: the program needs them to run.
+SYSTEM_DIRS = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/proc", "/dev", "/sys")
+PROGRAM_NAME = "program.py"
 _POLL_S = 0.01
 _GROUP_GONE_S = 2.0
+_PR_SET_CHILD_SUBREAPER = 36
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
 
 # Loaded once here, so the pre-exec hook does no dlopen or import between fork and exec.
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
-# Messages on stderr that mean a resource limit stopped the program.
+# Messages on stderr that mean a resource limit or the sandbox stopped the program.
 _VIOLATION_MARKERS = (
     ("MemoryError", "memory limit (MemoryError)"),
     ("[Errno 27] File too large", "file size limit (EFBIG)"),
     ("BlockingIOError", "process limit (BlockingIOError)"),
     ("Resource temporarily unavailable", "process limit (EAGAIN)"),
     ("can't start new thread", "process limit (thread)"),
+    ("[Errno 28] No space left on device", "disk quota of the sandbox (ENOSPC)"),
+    ("PermissionError", "permission denied (outside what the sandbox allows)"),
+    ("[Errno 30] Read-only file system", "permission denied (read-only file system)"),
+    ("Network is unreachable", "network blocked (no network in the sandbox)"),
 )
+
+# Live sandbox leaders (their pids are also their process-group ids). Guarded by the
+# lock, which is also held while a leader is spawned, so the escape sweep never mistakes
+# a leader that is being started for an orphan.
+_LEADERS_LOCK = threading.Lock()
+_LEADERS: set[int] = set()
+_SUBREAPER = {"on": False}
 
 
 @dataclass(frozen=True)
@@ -89,10 +133,12 @@ class SandboxResult:
     stdout: str
     stderr: str
     timed_out: bool
-    killed_reason: str | None  # "timeout", a resource limit, or None
+    killed_reason: str | None  # "timeout", a resource limit, an escape, or None
     duration_s: float
     network_isolated: bool
     privileges_dropped: bool
+    filesystem_isolated: bool = False
+    escaped_killed: int = 0  # processes outside the group killed after the run
 
 
 def drops_privileges() -> bool:
@@ -137,13 +183,131 @@ def _rlimits(
     ]
 
 
-def _make_preexec(*, limits: list[tuple[int, int, int]], drop_privileges: bool, status_fd: int):
+# --- the file-system view --------------------------------------------------------------
+
+
+def _hf_cache_dir() -> str:
+    if os.environ.get("HF_HOME"):
+        return os.environ["HF_HOME"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "huggingface")
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def hidden_dirs(*, interpreter: str) -> list[str]:
+    """Directories covered by an empty read-only tmpfs: the parent's HOME, /root, /home,
+    the pipeline's cwd (the project), this package's source tree and the HF cache. A
+    directory that holds a system directory or the interpreter is never covered."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    candidates = {
+        os.path.expanduser("~"),
+        "/root",
+        "/home",
+        os.getcwd(),
+        package_root,
+        _hf_cache_dir(),
+    }
+    keep = [*SYSTEM_DIRS, os.path.dirname(os.path.realpath(interpreter)), *OVERLAID_DIRS]
+    out = []
+    for raw in candidates:
+        path = os.path.realpath(raw)
+        if not os.path.isdir(path):
+            continue
+        if any(_inside(k, path) for k in keep):  # would hide something the program needs
+            continue
+        out.append(path)
+    # parents before children, so a child under an already covered parent is skipped
+    return sorted(out, key=lambda p: (p.count("/"), p))
+
+
+@dataclass(frozen=True)
+class MountPlan:
+    """What the pre-exec hook mounts, with every string already encoded."""
+
+    workdir: bytes
+    program: bytes
+    workdir_size: bytes
+    scratch: bytes
+    scratch_size: bytes
+    overlays: tuple[bytes, ...]
+    hidden: tuple[bytes, ...]
+
+
+def mount_plan(*, workdir: str, scratch: str, program: str, interpreter: str, max_file_mb: int):
+    size = f"size={16 * max_file_mb}m,nr_inodes=4096".encode()
+    dirs = [os.path.realpath(d) for d in OVERLAID_DIRS if os.path.isdir(d)]
+    overlays = tuple(d.encode() for d in sorted(dirs, key=lambda d: _inside(scratch, d)))
+    return MountPlan(
+        workdir=workdir.encode(),
+        program=program.encode("utf-8"),
+        workdir_size=size + f",mode=0755,uid={NOBODY_UID},gid={NOBODY_GID}".encode(),
+        scratch=scratch.encode(),
+        scratch_size=size + b",mode=0700",
+        overlays=overlays,
+        hidden=tuple(d.encode() for d in hidden_dirs(interpreter=interpreter)),
+    )
+
+
+def _mount(source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes | None):
+    if _LIBC.mount(source, target, fstype, flags, data) != 0:
+        raise OSError(ctypes.get_errno(), "mount failed", target.decode(errors="replace"))
+
+
+def _isolate_filesystem(plan: MountPlan) -> None:
+    """Runs in the child, before exec, as root, inside a fresh mount namespace."""
+    _mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
+    flags = _MS_NOSUID | _MS_NODEV
+    # private upper layers for the copy-on-write overlays (hidden below the overlays)
+    _mount(b"tmpfs", plan.scratch, b"tmpfs", flags, plan.scratch_size)
+    layers = []
+    for i, target in enumerate(plan.overlays):
+        upper, work = plan.scratch + b"/u%d" % i, plan.scratch + b"/w%d" % i
+        os.mkdir(upper, 0o1777)
+        os.mkdir(work, 0o700)
+        os.chmod(upper, 0o1777)
+        layers.append(b"lowerdir=" + target + b",upperdir=" + upper + b",workdir=" + work)
+    # plan.overlays puts the directory that holds the scratch last: once it is overlaid,
+    # the scratch path no longer leads to the scratch tmpfs
+    for target, options in zip(plan.overlays, layers, strict=True):
+        _mount(b"overlay", target, b"overlay", flags, options)
+    # the working directory: a small tmpfs with only the program in it
+    _mount(b"tmpfs", plan.workdir, b"tmpfs", flags, plan.workdir_size)
+    os.chdir(plan.workdir)
+    fd = os.open(PROGRAM_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, plan.program)
+    finally:
+        os.close(fd)
+    for target in plan.hidden:
+        try:
+            _mount(b"tmpfs", target, b"tmpfs", flags | _MS_RDONLY, b"size=4k,mode=0000")
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # e.g. inside an overlay that does not have it
+                raise
+    _mount(b"proc", b"/proc", b"proc", flags | _MS_NOEXEC, b"hidepid=1")
+
+
+def _make_preexec(
+    *,
+    limits: list[tuple[int, int, int]],
+    drop_privileges: bool,
+    status_fd: int,
+    plan: MountPlan | None,
+):
     """The hook run in the child between fork and exec. It only calls functions that are
-    already loaded. It writes b"1"/b"0" to `status_fd`: network namespace made or not."""
+    already loaded. It writes two bytes to `status_fd`: b"1"/b"0" for "network namespace
+    made" and for "file-system view set up"."""
 
     def preexec() -> None:
         isolated = _LIBC.unshare(CLONE_NEWNET) == 0
-        os.write(status_fd, b"1" if isolated else b"0")
+        fs_ok = False
+        if plan is not None and _LIBC.unshare(CLONE_NEWNS) == 0:
+            _isolate_filesystem(plan)  # an exception here fails the start: never half-done
+            fs_ok = True
+        os.write(status_fd, (b"1" if isolated else b"0") + (b"1" if fs_ok else b"0"))
         for which, soft, hard in limits:
             resource.setrlimit(which, (soft, hard))
         if drop_privileges:
@@ -161,6 +325,9 @@ def _scrubbed_env(home: str) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "HOME": home,
     }
+
+
+# --- waiting and killing ---------------------------------------------------------------
 
 
 def _wait_without_reaping(pid: int, deadline: float) -> bool:
@@ -181,16 +348,84 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _wait_group_gone(pgid: int, *, timeout_s: float) -> None:
-    """After SIGKILL, wait (briefly) until every member of the group has been reaped, so
-    they no longer count towards the next run's process limit."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (once; Linux >= 3.4)."""
+    if not _SUBREAPER["on"]:
+        _SUBREAPER["on"] = _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return _SUBREAPER["on"]
+
+
+def _our_sandbox_children() -> Iterator[tuple[int, str, int]]:
+    """(pid, state, pgid) of each child of this process that runs as `nobody`."""
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
+            stat_line = Path(entry.path, "stat").read_text()
+            uid = entry.stat().st_uid
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat_line.rsplit(")", 1)[1].split()
+        state, ppid, pgid = fields[0], int(fields[1]), int(fields[2])
+        if ppid == me and uid == NOBODY_UID:
+            yield int(entry.name), state, pgid
+
+
+def _sweep(*, own_pgid: int) -> tuple[int, int]:
+    """Kill and reap orphans re-parented to us. Returns (escapees killed, left alive).
+
+    Never touches a live sandbox leader (Popen owns those) or a member of a live
+    sandbox's group (its own run kills it)."""
+    escaped = alive = 0
+    with _LEADERS_LOCK:
+        for pid, state, pgid in _our_sandbox_children():
+            if pid in _LEADERS:
+                continue
+            if state != "Z":
+                if pgid in _LEADERS:
+                    continue
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                escaped += pgid != own_pgid
+                alive += 1
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    return escaped, alive
+
+
+def _finish(pgid: int, *, sweep: bool, timeout_s: float) -> int:
+    """After SIGKILL to the group: kill escaped descendants and wait until every member
+    of the group is gone, so none counts towards the next run's process limit. Returns
+    how many processes outside the group were killed."""
+    deadline = time.monotonic() + timeout_s
+    escaped = 0
+    while True:
+        alive = 0
+        if sweep:
+            killed, alive = _sweep(own_pgid=pgid)
+            escaped += killed
+        if not alive and not _group_exists(pgid):
+            return escaped
+        if time.monotonic() >= deadline:
+            return escaped
+        _kill_group(pgid)
         time.sleep(_POLL_S)
+
+
+# --- I/O and cleanup -------------------------------------------------------------------
 
 
 def _read_tail(fh: IO[bytes], max_bytes: int) -> tuple[str, int]:
@@ -231,6 +466,9 @@ def classify(
     return None
 
 
+# --- running ---------------------------------------------------------------------------
+
+
 def run_untrusted(
     program: str,
     *,
@@ -239,8 +477,10 @@ def run_untrusted(
     max_processes: int,
     max_file_mb: int,
     max_output_bytes: int,
+    stdin: bytes | None = None,
 ) -> SandboxResult:
     """Run `program` (Python source) under the limits above and return what happened.
+    `stdin` (optional) is what the program reads on its standard input.
 
     Raises OSError or subprocess.SubprocessError when the sandbox itself cannot start
     (that is the pipeline's failure, not the program's)."""
@@ -253,23 +493,36 @@ def run_untrusted(
         max_file_mb=max_file_mb,
     )
     workdir = tempfile.mkdtemp(prefix="dars-sandbox-")
+    scratch = tempfile.mkdtemp(prefix="dars-sandbox-cow-")
     try:
-        script = Path(workdir) / "program.py"
+        script = Path(workdir) / PROGRAM_NAME
         script.write_text(program, encoding="utf-8")
+        plan = None
         if drop:
             os.chown(workdir, NOBODY_UID, NOBODY_GID)
             os.chown(script, NOBODY_UID, NOBODY_GID)
+            _become_subreaper()
+            plan = mount_plan(
+                workdir=workdir,
+                scratch=scratch,
+                program=program,
+                interpreter=python,
+                max_file_mb=max_file_mb,
+            )
         return _execute(
-            [python, "-I", "-B", str(script)],
+            [python, "-I", "-B", PROGRAM_NAME],
             workdir=workdir,
             limits=limits,
             drop_privileges=drop,
+            plan=plan,
+            stdin=stdin,
             timeout_s=timeout_s,
             max_output_bytes=max_output_bytes,
             file_limit_bytes=max_file_mb * 1024 * 1024,
         )
     finally:
         _force_rmtree(workdir)
+        _force_rmtree(scratch)
 
 
 def _spawn_once(
@@ -278,27 +531,35 @@ def _spawn_once(
     workdir: str,
     limits: list[tuple[int, int, int]],
     drop_privileges: bool,
+    plan: MountPlan | None,
+    stdin: IO[bytes] | int,
     stdout: IO[bytes],
     stderr: IO[bytes],
-) -> tuple[subprocess.Popen[bytes], bool]:
+) -> tuple[subprocess.Popen[bytes], bool, bool]:
     status_r, status_w = os.pipe()
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=_scrubbed_env(workdir),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=_make_preexec(
-                limits=limits, drop_privileges=drop_privileges, status_fd=status_w
-            ),
-        )
+        with _LEADERS_LOCK:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=_scrubbed_env(workdir),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=_make_preexec(
+                    limits=limits,
+                    drop_privileges=drop_privileges,
+                    status_fd=status_w,
+                    plan=plan,
+                ),
+            )
+            _LEADERS.add(proc.pid)
         os.close(status_w)
         status_w = -1
-        return proc, os.read(status_r, 1) == b"1"
+        status = os.read(status_r, 2)
+        return proc, status[:1] == b"1", status[1:2] == b"1"
     finally:
         if status_w != -1:
             os.close(status_w)
@@ -308,25 +569,14 @@ def _spawn_once(
 def _spawn(
     argv: list[str],
     *,
-    workdir: str,
-    limits: list[tuple[int, int, int]],
-    drop_privileges: bool,
-    stdout: IO[bytes],
-    stderr: IO[bytes],
     retry_until: float,
-) -> tuple[subprocess.Popen[bytes], bool]:
+    **kwargs,
+) -> tuple[subprocess.Popen[bytes], bool, bool]:
     """Start the program. As `nobody`, exec fails with EAGAIN while other sandboxes hold
     all of nobody's processes (RLIMIT_NPROC): retry until `retry_until`."""
     while True:
         try:
-            return _spawn_once(
-                argv,
-                workdir=workdir,
-                limits=limits,
-                drop_privileges=drop_privileges,
-                stdout=stdout,
-                stderr=stderr,
-            )
+            return _spawn_once(argv, **kwargs)
         except BlockingIOError:
             if time.monotonic() >= retry_until:
                 raise
@@ -339,17 +589,29 @@ def _execute(
     workdir: str,
     limits: list[tuple[int, int, int]],
     drop_privileges: bool,
+    plan: MountPlan | None,
+    stdin: bytes | None,
     timeout_s: float,
     max_output_bytes: int,
     file_limit_bytes: int,
 ) -> SandboxResult:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as inp,
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+    ):
+        if stdin is not None:
+            inp.write(stdin)
+            inp.flush()
+            inp.seek(0)
         start = time.monotonic()
-        proc, network_isolated = _spawn(
+        proc, network_isolated, fs_isolated = _spawn(
             argv,
             workdir=workdir,
             limits=limits,
             drop_privileges=drop_privileges,
+            plan=plan,
+            stdin=inp if stdin is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             retry_until=start + timeout_s,
@@ -359,7 +621,9 @@ def _execute(
         finally:
             _kill_group(proc.pid)  # the leader, and anything it left behind
             returncode = proc.wait()
-            _wait_group_gone(proc.pid, timeout_s=_GROUP_GONE_S)
+            with _LEADERS_LOCK:
+                _LEADERS.discard(proc.pid)
+            escaped = _finish(proc.pid, sweep=drop_privileges, timeout_s=_GROUP_GONE_S)
         duration = time.monotonic() - start
         stdout, out_size = _read_tail(out, max_output_bytes)
         stderr, err_size = _read_tail(err, max_output_bytes)
@@ -371,6 +635,8 @@ def _execute(
         output_size=max(out_size, err_size),
         file_limit_bytes=file_limit_bytes,
     )
+    if escaped and reason is None:
+        reason = f"escaped its process group ({escaped} process(es) killed after the run)"
     return SandboxResult(
         returncode=returncode,
         stdout=stdout,
@@ -380,4 +646,6 @@ def _execute(
         duration_s=duration,
         network_isolated=network_isolated,
         privileges_dropped=drop_privileges,
+        filesystem_isolated=fs_isolated,
+        escaped_killed=escaped,
     )

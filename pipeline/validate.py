@@ -81,6 +81,13 @@ class ValidateConfig:
     max_error_rate: float
     max_unexpected_examples: int
     models: tuple[str, ...]
+    # adaptive sampling: (min_per_pair, max_per_pair) rows per (query, model) instead of
+    # exactly n per accepted variant; None for uniform builds
+    per_pair: tuple[int, int] | None = None
+
+    @property
+    def max_sample_id(self) -> int:
+        return (self.per_pair[1] if self.per_pair else self.n) - 1
 
 
 @dataclass(frozen=True)
@@ -110,11 +117,18 @@ def read_config(params: dict[str, Any]) -> ValidateConfig:
         raise ParamsError(
             f"Parameter 'validate.max_unexpected_examples' = {k!r} is not an integer >= 0"
         )
+    from pipeline import adaptive
+
+    per_pair = None
+    if adaptive.sampling_strategy(params) == "adaptive":
+        s = adaptive.adaptive_settings(params)
+        per_pair = (s.min_per_pair, s.max_per_pair)
     return ValidateConfig(
         n=n,
         max_error_rate=float(rate),
         max_unexpected_examples=k,
         models=tuple(P.model_names(params)),
+        per_pair=per_pair,
     )
 
 
@@ -221,11 +235,22 @@ def with_outcome_checks(
 
 
 def coverage_frame(
-    *, variants: pd.DataFrame, tables: dict[tuple[str, str], pd.DataFrame], n: int
+    *,
+    variants: pd.DataFrame,
+    tables: dict[tuple[str, str], pd.DataFrame],
+    n: int,
+    per_pair: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """One row per (table, model, accepted variant): how many rows it has, and whether its
-    sample ids are exactly 0..n-1. status=error rows count as present."""
+    sample ids are exactly 0..n-1. status=error rows count as present.
+
+    Adaptive builds (`per_pair` = (min, max) rows per (query, model)): a variant's sample
+    ids must be exactly 0..n_rows-1 (any n_rows, 0 included), and `n_pair_rows` (the
+    rows of its query x model) must lie in [min, max]."""
     cols = COVERAGE_KEYS + ["n_rows", "chk_sample_ids_complete"]
+    if per_pair is not None:
+        cols = cols + ["n_pair_rows"]
+        n = per_pair[1]
     if not _has(variants, "query_id", "variant_id", "accepted"):
         return pd.DataFrame(columns=cols)
     accepted = variants.loc[
@@ -239,13 +264,24 @@ def coverage_frame(
         counts = (
             df.assign(_valid=df["sample_id"].where(in_range))
             .groupby(["query_id", "variant_id"], dropna=False)
-            .agg(n_rows=("sample_id", "size"), n_valid=("_valid", "nunique"))
+            .agg(
+                n_rows=("sample_id", "size"),
+                n_valid=("_valid", "nunique"),
+                id_max=("_valid", "max"),
+            )
             .reset_index()
         )
         merged = accepted.merge(counts, on=["query_id", "variant_id"], how="left")
         # an accepted variant without any row has 0 rows: a count, not an imputed result
         merged[["n_rows", "n_valid"]] = merged[["n_rows", "n_valid"]].fillna(0).astype(int)
-        merged["chk_sample_ids_complete"] = (merged["n_valid"] == n).to_numpy(bool)
+        if per_pair is None:
+            merged["chk_sample_ids_complete"] = (merged["n_valid"] == n).to_numpy(bool)
+        else:
+            contiguous = (merged["n_valid"] == merged["n_rows"]) & (
+                merged["id_max"].isna() | (merged["id_max"] == merged["n_rows"] - 1)
+            )
+            merged["chk_sample_ids_complete"] = contiguous.to_numpy(bool)
+            merged["n_pair_rows"] = merged.groupby("query_id")["n_rows"].transform("sum")
         merged.insert(0, "model", model)
         merged.insert(0, "table", table)
         parts.append(merged[cols])
@@ -423,7 +459,21 @@ def outcomes_expectations(frame: pd.DataFrame, *, model: str, n: int) -> list[An
     )
 
 
-def coverage_expectations(*, n: int) -> list[Any]:
+def coverage_expectations(*, n: int, per_pair: tuple[int, int] | None = None) -> list[Any]:
+    if per_pair is not None:
+        lo, hi = per_pair
+        return [
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="n_pair_rows",
+                min_value=lo,
+                max_value=hi,
+                description=f"adaptive sampling: every query x model has between "
+                f"sampling.min_per_pair = {lo} and sampling.max_per_pair = {hi} rows "
+                "(status=error rows count as present)",
+            ),
+            _derived("chk_sample_ids_complete", "a variant's sample ids are exactly 0..n_rows-1"),
+        ]
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeBetween(
@@ -470,7 +520,7 @@ def build_checks(
             TableCheck(
                 f"generations[{model}]",
                 g,
-                tuple(generations_expectations(g, model=model, n=cfg.n)),
+                tuple(generations_expectations(g, model=model, n=cfg.max_sample_id + 1)),
                 tuple(KEYS["generations"]),
             )
         )
@@ -482,15 +532,20 @@ def build_checks(
             TableCheck(
                 f"outcomes[{model}]",
                 o,
-                tuple(outcomes_expectations(o, model=model, n=cfg.n)),
+                tuple(outcomes_expectations(o, model=model, n=cfg.max_sample_id + 1)),
                 tuple(KEYS["outcomes"]),
             )
         )
     tables = {("generations", m): df for m, df in generations.items()}
     tables |= {("outcomes", m): df for m, df in outcomes.items()}
-    cov = coverage_frame(variants=variants, tables=tables, n=cfg.n)
+    cov = coverage_frame(variants=variants, tables=tables, n=cfg.n, per_pair=cfg.per_pair)
     checks.append(
-        TableCheck("coverage", cov, tuple(coverage_expectations(n=cfg.n)), tuple(COVERAGE_KEYS))
+        TableCheck(
+            "coverage",
+            cov,
+            tuple(coverage_expectations(n=cfg.n, per_pair=cfg.per_pair)),
+            tuple(COVERAGE_KEYS),
+        )
     )
     err = error_rate_frame(generations=generations)
     checks.append(
@@ -694,6 +749,31 @@ def model_counts(
     return plain(counts)
 
 
+def variant_counts(variants: pd.DataFrame) -> dict[str, Any]:
+    """Accepted variants, and rejected ones (LLM rewrites) counted by reason: a
+    `reject_reason` is "<reason>: <detail>[; <reason>: <detail>...]"; `rejected_by_reason`
+    counts the first reason of each rejected variant, `failed_checks` every reason."""
+    if not _has(variants, "accepted"):
+        return {}
+    accepted = variants["accepted"] == True  # noqa: E712
+    reasons = (
+        variants.loc[~accepted, "reject_reason"].astype(object).fillna("<none>").astype(str)
+        if "reject_reason" in variants
+        else pd.Series([], dtype=str)
+    )
+    parts = reasons.str.split("; ")
+    first = parts.str[0].str.split(":").str[0].str.strip().value_counts()
+    every = parts.explode().dropna().str.split(":").str[0].str.strip().value_counts()
+    return plain(
+        {
+            "accepted": int(accepted.sum()),
+            "rejected": int((~accepted).sum()),
+            "rejected_by_reason": {str(k): int(v) for k, v in sorted(first.items())},
+            "failed_checks": {str(k): int(v) for k, v in sorted(every.items())},
+        }
+    )
+
+
 def _example_text(example: Any) -> str:
     if isinstance(example, dict):
         return ", ".join(f"{k}={v}" for k, v in example.items())
@@ -763,6 +843,7 @@ def run(
         "success": all(t["success"] for t in tables.values()),
         "params": {
             "sample.n": cfg.n,
+            "sampling.per_pair": list(cfg.per_pair) if cfg.per_pair else None,
             "validate.max_error_rate": cfg.max_error_rate,
             "validate.max_unexpected_examples": k,
         },
@@ -772,6 +853,7 @@ def run(
             "outcomes": ignored_files(folder=outcomes_dir, models=cfg.models),
         },
         "tables": tables,
+        "variant_counts": variant_counts(variants_df),
         "model_counts": model_counts(
             generations=gens, outcomes=outs, max_error_rate=cfg.max_error_rate
         ),

@@ -161,7 +161,7 @@ def test_broken_arithmetic_metadata_is_an_input_error():
 @pytest.mark.parametrize(
     "section, match",
     [
-        ({"k": 2, "method": "llm"}, r"'llm' is not implemented yet.*Valid methods: template"),
+        ({"k": 2, "method": "llm", "llm": {"attempts": 0}}, "reformulate.llm.attempts"),
         ({"k": 2, "method": "templte"}, "Did you mean 'template'"),
         ({"k": 0}, "reformulate.k"),
         ({"method": "template"}, "'reformulate.k' are missing"),

@@ -17,6 +17,10 @@ def build_backend(config: ModelConfig, params: dict[str, Any]) -> Backend:
         from pipeline.backends.llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend(config)
+    if config.backend == "openai":
+        from pipeline.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(config)
     if config.backend == "simulated":
         from pipeline.backends.simulated import SimulatedBackend, simulator_settings
 

@@ -8,9 +8,20 @@ else the whole text. If that code defines `def <entry_point>(` at the top level,
 program is the prompt followed by that code (the new definition replaces the stub, and
 the prompt still supplies imports and helper functions the tests may call, as in
 HumanEval/38 and /50); otherwise the code is a body continuing the prompt. Then come the
-tests, `check(<entry_point>)`, and a print of a fresh random nonce. The program passes
-only if it exits 0 AND its last stdout line is that nonce, so an early `sys.exit(0)`
-does not pass.
+tests and `check(<entry_point>)`.
+
+Grading integrity. A fresh 128-bit random nonce per run is the pass marker. It is not
+in the program's source or constants: a harness prelude, which runs before any model
+code, reads it from stdin, closes stdin and keeps it in a closure. After `check()`
+returns, the harness flushes stdout, writes the nonce with `os.write` (so a patched
+`print` or `sys.stdout` cannot fake or swallow it) and leaves with `os._exit(0)` (so no
+atexit hook or lingering thread can print after it). The program passes only if it
+exits 0 AND its last stdout line is that nonce, so an early `sys.exit(0)`/`os._exit(0)`,
+a redefined `check`, patched builtins or a printed guess do not pass. The harness also
+refuses to run or to pass the tests while a trace or profile hook is installed (a
+hook can skip assertions) or when assertions are disabled (a re-exec with `-O`); that is
+reported as `sandbox_violation`. Stdin (fd 0) is closed after the nonce is read, so a
+program cannot rewind it and re-run itself to read the nonce again.
 """
 
 from __future__ import annotations
@@ -41,6 +52,49 @@ _DETAIL_CHARS = 300
 class CodeReference:
     test: str
     entry_point: str
+
+
+HARNESS_RC = 97  # exit status of the harness when it finds it has been tampered with
+HARNESS_TAG = "DARS harness:"
+# Runs before any model code: takes the nonce from stdin and keeps it out of reach of
+# plain name lookups (only in closures), with its own references to what it uses.
+PRELUDE = f"""\
+def _dars_harness():
+    import os, sys
+    nonce = sys.stdin.readline().strip()
+    sys.stdin.close()
+    os.close(0)  # nothing can rewind stdin and re-run the program to read it again
+    gettrace, getprofile, write, exit_ = sys.gettrace, sys.getprofile, os.write, os._exit
+    stdout = sys.stdout
+
+    def untraced(when):
+        if gettrace() is not None or getprofile() is not None:
+            write(2, b"\\n{HARNESS_TAG} a trace or profile hook is installed " + when + b"\\n")
+            exit_({HARNESS_RC})
+        if sys.flags.optimize:
+            write(2, b"\\n{HARNESS_TAG} assertions are disabled (-O) " + when + b"\\n")
+            exit_({HARNESS_RC})
+
+    def before():
+        untraced(b"before the tests")
+
+    def done():
+        untraced(b"after the tests")
+        for stream in (stdout, sys.stdout):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        write(1, ("\\n" + nonce + "\\n").encode())
+        exit_(0)
+
+    return before, done
+
+
+_dars_before, _dars_done = _dars_harness()
+del _dars_harness
+
+"""
 
 
 @dataclass(frozen=True)
@@ -92,8 +146,8 @@ def build_program(*, prompt: str, completion: str, ref: CodeReference, nonce: st
         body, kind = f"{prompt.rstrip()}\n\n\n{definition}\n", "def"
     else:
         body, kind = f"{prompt}{code}\n", "body"
-    tail = f"\n\n{ref.test}\n\ncheck({ref.entry_point})\nprint({nonce!r}, flush=True)\n"
-    return Program(source=body + tail, nonce=nonce, mode=f"{kind}:{source}")
+    tail = f"\n\n{ref.test}\n\n_dars_before()\ncheck({ref.entry_point})\n_dars_done()\n"
+    return Program(source=PRELUDE + body + tail, nonce=nonce, mode=f"{kind}:{source}")
 
 
 def passed(result: sandbox.SandboxResult, nonce: str) -> bool:
@@ -114,6 +168,13 @@ def outcome(result: sandbox.SandboxResult, program: Program) -> GradeResult:
             parsed=program.mode,
             grade_status="timeout",
             detail=f"killed after {result.duration_s:.1f}s{note}",
+        )
+    if result.returncode == HARNESS_RC and HARNESS_TAG in result.stderr:
+        return GradeResult(
+            score=0.0,
+            parsed=program.mode,
+            grade_status="sandbox_violation",
+            detail=f"harness tampering: {_last_line(result.stderr)}{note}",
         )
     if passed(result, program.nonce):
         return GradeResult(
@@ -162,6 +223,7 @@ class CodeGrader:
                 max_processes=config.max_processes,
                 max_file_mb=config.max_file_mb,
                 max_output_bytes=config.max_output_bytes,
+                stdin=(program.nonce + "\n").encode(),
             )
         except (OSError, subprocess.SubprocessError, MissingExtraError) as exc:
             return error_result(f"sandbox could not run the program: {exc}")

@@ -11,6 +11,7 @@ with a rejection (`missing_field`) so it is quarantined, not dropped silently.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def read_records(path: str) -> list[dict[str, Any]]:
         raise InputDataError(f"HumanEval problem file {path!r} does not exist")
     try:
         return list(stream_jsonl(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
         raise InputDataError(
             f"HumanEval problem file {path!r} is not readable JSONL: {exc}"
         ) from exc

@@ -1,0 +1,337 @@
+"""The `card` stage: a tiny real `dvc repro` (simulated backend) writes publish/, and every
+config and split loads back with `datasets.load_dataset(folder, config, split=...)`."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+import yaml
+from huggingface_hub import DatasetCard
+from sklearn.linear_model import Ridge
+from sklearn.neighbors import KNeighborsRegressor
+
+import pipeline
+from pipeline import card, schema
+from pipeline.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
+from pipeline.publish import verify_manifest
+from tests.conftest import BIN, REPO, DvcRepo, _run, base_params
+
+ROUTER_OUTS = {"models", "metrics/routers.json"}
+GIT_ID = {"NAME": "t", "EMAIL": "t@t"}
+
+
+def _outs(stage: dict) -> set[str]:
+    found = set()
+    for key in ("outs", "metrics", "plots"):
+        for entry in stage.get(key) or []:
+            found |= set(entry) if isinstance(entry, dict) else {entry}
+    return found
+
+
+def write_routers(root: Path) -> None:
+    """Small real skops routers and a metrics JSON, standing in for `dars train/evaluate`."""
+    x = np.arange(12.0).reshape(6, 2)
+    y = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    sio.dump(Ridge(alpha=1.0).fit(x, y), root / "models" / "ridge-dars.skops")
+    sio.dump(
+        KNeighborsRegressor(n_neighbors=2).fit(x, y), root / "models" / "knn-single_shot.skops"
+    )
+    (root / "models" / "index.json").write_text(
+        json.dumps({"ridge-dars": "ridge-dars.skops", "knn-single_shot": "knn-single_shot.skops"})
+    )
+    (root / "metrics").mkdir(parents=True, exist_ok=True)
+    (root / "metrics" / "routers.json").write_text(
+        json.dumps(
+            {"ridge-dars": {"utility": 0.41, "regret": 0.05}, "knn-single_shot": {"utility": 0.37}}
+        )
+    )
+
+
+def make_build(root: Path, params: dict) -> DvcRepo:
+    """A temp DVC repo with this project's pipeline, dvc.yaml and dataset_card.md.
+
+    The router stages (train/evaluate, whose outputs the card reads) are replaced by small
+    files written here, so this test exercises the card and not router training.
+    """
+    repo = DvcRepo(root, params)
+    shutil.copy(REPO / "dataset_card.md", root / "dataset_card.md")
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    dvc_yaml["stages"] = {
+        name: st for name, st in dvc_yaml["stages"].items() if not (_outs(st) & ROUTER_OUTS)
+    }
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    write_routers(root)
+    return repo
+
+
+def tiny_params(models: dict | None = None) -> dict:
+    p = base_params()
+    p["prepare"]["tasks"] = {
+        "arithmetic": {"kind": "arithmetic", "n": 5, "difficulty": 1, "seed": 7},
+        "humaneval": {"kind": "humaneval", "n": 5, "offset": 0},
+    }
+    p["reformulate"]["k"] = 2
+    p["sample"]["n"] = 2
+    p["models"] = models or {
+        "sim-strong": {"backend": "simulated", "sim_ability": 1.0, "price_per_1k_prompt": 1.0},
+        "sim-weak": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
+    }
+    return p
+
+
+class Built:
+    """A built temp DVC repo (git, DVC cache and all), by path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(root),
+            "DVC_NO_ANALYTICS": "1",
+            **{f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in GIT_ID.items()},
+        }
+
+    def dvc(self, *args: str) -> subprocess.CompletedProcess:
+        return _run([str(BIN / "dvc"), *args], self.root, self.env)
+
+    def git(self, *args: str) -> subprocess.CompletedProcess:
+        return _run(["git", *args], self.root, self.env)
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    def write_params(self, p: dict) -> None:
+        (self.root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+    def copy(self, dst: Path) -> "Built":
+        """A copy to mutate in one test."""
+        shutil.copytree(self.root, dst, symlinks=True)
+        return Built(dst)
+
+
+def sim_build(tmp_path_factory) -> Built:
+    """One simulated build per pytest session, shared by the card/publish/remote tests
+    (cached on disk under the session's base temp dir; tests that mutate it copy it)."""
+    home = tmp_path_factory.getbasetemp() / "dars-sim-build"
+    if not (home / "done").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir()
+        repo = make_build(home / "repo", tiny_params())
+        repo.dvc("repro")
+        (home / "done").touch()
+    return Built(home / "repo")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    return sim_build(tmp_path_factory)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def expected_tables(root: Path, models: list[str]) -> dict[str, pd.DataFrame]:
+    d = root / "data"
+    return {
+        "queries": pd.read_parquet(d / "queries.parquet"),
+        "labels": pd.read_parquet(d / "labels.parquet"),
+        "outcomes": pd.concat(pd.read_parquet(d / "outcomes" / f"{m}.parquet") for m in models),
+        "generations": pd.concat(
+            pd.read_parquet(d / "generations" / f"{m}.parquet") for m in models
+        ),
+    }
+
+
+def test_every_config_and_split_loads_back_with_datasets(built, tmp_path):
+    import datasets
+
+    root = built.root
+    models = list(built.params()["models"])
+    splits = pd.read_parquet(root / "data" / "splits.parquet").set_index("query_id")["split"]
+    tables = expected_tables(root, models)
+    for config in card.CONFIGS:
+        total = 0
+        for split in schema.SPLITS:
+            ds = datasets.load_dataset(
+                str(root / "publish"), config, split=split, cache_dir=str(tmp_path / "hf")
+            )
+            src = tables[config]
+            want = src[src["query_id"].map(splits) == split]
+            assert ds.num_rows == len(want) > 0, (config, split)
+            assert set(schema.names(card.CONTRACT[config])) <= set(ds.column_names)
+            assert sorted(ds["query_id"]) == sorted(want["query_id"])
+            total += ds.num_rows
+        assert total == len(tables[config]), config
+    # labels keep their values and nulls (failed generations are never filled in)
+    lab = datasets.load_dataset(
+        str(root / "publish"), "labels", split="test", cache_dir=str(tmp_path / "hf")
+    ).to_pandas()
+    src = tables["labels"].set_index(["query_id", "model"])
+    got = lab.set_index(["query_id", "model"])
+    for col in ("mean", "std", "ci_low", "ci_high", "single_shot", "utility", "true_p"):
+        assert np.allclose(got[col], src.loc[got.index, col], equal_nan=True), col
+
+
+def test_manifest_checksums_and_provenance(built, tmp_path):
+    pub = built.root / "publish"
+    manifest = verify_manifest(pub)
+    files = {p.relative_to(pub).as_posix() for p in pub.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == files - {"MANIFEST.json"}
+    for rel, meta in manifest["files"].items():
+        assert meta["sha256"] == sha256(pub / rel) and meta["size"] == (pub / rel).stat().st_size
+    params = built.params()
+    assert manifest["params_yaml"] == (built.root / "params.yaml").read_text()
+    assert manifest["dataset_version"] == params["dataset_version"]
+    assert manifest["package_version"] == pipeline.__version__
+    assert len(manifest["dvc_lock"]["sha256"]) == 64
+    lock = yaml.safe_load((built.root / "dvc.lock").read_text())
+    labels_md5 = next(
+        o["md5"] for o in lock["stages"]["aggregate"]["outs"] if o["path"] == "data/labels.parquet"
+    )
+    assert manifest["inputs"]["data/labels.parquet"] == {
+        "md5": labels_md5,
+        "dvc_lock_md5": labels_md5,
+    }
+    for m in params["models"]:
+        assert f"data/outcomes/{m}.parquet" in manifest["inputs"]
+
+    # a consumer's check catches an edited, a missing and an unlisted file
+    copy = tmp_path / "pub"
+    shutil.copytree(pub, copy)
+    (copy / "labels" / "test.parquet").write_bytes(b"not parquet")
+    (copy / "routers" / "ridge-dars.skops").unlink()
+    (copy / "extra.txt").write_text("x")
+    with pytest.raises(ManifestMismatchError) as exc:
+        verify_manifest(copy)
+    msg = str(exc.value)
+    assert "labels/test.parquet: sha256 differs" in msg
+    assert "routers/ridge-dars.skops: missing" in msg
+    assert "extra.txt: not listed" in msg
+
+
+def test_card_header_and_numbers_come_from_the_build(built):
+    root = built.root
+    text = (root / "publish" / "README.md").read_text()
+    data = DatasetCard(text).data.to_dict()
+    params = built.params()
+    assert data["license"] == params["card"]["license"]
+    assert data["pretty_name"] == params["card"]["pretty_name"]
+    assert data["task_categories"] == params["card"]["task_categories"]
+    assert data["size_categories"] == ["n<1K"]
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert set(configs) == set(card.CONFIGS)
+    assert configs["labels"]["data_files"] == [
+        {"split": s, "path": f"labels/{s}.parquet"} for s in schema.SPLITS
+    ]
+    infos = {i["config_name"]: i for i in data["dataset_info"]}
+    lab = pd.read_parquet(root / "data" / "labels.parquet")
+    assert sum(s["num_examples"] for s in infos["labels"]["splits"]) == len(lab)
+    assert {f["name"] for f in infos["labels"]["features"]} >= set(schema.names(schema.LABELS))
+
+    assert f"(v{params['dataset_version']})" in text
+    assert "SIMULATED BUILD" in text  # a simulated build says so
+    assert f"**{lab['query_id'].nunique()} queries**" in text
+    for model, g in lab.groupby("model"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {model} | {len(g)} |"))
+        assert f"| {g['mean'].mean():.3f} |" in row and f"| {g['utility'].mean():.3f} |" in row
+    q = pd.read_parquet(root / "data" / "queries.parquet")
+    for (task, source, lic), g in q.groupby(["task", "source", "license"]):
+        assert f"| {task} | {source} | {lic} | {len(g)} |" in text
+    assert "| openai/human-eval | MIT |" in text
+    report = json.loads((root / "reports" / "validation.json").read_text())
+    assert "**passed**" in text and report["success"] is True
+    assert "| ridge-dars.utility | 0.41 |" in text
+    assert "{{" not in text and "{%" not in text
+
+
+def test_routers_are_copied_with_metrics(built):
+    root = built.root
+    for f in (root / "models").glob("*.skops"):
+        pub = root / "publish" / "routers" / f.name
+        assert sha256(pub) == sha256(f)
+        model = sio.load(pub, trusted=sio.get_untrusted_types(file=pub))
+        assert model.predict(np.zeros((1, 2))).shape == (1,)
+    got = json.loads((root / "publish" / "routers" / "metrics.json").read_text())
+    assert got == json.loads((root / "metrics" / "routers.json").read_text())
+
+
+def _card_kwargs(root: Path, **over) -> dict:
+    kw = dict(
+        params_path=str(root / "params.yaml"),
+        template=str(root / "dataset_card.md"),
+        queries=str(root / "data/queries.parquet"),
+        labels=str(root / "data/labels.parquet"),
+        splits=str(root / "data/splits.parquet"),
+        generations_dir=str(root / "data/generations"),
+        outcomes_dir=str(root / "data/outcomes"),
+        validation=str(root / "reports/validation.json"),
+        models_dir=str(root / "models"),
+        router_metrics=str(root / "metrics/routers.json"),
+        lock=str(root / "dvc.lock"),
+        out=str(root / "out-publish"),
+    )
+    return {**kw, **over}
+
+
+def test_a_card_that_fails_to_render_fails_the_stage(built, tmp_path, capsys):
+    from pipeline import cli
+
+    bad = tmp_path / "dataset_card.md"
+    bad.write_text((built.root / "dataset_card.md").read_text() + "\n{{ n_querys }}\n")
+    kw = _card_kwargs(built.root, template=str(bad), out=str(tmp_path / "publish"))
+    with pytest.raises(CardRenderError, match="n_querys"):
+        card.run(**kw)
+    assert not (tmp_path / "publish").exists()  # nothing half-written
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset_card.md"]
+    # through the CLI (what the DVC stage runs): exit status 1 and the reason
+    argv = ["card", "--params", kw["params_path"], "--template", str(bad)]
+    for flag, key in [
+        ("--queries", "queries"),
+        ("--labels", "labels"),
+        ("--splits", "splits"),
+        ("--generations", "generations_dir"),
+        ("--outcomes", "outcomes_dir"),
+        ("--validation", "validation"),
+        ("--models-dir", "models_dir"),
+        ("--router-metrics", "router_metrics"),
+        ("--lock", "lock"),
+        ("--out", "out"),
+    ]:
+        argv += [flag, kw[key]]
+    assert cli.main(argv) == 1
+    assert "n_querys" in capsys.readouterr().err
+
+    headless = tmp_path / "headless.md"
+    headless.write_text("# no header\n{{ n_queries }}\n")
+    with pytest.raises(CardRenderError, match="configs"):
+        card.run(**_card_kwargs(built.root, template=str(headless), out=str(tmp_path / "p2")))
+
+
+def test_an_empty_split_fails_with_the_counts(built, tmp_path):
+    splits = pd.read_parquet(built.root / "data" / "splits.parquet")
+    splits["split"] = splits["split"].replace("validation", "train")
+    path = tmp_path / "splits.parquet"
+    splits.to_parquet(path)
+    with pytest.raises(EmptySplitError, match="'validation'.*split.fractions"):
+        card.run(**_card_kwargs(built.root, splits=str(path), out=str(tmp_path / "p")))
+
+
+def test_card_params_are_checked():
+    p = tiny_params()
+    p["card"]["repo_id"] = "no-slash"
+    with pytest.raises(ParamsError, match="card.repo_id.*ORG/NAME"):
+        card.card_settings(p)
+    p = tiny_params()
+    p["dataset_version"] = "1.0 beta"
+    with pytest.raises(ParamsError, match="dataset_version"):
+        card.card_settings(p)

