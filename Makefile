@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Re-install whenever pyproject.toml changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e '.[cpu,dev]'
+	$(BIN)/python -m pip install -e '.[cpu,embed,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

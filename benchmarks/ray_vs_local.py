@@ -191,9 +191,12 @@ def main() -> None:
         },
         "note": (
             "A 2-core machine: two 1-thread engines in two Ray actors use the same 2 cores "
-            "as one 2-thread engine, so Ray cannot be expected to beat the local executor "
-            "here; it adds actor start-up, one model load per actor and scheduling. Ray "
-            "scales out when each worker has its own cores, GPUs or nodes."
+            "as one 2-thread engine, so on a quiet machine Ray should at best match the "
+            "local executor; it adds the cluster start, actor start-up and one model load "
+            "per actor. Under load from other processes (see machine.loadavg_*), a multi-"
+            "threaded llama.cpp engine stalls most, which favours 1-thread engines: compare"
+            " ray_2x1 with local_t1 (same threads per engine). Ray scales out when each "
+            "worker has its own cores, GPUs or nodes."
         ),
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

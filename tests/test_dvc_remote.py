@@ -18,7 +18,9 @@ def lock_outputs(root: Path) -> list[str]:
 def digests(root: Path, rel: str) -> dict[str, str]:
     path = root / rel
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
+    }
 
 
 def test_push_then_pull_in_a_second_clone_gets_identical_artifacts(tmp_path_factory, tmp_path):

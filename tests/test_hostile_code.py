@@ -342,8 +342,12 @@ def test_network_connection_to_localhost_never_arrives() -> None:
         "    while True:\n        try:\n            if os.fork() == 0:\n"
         "                os.setsid()\n        except OSError:\n            pass\n"
         "        time.sleep(0.05)\nwhile True:\n    pass\n",
+        # the escapee makes itself non-dumpable, so /proc/<pid> shows it as owned by root
+        "import ctypes, os, time\nif os.fork() == 0:\n    os.setsid()\n"
+        "    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n"
+        "    print(os.getpid(), flush=True)\n    time.sleep(60)\ntime.sleep(0.3)\n",
     ],
-    ids=["setsid_ignoring_signals", "double_fork_daemon", "escapee_that_forks"],
+    ids=["setsid_ignoring_signals", "double_fork_daemon", "escapee_that_forks", "non_dumpable"],
 )
 def test_setsid_escapees_are_killed(program: str) -> None:
     result = run(program)

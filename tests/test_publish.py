@@ -1,16 +1,18 @@
 """`dars publish`: the refusals, the dry run, the upload calls (through an injected
 Hub client that records them) and a fake token that must appear nowhere.
 
-The build is real: one llama.cpp model configuration (the gemma-3-270m GGUF) plus one
-simulated configuration; dropping the simulated one and rerunning `dvc repro` gives the
-publishable build. No request leaves the machine: the injected client records calls,
-and the one test of the real `HfApi` points HF_ENDPOINT at a local HTTP server.
+The publishable build is real and tiny: one llama.cpp configuration of the gemma-3-270m
+GGUF (those tests are marked slow, like the other real-model builds); the refusal of a
+simulated build uses the simulated build that tests/test_card.py shares. No request
+leaves the machine: the injected client records calls, and the one run of the real
+`HfApi` (in a subprocess) has HF_ENDPOINT pointing at a local HTTP server.
 """
 
 import http.server
 import json
 import logging
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -90,6 +92,7 @@ def simulated(tmp_path_factory) -> Built:
     return sim_build(tmp_path_factory)
 
 
+@pytest.mark.slow  # the real gemma-3-270m build
 def test_dry_run_lists_every_file_and_contacts_nothing(real, capsys):
     hub = RecordingHub()
     plan = publish.run(**kwargs(real, dry_run=True), api=hub)
@@ -109,6 +112,7 @@ def test_dry_run_lists_every_file_and_contacts_nothing(real, capsys):
     assert f"datasets/{real.params()['card']['repo_id']}" in out and repr(plan.tag) in out
 
 
+@pytest.mark.slow  # the real gemma-3-270m build
 def test_upload_creates_repo_uploads_folder_and_tags_the_commit(real):
     hub = RecordingHub()
     plan = publish.run(**kwargs(real, private=True), api=hub)
@@ -155,6 +159,7 @@ def test_refuses_a_simulated_build(simulated, capsys):
     assert "refusing to publish: the build used the simulated backend" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the real gemma-3-270m build
 def test_refuses_a_failed_validation_report(real, tmp_path):
     c = real.copy(tmp_path / "c")
     report = c.root / "reports" / "validation.json"
@@ -164,6 +169,7 @@ def test_refuses_a_failed_validation_report(real, tmp_path):
         publish.run(**kwargs(c, dry_run=True))
 
 
+@pytest.mark.slow  # the real gemma-3-270m build
 def test_refuses_a_stale_or_edited_publish_folder(real, tmp_path):
     c = real.copy(tmp_path / "c")
     publish.run(**kwargs(c, dry_run=True))  # fresh: accepted
@@ -197,9 +203,14 @@ def test_refuses_a_stale_or_edited_publish_folder(real, tmp_path):
         publish.run(**kwargs(c, dry_run=True))
 
 
+@pytest.mark.slow  # the real gemma-3-270m build
 def test_refuses_another_repo_id_and_needs_a_token(real, tmp_path):
     with pytest.raises(RepoIdMismatchError, match="someone/else.*card.repo_id"):
         publish.run(**kwargs(real, repo_id="someone/else", dry_run=True))
+    # a copy of publish/ elsewhere is not what dvc.lock describes
+    shutil.copytree(real.root / "publish", tmp_path / "copy")
+    with pytest.raises(StalePublishError, match="is not an output of stage 'card'"):
+        publish.run(**kwargs(real, publish_dir=str(tmp_path / "copy"), dry_run=True))
     # no token anywhere (a fresh HF_HOME, no HF_TOKEN): fails before any request
     env = {k: v for k, v in real.env.items() if k not in ("HF_TOKEN", "HF_TOKEN_PATH")}
     env |= {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
@@ -248,6 +259,7 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # the real gemma-3-270m build
 def test_a_fake_token_appears_in_no_output_log_or_file(real, tmp_path, monkeypatch, capfd, caplog):
     from huggingface_hub.utils import logging as hf_logging
 
