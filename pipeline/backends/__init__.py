@@ -21,6 +21,10 @@ def build_backend(config: ModelConfig, params: dict[str, Any]) -> Backend:
         from pipeline.backends.openai import OpenAIBackend
 
         return OpenAIBackend(config)
+    if config.backend == "vllm":
+        from pipeline.backends.vllm import VllmBackend
+
+        return VllmBackend(config)
     if config.backend == "simulated":
         from pipeline.backends.simulated import SimulatedBackend, simulator_settings
 

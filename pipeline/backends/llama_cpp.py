@@ -322,7 +322,7 @@ class LlamaCppBackend:
                         batch.seq_id[j][s] = s
                     batch.logits[j] = start + j == p - 1
                 self._decode(batch, what=f"prompt of {p} tokens")
-            rows = [len(prompt[(p - 1) // N_BATCH * N_BATCH :]) - 1] * n  # logits row per seq
+            rows = [(p - 1) % N_BATCH] * n  # batch index of each sequence's logits
             # 2. one token per unfinished sequence per step
             step = 0
             while True:
