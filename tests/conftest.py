@@ -27,6 +27,9 @@ class DvcRepo:
             REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
         )
         shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+        for extra in ("dataset_card.md", "pyproject.toml"):  # read by the card stage
+            if (REPO / extra).exists():
+                shutil.copy(REPO / extra, root / extra)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         (root / ".gitignore").write_text(".dars/\n")
         self.env = {
