@@ -146,14 +146,15 @@ def code_parts(text: str) -> list[str]:
 # --------------------------------------------------------------------------- checks
 
 
-def _missing(original: Sequence[Any], candidate_text: str, found: Sequence[Any]) -> list[str]:
+def _missing(wanted: Sequence[Fraction], found: Sequence[Fraction]) -> list[str]:
+    """The values of `wanted` (a multiset) that `found` lacks, written as decimals."""
     pool = list(found)
     missing = []
-    for x in original:
+    for x in wanted:
         if x in pool:
             pool.remove(x)
         else:
-            missing.append(str(x))
+            missing.append(f"{float(x):g}")
     return missing
 
 
@@ -183,7 +184,7 @@ def structural_reasons(
             f"[{config.min_length_ratio}, {config.max_length_ratio}]"
         )
     nums_o, nums_c = numbers(original), numbers(cand)
-    miss, new = _missing(nums_o, cand, nums_c), _missing(nums_c, original, nums_o)
+    miss, new = _missing(nums_o, nums_c), _missing(nums_c, nums_o)
     if miss or new:
         out.append("numbers: " + _diff(miss, new))
     ents_o, ents_c = entities(original), entities(cand)

@@ -19,6 +19,14 @@ How a variant is generated (llama-cpp-python's low-level bindings of the llama.c
   temperature, then `dist(seed)` seeded with the request's seed; temperature 0 is greedy.
   A fixed seed therefore reproduces the same completion, and a sample draws the same
   random numbers as the naive loop (one `create_completion(seed=...)` per sample).
+- Numerics: at N=1 this runs the same kernels as the naive loop and its completions are
+  byte-identical to it (tested). At N>1 llama.cpp's batched kernels (the repacked Q4_K
+  matrix product for 4+ rows, the attention products) round differently from a
+  single-sequence decode, so a sequence's logits can differ in the last bits and a
+  near-tie token can flip, even between two greedy sequences of one batch. This is the
+  batch variance every batching engine has (vLLM too); it is deterministic, so a
+  (variant, N, seeds) gives the same completions on every run and after a resume, and it
+  never mixes variants (each variant is its own batch).
 - Stop rules copy `Llama._create_completion`: an end-of-generation token ends the
   sample with finish_reason "stop" (not counted); after each token the detokenized text
   is searched for the stop strings (the first listed that occurs cuts the text,
@@ -29,6 +37,9 @@ How a variant is generated (llama-cpp-python's low-level bindings of the llama.c
   running when it passes end with status="error" and an error starting with "timeout";
   they are never turned into answers. The check runs between decode steps, so one
   step (or the prompt prefill) may overrun it.
+
+`share_prompt=False` (used by `benchmarks/sampling.py` only) evaluates the prompt again
+for each sequence instead of sharing it, to measure what the sharing saves.
 
 The KV cache is sized for the work: P + N * max_tokens cells (rounded up), and the
 context is re-created when a variant needs more cells or more sequences than the
@@ -174,13 +185,14 @@ class SequenceState:
 class LlamaCppBackend:
     name = "llama_cpp"
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, share_prompt: bool = True) -> None:
         self._ll = _import_llama_cpp()
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # no C-side chatter
         path, self.revision = resolve_model_path(config.model_path)
         if config.revision not in ("unknown", ""):
             self.revision = config.revision
         self.config = config
+        self.share_prompt = share_prompt  # False: re-evaluate it per sequence
         ll = self._ll
         ll.llama_backend_init()
         mparams = ll.llama_model_default_params()
@@ -290,7 +302,10 @@ class LlamaCppBackend:
         n, p = len(requests), len(prompt)
         caps = [min(r.max_tokens, self.config.n_ctx - p) for r in requests]
         self._ensure_context(
-            cells=kv_cells_needed(prompt_tokens=p, n_seqs=n, max_tokens=max(caps)), seqs=n
+            cells=kv_cells_needed(
+                prompt_tokens=p if self.share_prompt else n * p, n_seqs=n, max_tokens=max(caps)
+            ),
+            seqs=n,
         )
         ctx = self._ctx
         ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
@@ -310,32 +325,28 @@ class LlamaCppBackend:
         finished_at: list[float | None] = [None] * n
         timed_out = False
         try:
-            # 1. prefill the prompt once, every token in all n sequences
-            for start in range(0, p, N_BATCH):
-                chunk = prompt[start : start + N_BATCH]
-                batch.n_tokens = len(chunk)
-                for j, tok in enumerate(chunk):
-                    batch.token[j] = tok
-                    batch.pos[j] = start + j
-                    batch.n_seq_id[j] = n
-                    for s in range(n):
-                        batch.seq_id[j][s] = s
-                    batch.logits[j] = start + j == p - 1
-                self._decode(batch, what=f"prompt of {p} tokens")
-            rows = [(p - 1) % N_BATCH] * n  # batch index of each sequence's logits
-            # 2. one token per unfinished sequence per step
-            step = 0
-            while True:
-                active = []
+
+            def sample(s: int, row: int) -> int | None:
+                """Sample sequence s from logits row `row`; the token if it goes on."""
+                tok = int(ll.llama_sampler_sample(samplers[s], ctx, row))
+                states[s].push(tok, self.piece(tok), is_eog=self.is_eog(tok))
+                if states[s].done:
+                    finished_at[s] = time.perf_counter() - t0
+                    return None
+                return tok
+
+            last_row = (p - 1) % N_BATCH  # batch index of the last prompt token's logits
+            if self.share_prompt:  # 1. the prompt once, every token in all n sequences
+                self._prefill(batch, prompt, list(range(n)))
+                toks = {s: sample(s, last_row) for s in range(n)}
+            else:  # (benchmark baseline) the prompt evaluated again for each sequence
+                toks = {}
                 for s in range(n):
-                    if states[s].done:
-                        continue
-                    tok = int(ll.llama_sampler_sample(samplers[s], ctx, rows[s]))
-                    states[s].push(tok, self.piece(tok), is_eog=self.is_eog(tok))
-                    if states[s].done:
-                        finished_at[s] = time.perf_counter() - t0
-                    else:
-                        active.append((s, tok))
+                    self._prefill(batch, prompt, [s])
+                    toks[s] = sample(s, last_row)
+            step = 0
+            while True:  # 2. one token per unfinished sequence per step
+                active = [(s, tok) for s, tok in toks.items() if tok is not None]
                 if not active:
                     break
                 if time.perf_counter() > deadline:
@@ -348,8 +359,8 @@ class LlamaCppBackend:
                     batch.n_seq_id[j] = 1
                     batch.seq_id[j][0] = s
                     batch.logits[j] = True
-                    rows[s] = j
                 self._decode(batch, what=f"step {step} of {len(active)} sequences")
+                toks = {s: sample(s, j) for j, (s, _) in enumerate(active)}
                 step += 1
         finally:
             ll.llama_batch_free(batch)
@@ -387,6 +398,21 @@ class LlamaCppBackend:
                 )
             )
         return out
+
+    def _prefill(self, batch: Any, prompt: list[int], seqs: list[int]) -> None:
+        """Evaluate the prompt into the KV cells of `seqs` (shared cells when several)."""
+        p = len(prompt)
+        for start in range(0, p, N_BATCH):
+            chunk = prompt[start : start + N_BATCH]
+            batch.n_tokens = len(chunk)
+            for j, tok in enumerate(chunk):
+                batch.token[j] = tok
+                batch.pos[j] = start + j
+                batch.n_seq_id[j] = len(seqs)
+                for k, s in enumerate(seqs):
+                    batch.seq_id[j][k] = s
+                batch.logits[j] = start + j == p - 1
+            self._decode(batch, what=f"prompt of {p} tokens")
 
     def _decode(self, batch: Any, *, what: str) -> None:
         rc = int(self._ll.llama_decode(self._ctx, batch))
