@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workloads", nargs="+", default=["decode", "pipeline"])
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/sampling.json"))
@@ -187,7 +187,12 @@ def main() -> None:
         "batched": LlamaCppBackend(config),
         "batched_reprefill": LlamaCppBackend(config, share_prompt=False),
         "naive": llama_cpp.Llama(
-            model_path=str(path), n_ctx=2048, n_threads=a.threads, seed=0, verbose=False
+            model_path=str(path),
+            n_ctx=2048,
+            n_threads=a.threads,
+            n_threads_batch=a.threads,  # as the backend: the same threads for the prompt
+            seed=0,
+            verbose=False,
         ),
     }
     n_prompt = [len(engines["batched"].tokenize(p)) for _, p in prompts]
