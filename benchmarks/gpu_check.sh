@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of the sampling layer's batching and seeding logic, for a lent CUDA machine.
 #
-#   bash benchmarks/gpu_check.sh            (writes to $OUT, or ./gpu_check_out without it)
+#   bash benchmarks/gpu_check.sh            (writes to $OUT, or /tmp/gpu_check_out without it)
 #
 # Needs only what that machine's image has (python3 with torch + transformers); no vLLM,
 # no network, no weights: a tiny random-weight Llama is built from a config on CUDA.
@@ -10,7 +10,7 @@
 # every check, so a timeout still leaves the finished checks in $OUT/gpu_check.json.
 set -u
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/gpu_check_out}"
+OUT="${OUT:-/tmp/gpu_check_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 {

@@ -279,6 +279,12 @@ def summarize(*, workload: str, n: int, reps: list[dict[str, dict[str, Any]]]) -
         ),
         "samples": len(first["batched"]["texts"]),
         "identical_to_naive": same,
+        "identical_to_naive_reprefill": sum(
+            x == y
+            for x, y in zip(
+                first["batched"]["texts"], first["naive_reprefill"]["texts"], strict=True
+            )
+        ),
     }
 
 

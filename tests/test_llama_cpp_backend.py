@@ -1,10 +1,13 @@
-"""The llama_cpp backend (one multi-sequence batch per variant) on the real gemma-3-270m
-GGUF, against the naive loop a user would write: one `Llama.create_completion` per sample.
+"""The llama_cpp backend (the prompt prefilled once and shared by a variant's N samples,
+decoded one at a time or as one multi-sequence batch) on the real gemma-3-270m GGUF,
+against the naive loop a user would write: one `Llama.create_completion` per sample.
 
-At N=1 the batch path runs the same kernels, sampler chain and seed as the naive loop, so
-the completions must be byte-identical. At N>1 llama.cpp's batched kernels round
-differently from a single-sequence decode (last-bit differences that can flip a near-tie
-token), so there the tests check seeding, reproducibility and the stop/length rules.
+A sequence decoded alone runs the same kernels, sampler chain and seed as the naive
+loop, so its completion must be byte-identical (N=1, and N=4 with the default
+one-at-a-time decoding). In a multi-sequence batch llama.cpp's batched kernels round
+differently from a single-sequence decode (last-bit differences that can flip a
+near-tie token), so there the tests check seeding, reproducibility and the stop/length
+rules.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pipeline.backends.base import GenRequest
 from pipeline.backends.llama_cpp import (
     LlamaCppBackend,
     SequenceState,
+    decode_group_size,
     kv_cells_needed,
     sampler_chain_spec,
 )
@@ -34,6 +38,16 @@ MAX_TOKENS = 12
 @pytest.fixture(scope="module")
 def backend():
     be = LlamaCppBackend(ModelConfig(name="gemma", backend="llama_cpp", n_ctx=1024))
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="module")
+def batched():
+    """All samples of a variant in one multi-sequence batch, whatever N."""
+    be = LlamaCppBackend(
+        ModelConfig(name="gemma", backend="llama_cpp", n_ctx=1024, max_num_seqs=64)
+    )
     yield be
     be.close()
 
@@ -120,6 +134,13 @@ def test_sequence_state_waits_for_a_split_utf8_character():
     assert (st.finish_reason, st.result_text, len(st.tokens)) == ("stop", b"ab", 4)
 
 
+def test_decode_groups_batch_large_n_and_follow_max_num_seqs():
+    assert decode_group_size(n=4, max_num_seqs=None) == 1
+    assert decode_group_size(n=8, max_num_seqs=None) == 8
+    assert decode_group_size(n=16, max_num_seqs=4) == 4
+    assert decode_group_size(n=2, max_num_seqs=64) == 2
+
+
 def test_kv_cells_count_the_shared_prompt_once():
     assert kv_cells_needed(prompt_tokens=100, n_seqs=8, max_tokens=10) == 100 + 8 * 14
 
@@ -147,19 +168,26 @@ def test_stop_sequences_cut_the_text_as_in_the_naive_loop(backend, naive):
     assert got.completion_tokens < 24
 
 
-def test_n4_is_seeded_reproducible_and_independent_of_the_previous_variant(backend):
-    first = [as_tuple(r) for r in backend.generate_variant(reqs(PROMPTS[0], 4, seed0=11))]
-    backend.generate_variant(reqs(PROMPTS[1], 3, seed0=99))  # another variant in between
-    again = [as_tuple(r) for r in backend.generate_variant(reqs(PROMPTS[0], 4, seed0=11))]
+def test_n4_one_at_a_time_equals_the_naive_loop_sample_by_sample(backend, naive):
+    rs = reqs(PROMPTS[2], 4, temperature=0.8, seed0=21, stop=("\n",))
+    got = [as_tuple(r) for r in backend.generate_variant(rs)]
+    assert got == [naive_one(naive, r) for r in rs]
+    assert len({c for c, *_ in got}) > 1  # distinct seeds give distinct samples
+
+
+def test_batched_n4_is_seeded_reproducible_and_independent_of_the_previous_variant(batched):
+    first = [as_tuple(r) for r in batched.generate_variant(reqs(PROMPTS[0], 4, seed0=11))]
+    batched.generate_variant(reqs(PROMPTS[1], 3, seed0=99))  # another variant in between
+    again = [as_tuple(r) for r in batched.generate_variant(reqs(PROMPTS[0], 4, seed0=11))]
     assert first == again
-    other = [as_tuple(r) for r in backend.generate_variant(reqs(PROMPTS[0], 4, seed0=5000))]
+    other = [as_tuple(r) for r in batched.generate_variant(reqs(PROMPTS[0], 4, seed0=5000))]
     assert other != first
-    assert len({c for c, *_ in first}) > 1  # distinct seeds give distinct samples
+    assert len({c for c, *_ in first}) > 1
 
 
-def test_n4_token_counts_finish_reasons_and_shared_first_token(backend, naive):
+def test_batched_n4_token_counts_finish_reasons_and_shared_first_token(batched, naive):
     prompt = PROMPTS[2]
-    results = backend.generate_variant(reqs(prompt, 4, temperature=0.0, stop=("Question",)))
+    results = batched.generate_variant(reqs(prompt, 4, temperature=0.0, stop=("Question",)))
     n_prompt = len(naive.tokenize(prompt.encode(), add_bos=True, special=True))
     greedy = naive_one(naive, reqs(prompt, 1, temperature=0.0, stop=("Question",))[0])
     for res in results:

@@ -12,36 +12,41 @@ How a variant is generated (llama-cpp-python's low-level bindings of the llama.c
   with special tokens parsed) and prefilled ONCE: every prompt token is put in the batch
   with all N sequence ids, so the N sequences share the same KV cells
   (`kv_unified=True`). Only the last prompt token asks for logits.
-- Each step decodes one token per unfinished sequence in one `llama_decode` call
-  (sequence id i, position P+t), then samples each sequence from its own row of logits.
+- Decoding: a group of sequences advances together, one token per unfinished sequence
+  per `llama_decode` call (sequence id i, position P+t), each sampled from its own row
+  of logits. The group is `max_num_seqs` sequences when set; by default all N when
+  N >= 8 (one batch) and one at a time below that, because on this CPU a step of 2-4
+  rows costs 3.5-5x a 1-row step (see `decode_group_size`); the prompt is shared
+  either way.
 - Each sequence has its own llama.cpp sampler chain, built like `Llama._init_sampler`
   builds it for `create_completion`: top_k=40, typical_p=1, top_p, min_p=0.05,
   temperature, then `dist(seed)` seeded with the request's seed; temperature 0 is greedy.
   A fixed seed therefore reproduces the same completion, and a sample draws the same
   random numbers as the naive loop (one `create_completion(seed=...)` per sample).
-- Numerics: at N=1 this runs the same kernels as the naive loop and its completions are
-  byte-identical to it (tested). At N>1 llama.cpp's batched kernels (the repacked Q4_K
-  matrix product for 4+ rows, the attention products) round differently from a
-  single-sequence decode, so a sequence's logits can differ in the last bits and a
-  near-tie token can flip, even between two greedy sequences of one batch. This is the
-  batch variance every batching engine has (vLLM too); it is deterministic, so a
-  (variant, N, seeds) gives the same completions on every run and after a resume, and it
-  never mixes variants (each variant is its own batch).
+- Numerics: a sequence decoded alone (a group of 1) runs the same kernels as the naive
+  loop, and its completion is byte-identical to the naive loop's for the same seed
+  (tested at N=1 and N=4). In a group of several rows llama.cpp's batched kernels (the
+  repacked Q4_K matrix product for 4+ rows, the attention products) round differently
+  from a single-sequence decode, so a sequence's logits can differ in the last bits and
+  a near-tie token can flip, even between two greedy sequences of one batch. This is
+  the batch variance every batching engine has (vLLM too); it is deterministic, so a
+  (variant, N, seeds) gives the same completions on every run and after a resume, and
+  it never mixes variants (each variant is its own batch).
 - Stop rules copy `Llama._create_completion`: an end-of-generation token ends the
   sample with finish_reason "stop" (not counted); after each token the detokenized text
   is searched for the stop strings (the first listed that occurs cuts the text,
   finish_reason "stop"), except while the text ends inside a UTF-8 character; at
   max_tokens (capped at n_ctx - prompt tokens) the sample ends with "length".
-- Wall-clock timeout: `timeout_s` bounds the generation of a variant's batch (its
-  samples run concurrently, so this is each sample's wall-clock time). Samples still
-  running when it passes end with status="error" and an error starting with "timeout";
-  they are never turned into answers. The check runs between decode steps, so one
-  step (or the prompt prefill) may overrun it.
+- Wall-clock timeout: `timeout_s` bounds each group's decoding (the first group's
+  clock includes the prompt prefill); a sample's latency_s is measured from its group's
+  start. Samples still running when it passes end with status="error" and an error
+  starting with "timeout"; they are never turned into answers. The check runs between
+  decode steps, so one step (or the prompt prefill) may overrun it.
 
 `share_prompt=False` (used by `benchmarks/sampling.py` only) evaluates the prompt again
 for each sequence instead of sharing it, to measure what the sharing saves.
 
-The KV cache is sized for the work: P + N * max_tokens cells (rounded up), and the
+The KV cache is sized for the work: P + N * (max_tokens + 4) cells (rounded up), and the
 context is re-created when a variant needs more cells or more sequences than the
 current one holds. Model loading, context and batch failures raise `BackendError`
 (the sample stage retries the samples one by one, then records error rows).
@@ -69,6 +74,7 @@ MIN_P = 0.05
 TYPICAL_P = 1.0
 N_BATCH = 512  # tokens per llama_decode call during the prompt prefill
 KV_ROUND = 256  # KV cells are allocated in multiples of this
+BATCH_MIN_SEQS = 8  # by default, batch the decode from this many samples per variant
 
 
 def resolve_model_path(model_path: str) -> tuple[Path, str]:
@@ -122,6 +128,19 @@ def kv_cells_needed(*, prompt_tokens: int, n_seqs: int, max_tokens: int) -> int:
     UTF-8 character (a create_completion rule we keep).
     """
     return prompt_tokens + n_seqs * (max_tokens + 4)
+
+
+def decode_group_size(*, n: int, max_num_seqs: int | None) -> int:
+    """How many of a variant's n sequences decode together in one llama_decode step.
+
+    `max_num_seqs` set: that many. Unset: all n when n >= BATCH_MIN_SEQS, else one at a
+    time (measured on gemma-3-270m Q4_K_M, 1 CPU thread: one step costs ~12 ms for 1
+    sequence, ~43 ms for 2, ~62 ms for 4, ~77 ms for 8, ~100 ms for 16, so small batches
+    lose to one-at-a-time decoding and large ones win). The prompt is shared either way.
+    """
+    if max_num_seqs is not None:
+        return max(1, min(n, max_num_seqs))
+    return n if n >= BATCH_MIN_SEQS else 1
 
 
 def _round_up(n: int, k: int) -> int:
@@ -292,12 +311,12 @@ class LlamaCppBackend:
                 f"Requested tokens ({len(prompt)}) exceed context window of {self.config.n_ctx}"
             )
         results: list[GenResult] = []
-        group = max(1, min(self._max_seqs, self.config.max_num_seqs or len(requests)))
-        for i in range(0, len(requests), group):
-            results.extend(self._generate_group(prompt, requests[i : i + group]))
+        for i in range(0, len(requests), self._max_seqs):  # llama.cpp's sequence limit
+            results.extend(self._generate_shared(prompt, requests[i : i + self._max_seqs]))
         return results
 
-    def _generate_group(self, prompt: list[int], requests: list[GenRequest]) -> list[GenResult]:
+    def _generate_shared(self, prompt: list[int], requests: list[GenRequest]) -> list[GenResult]:
+        """The samples of one prompt: prefill once, then decode in groups of sequences."""
         ll = self._ll
         n, p = len(requests), len(prompt)
         caps = [min(r.max_tokens, self.config.n_ctx - p) for r in requests]
@@ -308,7 +327,8 @@ class LlamaCppBackend:
             seqs=n,
         )
         ctx = self._ctx
-        ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
+        mem = ll.llama_get_memory(ctx)
+        ll.llama_memory_clear(mem, True)
         states = [
             SequenceState(stops=tuple(s.encode("utf-8") for s in r.stop), max_tokens=cap)
             for r, cap in zip(requests, caps, strict=True)
@@ -320,69 +340,78 @@ class LlamaCppBackend:
             for r in requests
         ]
         batch = ll.llama_batch_init(max(N_BATCH, n), 0, n)
+        group = decode_group_size(n=n, max_num_seqs=self.config.max_num_seqs)
+        latency: list[float | None] = [None] * n
+        timed_out = [False] * n
         t0 = time.perf_counter()
-        deadline = t0 + self.config.timeout_s
-        finished_at: list[float | None] = [None] * n
-        timed_out = False
         try:
 
-            def sample(s: int, row: int) -> int | None:
+            def sample(s: int, row: int, since: float) -> int | None:
                 """Sample sequence s from logits row `row`; the token if it goes on."""
                 tok = int(ll.llama_sampler_sample(samplers[s], ctx, row))
                 states[s].push(tok, self.piece(tok), is_eog=self.is_eog(tok))
                 if states[s].done:
-                    finished_at[s] = time.perf_counter() - t0
+                    latency[s] = time.perf_counter() - since
+                    # free its cells: the next sequence's tokens take the same cells, right
+                    # after the prompt, as in a single-sequence decode (same float sums)
+                    ll.llama_memory_seq_rm(mem, s, -1, -1)
                     return None
                 return tok
 
             last_row = (p - 1) % N_BATCH  # batch index of the last prompt token's logits
             if self.share_prompt:  # 1. the prompt once, every token in all n sequences
                 self._prefill(batch, prompt, list(range(n)))
-                toks = {s: sample(s, last_row) for s in range(n)}
+                toks = {s: sample(s, last_row, t0) for s in range(n)}
             else:  # (benchmark baseline) the prompt evaluated again for each sequence
                 toks = {}
                 for s in range(n):
                     self._prefill(batch, prompt, [s])
-                    toks[s] = sample(s, last_row)
-            step = 0
-            while True:  # 2. one token per unfinished sequence per step
-                active = [(s, tok) for s, tok in toks.items() if tok is not None]
-                if not active:
-                    break
-                if time.perf_counter() > deadline:
-                    timed_out = True
-                    break
-                batch.n_tokens = len(active)
-                for j, (s, tok) in enumerate(active):
-                    batch.token[j] = tok
-                    batch.pos[j] = p + step
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = s
-                    batch.logits[j] = True
-                self._decode(batch, what=f"step {step} of {len(active)} sequences")
-                toks = {s: sample(s, j) for j, (s, _) in enumerate(active)}
-                step += 1
+                    toks[s] = sample(s, last_row, t0)
+            # 2. decode `group` sequences at a time, one token per unfinished one per step
+            for g0 in range(0, n, group):
+                since = t0 if g0 == 0 else time.perf_counter()
+                deadline = since + self.config.timeout_s
+                live = {s: toks[s] for s in range(g0, min(n, g0 + group))}
+                step = 0
+                while True:
+                    active = [(s, tok) for s, tok in live.items() if tok is not None]
+                    if not active:
+                        break
+                    if time.perf_counter() > deadline:
+                        for s, _ in active:
+                            timed_out[s] = True
+                            latency[s] = time.perf_counter() - since
+                        break
+                    batch.n_tokens = len(active)
+                    for j, (s, tok) in enumerate(active):
+                        batch.token[j] = tok
+                        batch.pos[j] = p + step
+                        batch.n_seq_id[j] = 1
+                        batch.seq_id[j][0] = s
+                        batch.logits[j] = True
+                    self._decode(batch, what=f"step {step} of {len(active)} sequences")
+                    live = {s: sample(s, j, since) for j, (s, _) in enumerate(active)}
+                    step += 1
         finally:
             ll.llama_batch_free(batch)
             for smpl in samplers:
                 ll.llama_sampler_free(smpl)
-            ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
-        elapsed = time.perf_counter() - t0
+            ll.llama_memory_clear(mem, True)
         out = []
-        for st, done_t in zip(states, finished_at, strict=True):
-            if not st.done:
+        for st, lat, late in zip(states, latency, timed_out, strict=True):
+            if late or not st.done:
                 out.append(
                     GenResult(
                         completion=None,
                         prompt_tokens=p,
                         completion_tokens=len(st.tokens),
                         finish_reason="error",
-                        latency_s=elapsed,
+                        latency_s=float(lat or 0.0),
                         status="error",
                         error=(
                             f"timeout: generation exceeded timeout_s={self.config.timeout_s} "
                             f"after {len(st.tokens)} tokens"
-                            if timed_out
+                            if late
                             else "generation ended without a finish reason"
                         ),
                     )
@@ -394,7 +423,7 @@ class LlamaCppBackend:
                     prompt_tokens=p,
                     completion_tokens=len(st.tokens),
                     finish_reason=str(st.finish_reason),
-                    latency_s=float(done_t if done_t is not None else elapsed),
+                    latency_s=float(lat or 0.0),
                 )
             )
         return out
