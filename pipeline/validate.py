@@ -253,9 +253,8 @@ def coverage_frame(
         n = per_pair[1]
     if not _has(variants, "query_id", "variant_id", "accepted"):
         return pd.DataFrame(columns=cols)
-    accepted = variants.loc[
-        variants["accepted"] == True, ["query_id", "variant_id"]
-    ].drop_duplicates()  # noqa: E712
+    is_accepted = variants["accepted"] == True  # noqa: E712 (nulls count as not accepted)
+    accepted = variants.loc[is_accepted, ["query_id", "variant_id"]].drop_duplicates()
     parts = []
     for (table, model), df in tables.items():
         if not _has(df, "query_id", "variant_id", "sample_id"):

@@ -237,7 +237,9 @@ def test_no_network_even_to_localhost() -> None:
 CODE_CONFIG = GradeConfig(code_timeout_s=1.0, memory_mb=256, max_processes=16)
 REFERENCE = json.dumps(
     {
-        "test": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 6\n",
+        "test": (
+            "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 6\n"
+        ),
         "entry_point": "double",
     }
 )
