@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics as M
-from pipeline import schema
 from pipeline.errors import InputDataError, ParamsError
-from pipeline.io import read_frame, write_json, write_text
+from pipeline.io import write_json, write_text
 from pipeline.params import _num, get, load_params
-from pipeline.train import LABEL_COLUMNS, load_router, split_queries
+from pipeline.train import load_router, read_routing_inputs, split_queries
 
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 
@@ -319,9 +318,7 @@ def run(
 ) -> Path:
     params = load_params(params_path)
     st = eval_settings(params)
-    lab = read_frame(labels, LABEL_COLUMNS, what="labels")
-    q = read_frame(queries, ["query_id", "prompt"], what="queries")
-    spl = read_frame(splits, schema.names(schema.SPLIT), what="splits")
+    lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
     index_path = Path(models_dir) / "index.json"
     if not index_path.exists():
         raise InputDataError(f"router index {str(index_path)!r} does not exist; run `dars train`")

@@ -222,6 +222,16 @@ def read_outcomes(outcomes_dir: str | Path, models: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def read_routing_inputs(
+    *, labels: str, queries: str, splits: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The labels, query texts and splits that `train` and `evaluate` both read."""
+    lab = read_frame(labels, LABEL_COLUMNS, what="labels")
+    q = read_frame(queries, ["query_id", "prompt"], what="queries")
+    spl = read_frame(splits, schema.names(schema.SPLIT), what="splits")
+    return lab, q, spl
+
+
 def run(
     *,
     params_path: str,
@@ -233,9 +243,7 @@ def run(
 ) -> Path:
     params = load_params(params_path)
     st = train_settings(params)
-    lab = read_frame(labels, LABEL_COLUMNS, what="labels")
-    q = read_frame(queries, ["query_id", "prompt"], what="queries")
-    spl = read_frame(splits, schema.names(schema.SPLIT), what="splits")
+    lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
     models = sorted(lab["model"].unique())
     train = split_queries(spl, q, "train")
     if len(train) < 2:
