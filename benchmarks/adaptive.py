@@ -5,9 +5,9 @@ plus a small real llama.cpp comparison.
     .venv/bin/python benchmarks/adaptive.py --llama    # also the real gemma comparison
 
 Simulated study. Every generation is drawn by the real `SimulatedBackend` with the real
-seeds (`pipeline.sample.plan_requests`) and scored by the real `numeric` grader; labels
-are computed by `pipeline.aggregate.aggregate_labels`. A uniform build K x N uses the
-first K variants and sample ids 0..N-1; the adaptive builds (`pipeline.adaptive`) draw a
+seeds (`dars.stages.sample.plan_requests`) and scored by the real `numeric` grader; labels
+are computed by `dars.stages.aggregate.aggregate_labels`. A uniform build K x N uses the
+first K variants and sample ids 0..N-1; the adaptive builds (`dars.sampling.adaptive`) draw a
 subset of the same generations (same seeds: sample ids 0..14 per variant are drawn once),
 so differences are due to allocation only. Truth per (query, model) = the mean true p
 over the 5 variants.
@@ -48,18 +48,18 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "pipeline"))
 
-from pipeline.adaptive import AdaptiveSettings, adaptive_rounds  # noqa: E402
-from pipeline.aggregate import aggregate_labels  # noqa: E402
-from pipeline.backends.simulated import (  # noqa: E402
+from dars.sampling.adaptive import AdaptiveSettings, adaptive_rounds  # noqa: E402
+from dars.stages.aggregate import aggregate_labels  # noqa: E402
+from dars.backends.simulated import (  # noqa: E402
     SimulatedBackend,
     SimulatorSettings,
     true_probability,
 )
-from pipeline.graders import GradeConfig, get_grader  # noqa: E402
-from pipeline.params import ModelConfig, SampleConfig  # noqa: E402
-from pipeline.sample import plan_requests  # noqa: E402
+from dars.graders import GradeConfig, get_grader  # noqa: E402
+from dars.core.params import ModelConfig, SampleConfig  # noqa: E402
+from dars.stages.sample import plan_requests  # noqa: E402
 
 K, N = 5, 5
 N_MAX = 15  # sample ids drawn per variant, so adaptive may spend up to 75 on a pair
@@ -359,10 +359,11 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
     adaptive stage (per-model rules), both on gemma-3-270m via llama.cpp."""
     import yaml
 
-    from pipeline import adaptive, prepare, reformulate
-    from pipeline import grade as grade_stage
-    from pipeline.params import load_params, model_config, sample_config
-    from pipeline.sample import sample_model
+    from dars.sampling import adaptive
+    from dars.stages import prepare, reformulate
+    from dars.stages import grade as grade_stage
+    from dars.core.params import load_params, model_config, sample_config
+    from dars.stages.sample import sample_model
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["prepare"]["tasks"] = {

@@ -4,7 +4,7 @@
 
 vLLM is not installed there and nothing can be downloaded, so this builds a tiny
 random-weight Llama with `transformers` from a config (no weights fetched) on CUDA and
-checks, with the real planner of `pipeline/backends/vllm.py`:
+checks, with the real planner of `pipeline/dars/backends/vllm.py`:
 
 - `planner`: spaced seeds give every variant its own block, `plan_calls` makes one
   `n=N` request per variant, and no two samples of the plan share a seed;
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "pipeline"))
 
 N = 8
 PROMPT_LEN = 48
@@ -158,8 +158,8 @@ def main() -> None:
         summary["note"] = "no CUDA device: the checks below ran on CPU"
     save()
 
-    from pipeline.backends.base import GenRequest
-    from pipeline.backends.vllm import check_disjoint_seeds, plan_calls, spaced_sample_seeds
+    from dars.backends.base import GenRequest
+    from dars.backends.vllm import check_disjoint_seeds, plan_calls, spaced_sample_seeds
 
     state: dict[str, Any] = {}
 

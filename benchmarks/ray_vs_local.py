@@ -31,9 +31,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pipeline import prepare, reformulate
-from pipeline.params import load_params, model_config, sample_config
-from pipeline.sample import sample_model
+from dars.stages import prepare, reformulate
+from dars.core.params import load_params, model_config, sample_config
+from dars.stages.sample import sample_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,7 +157,7 @@ def main() -> None:
     same_text_t1 = frames["ray_2x1"]["completion"].equals(frames["local_t1"]["completion"])
     same_text_t2 = frames["ray_2x1"]["completion"].equals(frames["local_t2"]["completion"])
     by = {r["arm"]: r for r in results}
-    backend_src = (REPO / "pipeline/backends/llama_cpp.py").read_bytes()
+    backend_src = (REPO / "pipeline/dars/backends/llama_cpp.py").read_bytes()
     report = {
         "benchmark": "ray_vs_local",
         "workload": {

@@ -43,9 +43,10 @@ from typing import Any
 
 import yaml
 
-from pipeline import prepare, prompting, reformulate
-from pipeline.backends.base import GenRequest
-from pipeline.params import ModelConfig
+from dars.stages import prepare, reformulate
+from dars.prompting import format as prompting
+from dars.backends.base import GenRequest
+from dars.core.params import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("batched", "batched_reprefill", "naive", "naive_reprefill")
@@ -53,7 +54,7 @@ ARMS = ("batched", "batched_reprefill", "naive", "naive_reprefill")
 
 def real_prompts(*, arithmetic: int, humaneval: int, shots: int) -> list[tuple[str, str]]:
     """(grader, rendered prompt) of real variants, built with the pipeline's own stages."""
-    from pipeline.reformulate import few_shot_examples
+    from dars.stages.reformulate import few_shot_examples
 
     params = {
         "prepare": {
@@ -178,7 +179,7 @@ def main() -> None:
 
     import llama_cpp
 
-    from pipeline.backends.llama_cpp import LlamaCppBackend, resolve_model_path
+    from dars.backends.llama_cpp import LlamaCppBackend, resolve_model_path
 
     prompts = real_prompts(arithmetic=a.arithmetic, humaneval=a.humaneval, shots=3)
     path, revision = resolve_model_path("auto")

@@ -35,7 +35,7 @@ class DvcRepo:
         self.env = {
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(root),
+            "PYTHONPATH": str(root / "pipeline"),
             "DVC_NO_ANALYTICS": "1",
             "GIT_AUTHOR_NAME": "t",
             "GIT_AUTHOR_EMAIL": "t@t",

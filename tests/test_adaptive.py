@@ -11,12 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from pipeline import adaptive, validate
-from pipeline.adaptive import AdaptiveSettings, Journal, PairState, adaptive_rounds, interval
-from pipeline.aggregate import aggregate_labels
-from pipeline.errors import ParamsError
-from pipeline.params import model_config, sample_config
-from pipeline.sample import sample_model
+from dars.sampling import adaptive
+from dars.stages import validate
+from dars.sampling.adaptive import AdaptiveSettings, Journal, PairState, adaptive_rounds, interval
+from dars.stages.aggregate import aggregate_labels
+from dars.core.errors import ParamsError
+from dars.core.params import model_config, sample_config
+from dars.stages.sample import sample_model
 from tests.conftest import base_params
 from tests.test_sample import K, make_inputs
 
@@ -244,7 +245,7 @@ def test_stage_resume_is_deterministic(tmp_path):
 def test_sample_run_dispatches_on_the_strategy(tmp_path):
     import yaml
 
-    from pipeline import sample
+    from dars.stages import sample
 
     q, v = make_inputs(tmp_path)
     for strategy, rows in (("uniform", lambda n: n == 12 * K * 4), ("adaptive", lambda n: n < 144)):

@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.schema import GENERATIONS
+from dars.core.schema import GENERATIONS
 
 ONE_MB = 1_000_000
 
 
 def dars(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [sys.executable, "-m", "dars", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

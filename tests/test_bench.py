@@ -10,10 +10,10 @@ import datasets
 import numpy as np
 import pytest
 
-from pipeline import bench
-from pipeline.cli import main
-from pipeline.errors import RouterInterfaceError
-from pipeline.io import write_frame
+from dars import bench
+from dars.cli import main
+from dars.core.errors import RouterInterfaceError
+from dars.core.io import write_frame
 from tests.test_routers import POOL, synthetic_build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def test_cli_reports_a_broken_router_without_a_traceback(dataset, tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline",
+            "dars",
             "bench",
             "--dataset",
             str(dataset),
@@ -194,7 +194,7 @@ def test_bad_router_spec_and_unknown_module(dataset):
 
 
 def test_a_folder_without_the_publish_layout_is_named(tmp_path):
-    from pipeline.errors import InputDataError
+    from dars.core.errors import InputDataError
 
     (tmp_path / "README.md").write_text("no configs here\n")
     with pytest.raises(InputDataError, match=r"no config .queries. with split .train."):

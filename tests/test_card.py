@@ -17,10 +17,11 @@ from huggingface_hub import DatasetCard
 from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 
-import pipeline
-from pipeline import card, schema
-from pipeline.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
-from pipeline.publish import verify_manifest
+import dars
+from dars.stages import card
+from dars.core import schema
+from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
+from dars.publishing.hub import verify_manifest
 from tests.conftest import BIN, REPO, DvcRepo, _run, base_params
 
 ROUTER_OUTS = {"models", "metrics/routers.json"}
@@ -111,7 +112,7 @@ class Built:
         self.env = {
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(root),
+            "PYTHONPATH": str(root / "pipeline"),
             "DVC_NO_ANALYTICS": "1",
             **{f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in GIT_ID.items()},
         }
@@ -208,7 +209,7 @@ def test_manifest_checksums_and_provenance(built, tmp_path):
     params = built.params()
     assert manifest["params_yaml"] == (built.root / "params.yaml").read_text()
     assert manifest["dataset_version"] == params["dataset_version"]
-    assert manifest["package_version"] == pipeline.__version__
+    assert manifest["package_version"] == dars.__version__
     assert len(manifest["dvc_lock"]["sha256"]) == 64
     lock = yaml.safe_load((built.root / "dvc.lock").read_text())
     labels_md5 = next(
@@ -314,7 +315,7 @@ def _card_kwargs(root: Path, **over) -> dict:
 
 
 def test_a_card_that_fails_to_render_fails_the_stage(built, tmp_path, capsys):
-    from pipeline import cli
+    from dars import cli
 
     bad = tmp_path / "dataset_card.md"
     bad.write_text((built.root / "dataset_card.md").read_text() + "\n{{ n_querys }}\n")

@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import schema
-from pipeline.io import write_frame
+from dars.core import schema
+from dars.core.io import write_frame
 from tests.conftest import base_params
 
 KEYS = schema.KEYS["generations"]
@@ -70,7 +70,7 @@ def make_inputs(root: Path, *, n_queries: int, k: int) -> None:
 def start(root: Path, *, out: str, ckpt: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
-            sys.executable, "-m", "pipeline", "sample", "--params", "params.yaml",
+            sys.executable, "-m", "dars", "sample", "--params", "params.yaml",
             "--model", "m", "--queries", "queries.parquet", "--variants", "variants.parquet",
             "--out", out, "--checkpoint-dir", ckpt,
         ],

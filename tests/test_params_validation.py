@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import schema
-from pipeline.io import write_frame
+from dars.core import schema
+from dars.core.io import write_frame
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def base_params() -> dict:
 
 def dars(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [sys.executable, "-m", "dars", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

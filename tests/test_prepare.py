@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import prepare, schema
-from pipeline.errors import InputDataError, ParamsError, QuarantineThresholdError
-from pipeline.tasks import TASK_LOADERS, Candidate, arithmetic
+from dars.stages import prepare
+from dars.core import schema
+from dars.core.errors import InputDataError, ParamsError, QuarantineThresholdError
+from dars.tasks import TASK_LOADERS, Candidate, arithmetic
 
 INTS = re.compile(r"\d+")
 

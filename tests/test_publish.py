@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import publish
-from pipeline.errors import (
+from dars.publishing import hub as publish
+from dars.core.errors import (
     FailedValidationReportError,
     HubTagExistsError,
     ManifestMismatchError,
@@ -141,7 +141,7 @@ def test_upload_creates_repo_uploads_folder_and_tags_the_commit(real):
 
 
 def test_refuses_a_simulated_build(simulated, capsys):
-    from pipeline import cli
+    from dars import cli
 
     hub = RecordingHub()
     with pytest.raises(SimulatedBuildError, match="simulated backend.*labels/"):
@@ -218,7 +218,7 @@ def test_refuses_another_repo_id_and_needs_a_token(real, tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline",
+            "dars",
             "publish",
             "--repo-id",
             real.params()["card"]["repo_id"],
@@ -294,7 +294,7 @@ def test_a_fake_token_appears_in_no_output_log_or_file(real, tmp_path, monkeypat
                 [
                     sys.executable,
                     "-m",
-                    "pipeline",
+                    "dars",
                     "publish",
                     "--repo-id",
                     c.params()["card"]["repo_id"],

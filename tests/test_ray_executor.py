@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import cli, schema
-from pipeline.errors import ParamsError
-from pipeline.io import write_frame
-from pipeline.params import model_config, sample_config
-from pipeline.sample import plan_units, sample_model
+from dars import cli
+from dars.core import schema
+from dars.core.errors import ParamsError
+from dars.core.io import write_frame
+from dars.core.params import model_config, sample_config
+from dars.stages.sample import plan_units, sample_model
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")

@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import prepare, reformulate, schema
-from pipeline.errors import InputDataError, ParamsError, UnknownNameError
-from pipeline.tasks import arithmetic
+from dars.stages import prepare, reformulate
+from dars.core import schema
+from dars.core.errors import InputDataError, ParamsError, UnknownNameError
+from dars.tasks import arithmetic
 
 INTS = re.compile(r"\d+")
 NUMERIC_0 = "Question: "

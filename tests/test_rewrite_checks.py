@@ -9,9 +9,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from pipeline import reformulate
-from pipeline.backends import GenResult
-from pipeline.rewrite_checks import (
+from dars.stages import reformulate
+from dars.backends import GenResult
+from dars.prompting.rewrite_checks import (
     REASONS,
     CheckConfig,
     check_rewrite,
@@ -23,7 +23,7 @@ from pipeline.rewrite_checks import (
     reason_code,
     structural_reasons,
 )
-from pipeline.validate import variant_counts
+from dars.stages.validate import variant_counts
 
 CFG = CheckConfig()
 
@@ -168,7 +168,7 @@ class ScriptedEngine:
 
 
 def paraphraser(texts, attempts=2):
-    from pipeline.params import ModelConfig
+    from dars.core.params import ModelConfig
 
     return reformulate.LLMParaphraser(
         config=ModelConfig(name="scripted", backend="simulated"),
@@ -225,7 +225,7 @@ def test_llm_method_spends_at_most_its_attempts():
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("sentence_transformers")
-    from pipeline.rewrite_checks import load_embedder
+    from dars.prompting.rewrite_checks import load_embedder
 
     return load_embedder()
 
@@ -247,8 +247,8 @@ def test_minilm_rejects_an_unrelated_text_that_keeps_numbers_and_names(minilm):
 @pytest.mark.slow
 def test_llm_method_with_gemma_rejects_its_poor_paraphrases(minilm):
     pytest.importorskip("llama_cpp")
-    from pipeline.backends import build_backend
-    from pipeline.params import model_config
+    from dars.backends import build_backend
+    from dars.core.params import model_config
 
     raw = {**reformulate.DEFAULT_REWRITER_MODEL, "max_tokens": 48}
     config = model_config({"models": {"gemma": raw}}, "gemma")

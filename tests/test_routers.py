@@ -10,12 +10,13 @@ import pytest
 import skops.io as sio
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline import evaluate, features, train
-from pipeline.aggregate import aggregate_labels
-from pipeline.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
-from pipeline.io import write_frame
-from pipeline.routers import ROUTERS, MFRouter, make_router
-from pipeline.split import assign_splits
+from dars.stages import evaluate, train
+from dars.routers import features
+from dars.stages.aggregate import aggregate_labels
+from dars.core.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
+from dars.core.io import write_frame
+from dars.routers import ROUTERS, MFRouter, make_router
+from dars.stages.split import assign_splits
 
 AGG = {
     "prior_alpha": 0.5,
@@ -302,7 +303,7 @@ def test_minilm_embeddings_offline_from_site_packages(monkeypatch):
     assert np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
     assert X[0] @ X[1] > X[0] @ X[2]  # paraphrases are closer than an unrelated prompt
     # a router with embedding features persists without the model weights
-    assert sio.get_untrusted_types(data=sio.dumps(emb)) == ["pipeline.features.SentenceEmbedder"]
+    assert sio.get_untrusted_types(data=sio.dumps(emb)) == ["dars.routers.features.SentenceEmbedder"]
     assert len(sio.dumps(emb)) < 20_000
 
 

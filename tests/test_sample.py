@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import schema
-from pipeline.backends.simulated import SimulatorSettings, true_probability
-from pipeline.io import write_frame
-from pipeline.params import model_config, sample_config
-from pipeline.sample import plan_requests, sample_model, sample_seed
+from dars.core import schema
+from dars.backends.simulated import SimulatorSettings, true_probability
+from dars.core.io import write_frame
+from dars.core.params import model_config, sample_config
+from dars.stages.sample import plan_requests, sample_model, sample_seed
 
 N_QUERIES, K, N = 12, 3, 4
 
@@ -79,7 +79,7 @@ def run_cli(tmp: Path, out: str, ckpt: str = "ckpt") -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "pipeline",
+            "dars",
             "sample",
             "--params",
             str(tmp / "params.yaml"),
@@ -219,7 +219,7 @@ def test_bad_model_name_lists_valid_ones(tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline",
+            "dars",
             "sample",
             "--params",
             str(tmp_path / "params.yaml"),

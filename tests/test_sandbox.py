@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import sandbox
-from pipeline.graders import GradeConfig, get_grader
+from dars.graders import sandbox
+from dars.graders import GradeConfig, get_grader
 
 LIMITS = {
     "timeout_s": 1.0,

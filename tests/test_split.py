@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from pipeline.errors import ParamsError
-from pipeline.split import assign_splits, split_settings
+from dars.core.errors import ParamsError
+from dars.stages.split import assign_splits, split_settings
 
 FR = {"train": 0.6, "validation": 0.2, "test": 0.2}
 

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import schema, validate
-from pipeline.errors import InputDataError, ParamsError, ValidationFailedError
-from pipeline.io import write_frame
+from dars.core import schema
+from dars.stages import validate
+from dars.core.errors import InputDataError, ParamsError, ValidationFailedError
+from dars.core.io import write_frame
 
 MODEL = "m1"
 N = 2

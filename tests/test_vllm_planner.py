@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from pipeline.backends import build_backend
-from pipeline.backends.base import GenRequest
-from pipeline.backends.vllm import (
+from dars.backends import build_backend
+from dars.backends.base import GenRequest
+from dars.backends.vllm import (
     SEED_STRIDE,
     VllmBackend,
     VllmCall,
@@ -26,9 +26,9 @@ from pipeline.backends.vllm import (
     sampling_kwargs,
     spaced_sample_seeds,
 )
-from pipeline.errors import BackendError, MissingExtraError, ParamsError
-from pipeline.params import ModelConfig, SampleConfig, model_config
-from pipeline.sample import plan_requests, sample_model
+from dars.core.errors import BackendError, MissingExtraError, ParamsError
+from dars.core.params import ModelConfig, SampleConfig, model_config
+from dars.stages.sample import plan_requests, sample_model
 
 REV = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2"
 

@@ -1,0 +1,5 @@
+import sys
+
+from dars.cli import main
+
+sys.exit(main())

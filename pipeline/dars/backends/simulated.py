@@ -1,0 +1,134 @@
+"""A research instrument with known ground truth: NOT a model.
+
+Each (query, model, variant) has a true success probability
+
+    p = sigmoid(ability_m - difficulty_q + variant_effect_qv + interaction_qm)
+
+with difficulty, variant effect and interaction drawn from params (`simulator.*`,
+seeded by ids so they do not depend on run order). A sample succeeds with probability
+p; the completion is then the reference answer (for code: the canonical solution), and
+otherwise a wrong one, so the real graders score it. Every row carries
+`backend="simulated"` and its `true_p`; publishing refuses simulated builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dars.backends.base import GenRequest, GenResult
+from dars.core.params import ModelConfig, _num, get
+
+SIM_REVISION = "simulated"
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    seed: int = 0
+    query_sd: float = 2.0
+    variant_sd: float = 0.5
+    interaction_sd: float = 0.5
+
+
+def simulator_settings(params: dict[str, Any]) -> SimulatorSettings:
+    raw = get(params, "simulator", {})
+    s = SimulatorSettings(**{k: raw[k] for k in raw if k in SimulatorSettings.__dataclass_fields__})
+    _num(s.seed, "simulator.seed", lo=0, integer=True)
+    for k in ("query_sd", "variant_sd", "interaction_sd"):
+        _num(getattr(s, k), f"simulator.{k}", lo=0.0)
+    return s
+
+
+def _normal(*key: object) -> float:
+    h = hashlib.sha256("|".join(map(str, key)).encode()).digest()
+    return float(np.random.default_rng(int.from_bytes(h[:8], "little")).standard_normal())
+
+
+def true_probability(
+    settings: SimulatorSettings, *, model: str, ability: float, query_id: str, variant_id: int
+) -> float:
+    s = settings
+    logit = (
+        ability
+        - s.query_sd * _normal(s.seed, "q", query_id)
+        + s.variant_sd * _normal(s.seed, "v", query_id, variant_id)
+        + s.interaction_sd * _normal(s.seed, "qm", query_id, model)
+    )
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def _wrong_answer(grader: str, reference: str) -> str:
+    if grader == "numeric":
+        try:
+            return f"Answer: {float(reference) + 1:g}"
+        except ValueError:
+            return "Answer: 0"
+    if grader == "choice":
+        return "Answer: " + ("B" if reference.strip().upper() == "A" else "A")
+    if grader == "code":
+        return "    return None\n"
+    return "simulated wrong answer"
+
+
+def _right_answer(grader: str, reference: str) -> str:
+    if grader == "code":
+        return str(json.loads(reference).get("canonical_solution", ""))
+    if grader in ("numeric", "choice"):
+        return f"Answer: {reference}"
+    return reference
+
+
+class SimulatedBackend:
+    name = "simulated"
+    revision = SIM_REVISION
+
+    def __init__(self, config: ModelConfig, settings: SimulatorSettings) -> None:
+        self.config = config
+        self.settings = settings
+
+    def generate_variant(self, requests: list[GenRequest]) -> list[GenResult]:
+        return [self._one(r) for r in requests]
+
+    def _one(self, req: GenRequest) -> GenResult:
+        t0 = time.perf_counter()
+        if self.config.sim_latency_s:
+            time.sleep(self.config.sim_latency_s)
+        p = true_probability(
+            self.settings,
+            model=self.config.name,
+            ability=self.config.sim_ability,
+            query_id=req.query_id,
+            variant_id=req.variant_id,
+        )
+        rng = np.random.default_rng(req.seed)
+        u_err, u_ok = rng.random(2)
+        prompt_tokens = len(req.prompt.split())
+        if u_err < self.config.sim_error_rate:
+            return GenResult(
+                completion=None,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=0,
+                finish_reason="error",
+                latency_s=time.perf_counter() - t0,
+                status="error",
+                error="simulated engine failure",
+                true_p=p,
+            )
+        text = (_right_answer if u_ok < p else _wrong_answer)(req.grader, req.reference)
+        return GenResult(
+            completion=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=min(len(text.split()), req.max_tokens),
+            finish_reason="stop",
+            latency_s=time.perf_counter() - t0,
+            true_p=p,
+        )
+
+    def close(self) -> None:
+        return None

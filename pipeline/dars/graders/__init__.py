@@ -1,0 +1,73 @@
+"""Graders, registered by name (lm-eval-harness style).
+
+Each grader turns one completion into a GradeResult. A model that gives no usable answer
+gets score 0.0 ("unparsable"): that is a wrong answer. Only a failure on our side (a
+broken reference, a sandbox that cannot start) gives score None with grade_status "error".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dars.core.registry import Registry
+from dars.core.schema import GRADE_STATUSES
+
+
+@dataclass(frozen=True)
+class GradeConfig:
+    numeric_rel_tol: float = 1e-6
+    code_timeout_s: float = 5.0
+    memory_mb: int = 512
+    max_processes: int = 32
+    max_file_mb: int = 1
+    max_output_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    score: float | None
+    parsed: str | None
+    grade_status: str
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.grade_status not in GRADE_STATUSES:
+            raise ValueError(
+                f"grade_status {self.grade_status!r} is not one of {', '.join(GRADE_STATUSES)}"
+            )
+        if (self.score is None) != (self.grade_status == "error"):
+            raise ValueError(
+                f"score must be None exactly when grade_status is 'error' "
+                f"(got score={self.score!r}, grade_status={self.grade_status!r})"
+            )
+
+
+def error_result(detail: str) -> GradeResult:
+    """Our failure (bad reference, sandbox could not start): no score."""
+    return GradeResult(score=None, parsed=None, grade_status="error", detail=detail)
+
+
+def unparsable_result(detail: str) -> GradeResult:
+    """The model gave no answer we can read: a wrong answer."""
+    return GradeResult(score=0.0, parsed=None, grade_status="unparsable", detail=detail)
+
+
+class Grader(Protocol):
+    name: str
+    higher_is_better: bool
+
+    def grade(
+        self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
+    ) -> GradeResult: ...
+
+
+GRADERS: Registry[Grader] = Registry("grader")
+
+
+def get_grader(name: str) -> Grader:
+    return GRADERS.get(name)
+
+
+# Importing the modules registers their graders.
+from dars.graders import choice, code, exact, numeric  # noqa: E402, F401

@@ -1,0 +1,75 @@
+"""Reference routers, registered by name (one file each).
+
+`make_router(name, features=...)` returns a scikit-learn Pipeline that maps query text to
+a (n_queries, n_models) matrix of predicted targets: the text featuriser of
+`dars.routers.features` followed by the router's numeric core from this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+
+from dars.core.errors import ParamsError
+from dars.core.registry import Registry
+from dars.routers.base import BaseRouter
+from dars.routers.best_single import BestSingleRouter
+from dars.routers.cheapest import CheapestRouter
+from dars.routers.knn import KNNRouter
+from dars.routers.linear import RidgeRouter
+from dars.routers.mf import MFRouter
+from dars.routers.mlp import MLPRouter
+from dars.routers.random_router import RandomRouter
+
+ROUTERS: Registry[type[BaseRouter]] = Registry("router")
+ROUTERS.register("random")(RandomRouter)
+ROUTERS.register("best-single")(BestSingleRouter)
+ROUTERS.register("cheapest")(CheapestRouter)
+ROUTERS.register("knn")(KNNRouter)
+ROUTERS.register("ridge")(RidgeRouter)
+ROUTERS.register("mlp")(MLPRouter)
+ROUTERS.register("mf")(MFRouter)
+
+#: routers whose decision does not depend on the query text
+BASELINES = ("random", "best-single", "cheapest")
+
+
+def make_router(
+    name: str,
+    *,
+    features: str = "tfidf",
+    params: dict[str, Any] | None = None,
+    random_state: int | None = None,
+) -> Pipeline:
+    """A fresh, unfitted text -> predictions pipeline for the router `name`."""
+    from dars.routers.features import make_featurizer
+
+    cls = ROUTERS.get(name)
+    kwargs = dict(params or {})
+    if random_state is not None and "random_state" in cls().get_params():
+        kwargs.setdefault("random_state", random_state)
+    try:
+        core = cls(**kwargs)
+    except TypeError as exc:
+        valid = sorted(cls().get_params())
+        raise ParamsError(
+            f"Parameter 'routers.params.{name}' = {kwargs!r} has unknown keys; "
+            f"valid keys for router {name!r}: {valid}"
+        ) from exc
+    return Pipeline([("features", make_featurizer(features)), ("router", core)])
+
+
+__all__ = [
+    "BASELINES",
+    "ROUTERS",
+    "BaseRouter",
+    "BestSingleRouter",
+    "CheapestRouter",
+    "KNNRouter",
+    "MFRouter",
+    "MLPRouter",
+    "RandomRouter",
+    "RidgeRouter",
+    "make_router",
+]

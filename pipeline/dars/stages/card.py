@@ -1,0 +1,708 @@
+"""The `card` stage: write `publish/`, a complete Hugging Face dataset repository.
+
+Layout (another command, `dars bench`, reads it; keep it stable):
+
+    publish/README.md                    the dataset card, rendered from dataset_card.md
+    publish/<config>/<split>.parquet     config in queries|labels|outcomes|generations,
+                                         split in train|validation|test
+    publish/routers/*.skops              the reference routers, copied from models/
+    publish/routers/metrics.json         their test metrics (metrics/routers.json)
+    publish/MANIFEST.json                sha256 of every file, dvc.lock provenance,
+                                         params.yaml, package and dataset version
+
+The card header holds a `configs:` block mapping every config and split to its Parquet
+file, so `datasets.load_dataset(<repo or folder>, "labels", split="test")` works with
+no loading script. Rows go to a split by their `query_id` through data/splits.parquet.
+Every number in the card comes from the build; the template is rendered with
+`jinja2.StrictUndefined`, so a missing value fails the stage instead of printing blank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import jinja2
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.splits import SplitDict, SplitInfo
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+import dars
+from dars.core import schema
+from dars.core.errors import CardRenderError, EmptySplitError, InputDataError, ParamsError
+from dars.core.io import write_json, write_text
+from dars.core.params import get, load_params, model_config, model_names
+
+CONFIGS = ("queries", "labels", "outcomes", "generations")
+CONTRACT = {
+    "queries": schema.QUERIES,
+    "labels": schema.LABELS,
+    "outcomes": schema.OUTCOMES,
+    "generations": schema.GENERATIONS,
+}
+MANIFEST = "MANIFEST.json"
+ROUTERS_DIR = "routers"
+ROUTER_METRICS = "metrics.json"
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# Hub size categories (number of rows of the largest config)
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def card_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The `card` section of params.yaml plus `dataset_version`, checked."""
+    version = get(params, "dataset_version")
+    if not isinstance(version, str) or not re.fullmatch(r"[\w.+-]+", version):
+        raise ParamsError(
+            f"Parameter 'dataset_version' = {version!r} must be a non-empty string of "
+            "letters, digits, '.', '_', '+' or '-' (it becomes a Hub tag), e.g. '0.1.0'"
+        )
+    out: dict[str, Any] = {"dataset_version": version}
+    for key in ("repo_id", "pretty_name", "license"):
+        value = get(params, f"card.{key}")
+        if not isinstance(value, str) or not value.strip():
+            raise ParamsError(f"Parameter 'card.{key}' = {value!r} must be a non-empty string")
+        out[key] = value
+    if not REPO_ID_RE.match(out["repo_id"]):
+        raise ParamsError(
+            f"Parameter 'card.repo_id' = {out['repo_id']!r} must look like 'ORG/NAME'"
+        )
+    for key in ("task_categories", "tags"):
+        value = get(params, f"card.{key}", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ParamsError(f"Parameter 'card.{key}' = {value!r} must be a list of strings")
+        out[key] = value
+    return out
+
+
+def size_category(n_rows: int) -> str:
+    for bound, name in SIZE_CATEGORIES:
+        if n_rows < bound:
+            return name
+    return "n>1T"
+
+
+# ---------------------------------------------------------------------------- hashing
+
+
+def file_digest(path: str | Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lock_file_md5s(lock: Mapping[str, Any]) -> dict[str, str]:
+    """path -> md5 for every single-file output dvc.lock records (directories skipped)."""
+    found: dict[str, str] = {}
+    for stage in (lock.get("stages") or {}).values():
+        for entry in stage.get("outs") or []:
+            md5 = entry.get("md5")
+            if md5 and not md5.endswith(".dir"):
+                found[str(entry["path"])] = md5
+    return found
+
+
+def read_lock(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(
+            f"dvc.lock file {str(path)!r} does not exist; the card stage runs under `dvc repro`"
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise InputDataError(f"dvc.lock file {str(path)!r} does not hold a mapping")
+    return data
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def read_table(path: str | Path, *, required: Iterable[str], what: str) -> pa.Table:
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{what} file {str(path)!r} does not exist")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(f"{what} file {str(path)!r} is not readable Parquet: {exc}") from exc
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise InputDataError(
+            f"{what} file {str(path)!r} lacks contract columns {missing}; "
+            f"it has {table.column_names}"
+        )
+    return table.replace_schema_metadata(None)
+
+
+def model_tables(*, folder: str | Path, models: Sequence[str], what: str) -> pa.Table:
+    """Concatenate `<folder>/<model>.parquet` for the models of params.yaml."""
+    required = schema.names(CONTRACT[what])
+    tables = [
+        read_table(Path(folder) / f"{m}.parquet", required=required, what=f"{what}[{m}]")
+        for m in models
+    ]
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def split_map(splits: pa.Table) -> dict[str, str]:
+    ids = splits.column("query_id").to_pylist()
+    names = splits.column("split").to_pylist()
+    bad = sorted({s for s in names if s not in schema.SPLITS})
+    if bad:
+        raise InputDataError(f"splits hold unknown split names {bad}; valid: {list(schema.SPLITS)}")
+    return dict(zip(ids, names, strict=True))
+
+
+def split_table(*, table: pa.Table, splits: Mapping[str, str], what: str) -> dict[str, pa.Table]:
+    """Rows of `table` per split, by query_id; sorted by the config's key columns."""
+    qids = table.column("query_id")
+    unassigned = pc.unique(pc.filter(qids, pc.invert(pc.is_in(qids, pa.array(list(splits))))))
+    if len(unassigned):
+        raise InputDataError(
+            f"{what} has rows for query ids that data/splits.parquet does not assign to a "
+            f"split, e.g. {unassigned.to_pylist()[:5]}; rebuild the split stage"
+        )
+    keys = [(k, "ascending") for k in schema.KEYS[what]]
+    out = {}
+    for name in schema.SPLITS:
+        members = pa.array([q for q, s in splits.items() if s == name], type=pa.string())
+        out[name] = table.filter(pc.is_in(qids, members)).sort_by(keys)
+    return out
+
+
+# ---------------------------------------------------------------------------- summaries
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def label_stats(labels: pa.Table) -> list[dict[str, Any]]:
+    """Per-model label statistics (means over the model's (query, model) pairs)."""
+    df = labels.to_pandas()
+    both = df["single_shot"].notna() & df["mean"].notna()
+    df["disagree"] = ((df["single_shot"] >= 0.5) != (df["mean"] >= 0.5)).where(both)
+    df["ci_width"] = df["ci_high"] - df["ci_low"]
+    rows = []
+    for model, g in df.groupby("model", sort=True):
+        rows.append(
+            {
+                "model": model,
+                "pairs": int(len(g)),
+                "n_valid": int(g["n"].sum()),
+                "n_error": int(g["n_error"].sum()),
+                "mean": _num(g["mean"].mean()),
+                "std": _num(g["std"].mean()),
+                "var_within": _num(g["var_within"].mean()),
+                "var_between": _num(g["var_between"].mean()),
+                "ci_width": _num(g["ci_width"].mean()),
+                "single_shot": _num(g["single_shot"].mean()),
+                "disagree": _num(g["disagree"].astype(float).mean()),
+                "mean_cost": _num(g["mean_cost"].mean()),
+                "utility": _num(g["utility"].mean()),
+            }
+        )
+    return rows
+
+
+def sampling_setup(
+    *, params: dict[str, Any], generations: pa.Table, models: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per model: backend and revision as recorded in the rows, settings from params."""
+    df = generations.select(["model", "backend", "revision", "status", "seed"]).to_pandas()
+    rows = []
+    for name in models:
+        cfg = model_config(params, name)
+        g = df[df["model"] == name]
+        rows.append(
+            {
+                "model": name,
+                "backends": sorted(g["backend"].dropna().unique().tolist()),
+                "revisions": sorted(g["revision"].dropna().unique().tolist()),
+                "prompting": cfg.prompting,
+                "shots": cfg.shots,
+                "temperature": cfg.temperature,
+                "top_p": cfg.top_p,
+                "max_tokens": cfg.max_tokens,
+                "price_per_1k_prompt": cfg.price_per_1k_prompt,
+                "price_per_1k_completion": cfg.price_per_1k_completion,
+                "generations": int(len(g)),
+                "failed": int((g["status"] == "error").sum()),
+                "distinct_seeds": int(g["seed"].nunique()),
+            }
+        )
+    return rows
+
+
+def grading_summary(*, outcomes: pa.Table, queries: pa.Table) -> list[dict[str, Any]]:
+    """Per (task, grader): grade_status counts and the mean score of valid rows."""
+    o = outcomes.select(["query_id", "score", "grade_status"]).to_pandas()
+    q = queries.select(["query_id", "task", "grader"]).to_pandas()
+    df = o.merge(q, on="query_id", how="left")
+    rows = []
+    for (task, grader), g in df.groupby(["task", "grader"], sort=True):
+        counts = g["grade_status"].value_counts()
+        rows.append(
+            {
+                "task": task,
+                "grader": grader,
+                "rows": int(len(g)),
+                "status": {s: int(counts.get(s, 0)) for s in schema.GRADE_STATUSES},
+                "mean_score": _num(g["score"].mean()),
+            }
+        )
+    return rows
+
+
+def source_licences(queries: pa.Table) -> list[dict[str, Any]]:
+    df = queries.select(["task", "source", "license", "grader"]).to_pandas()
+    rows = []
+    for (task, source, lic), g in df.groupby(["task", "source", "license"], sort=True):
+        rows.append(
+            {
+                "task": task,
+                "source": source,
+                "license": lic,
+                "queries": int(len(g)),
+                "graders": sorted(g["grader"].unique().tolist()),
+            }
+        )
+    return rows
+
+
+def validation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    tables = []
+    for name, t in sorted((report.get("tables") or {}).items()):
+        exps = t.get("expectations") or []
+        tables.append(
+            {
+                "table": name,
+                "rows": t.get("rows"),
+                "expectations": len(exps),
+                "passed": sum(bool(e.get("success")) for e in exps),
+                "success": bool(t.get("success")),
+            }
+        )
+    models = [
+        {
+            "model": m,
+            "rows": c.get("rows"),
+            "n_error": c.get("n_error"),
+            "error_rate": c.get("error_rate"),
+            "max_error_rate": c.get("max_error_rate"),
+        }
+        for m, c in sorted((report.get("model_counts") or {}).items())
+    ]
+    return {
+        "success": bool(report.get("success")),
+        "failed": list(report.get("failed") or []),
+        "tables": tables,
+        "expectations": sum(t["expectations"] for t in tables),
+        "passed": sum(t["passed"] for t in tables),
+        "models": models,
+    }
+
+
+VALUE_KEYS = ("value", "diff")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _metric_cell(leaf: Mapping[str, Any]) -> dict[str, Any]:
+    key = next(k for k in VALUE_KEYS if k in leaf)
+    return {
+        "value": _num(leaf[key]),
+        "ci_low": _num(leaf["ci_low"]) if _is_number(leaf.get("ci_low")) else None,
+        "ci_high": _num(leaf["ci_high"]) if _is_number(leaf.get("ci_high")) else None,
+        "p_value": _num(leaf["p_value"]) if _is_number(leaf.get("p_value")) else None,
+    }
+
+
+def metric_table(obj: Any) -> dict[str, Any]:
+    """Router metrics JSON -> one row per system, one column per metric.
+
+    A "system" is any object whose members are metric objects, i.e. objects with a
+    numeric `value` (or `diff`) and optionally `ci_low`/`ci_high`/`p_value`; its row
+    name is its path in the JSON. Numeric scalars elsewhere are listed as settings.
+    """
+    rows: list[dict[str, Any]] = []
+    scalars: list[tuple[str, float]] = []
+    columns: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            cells = {
+                k: _metric_cell(v)
+                for k, v in node.items()
+                if isinstance(v, Mapping) and any(_is_number(v.get(x)) for x in VALUE_KEYS)
+            }
+            if cells:
+                rows.append({"system": path, "cells": cells})
+                columns.extend(k for k in cells if k not in columns)
+            for k, v in node.items():
+                if k not in cells:
+                    walk(v, f"{path}/{k}" if path else str(k))
+        elif _is_number(node):
+            scalars.append((path, float(node)))
+
+    walk(obj, "")
+    return {"columns": columns, "rows": rows, "scalars": scalars}
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities -> null, so the published JSON is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def router_files(models_dir: str | Path) -> list[Path]:
+    folder = Path(models_dir)
+    if not folder.is_dir():
+        raise InputDataError(
+            f"models folder {str(folder)!r} does not exist; the train stage writes "
+            "models/<router>-<supervision>.skops"
+        )
+    files = sorted(folder.glob("*.skops"))
+    if not files:
+        raise InputDataError(
+            f"models folder {str(folder)!r} holds no .skops router files; "
+            "the train stage writes models/<router>-<supervision>.skops"
+        )
+    return files
+
+
+def untrusted_types(path: Path) -> list[str]:
+    """Types a consumer must pass as `trusted=` to `skops.io.load` (checked, not loaded)."""
+    import skops.io as sio
+
+    try:
+        return sorted(sio.get_untrusted_types(file=path))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputDataError(
+            f"router file {str(path)!r} is not a readable skops file: {exc}"
+        ) from exc
+
+
+# ---------------------------------------------------------------------------- card
+
+
+def card_header(
+    *,
+    settings: Mapping[str, Any],
+    features: Mapping[str, datasets.Features],
+    split_rows: Mapping[str, Mapping[str, int]],
+    split_bytes: Mapping[str, Mapping[str, int]],
+) -> str:
+    """The YAML header: license, task categories, size, configs and dataset_info."""
+    largest = max(sum(rows.values()) for rows in split_rows.values())
+    data = DatasetCardData(
+        license=settings["license"],
+        pretty_name=settings["pretty_name"],
+        task_categories=settings["task_categories"] or None,
+        tags=settings["tags"] or None,
+        size_categories=[size_category(largest)],
+    )
+    MetadataConfigs(
+        {
+            c: {"data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in schema.SPLITS]}
+            for c in CONFIGS
+        }
+    ).to_dataset_card_data(data)
+    infos = {}
+    for c in CONFIGS:
+        sd = SplitDict()
+        for s in schema.SPLITS:
+            sd.add(SplitInfo(name=s, num_bytes=split_bytes[c][s], num_examples=split_rows[c][s]))
+        infos[c] = DatasetInfo(
+            features=features[c],
+            splits=sd,
+            download_size=sum(split_bytes[c].values()),
+            dataset_size=sum(split_bytes[c].values()),
+        )
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    return data.to_yaml()
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return format(x, spec)
+
+
+def render_card(*, template_path: str | Path, context: Mapping[str, Any]) -> str:
+    """Render the Jinja template; an undefined value or a broken header fails loudly."""
+    template_path = Path(template_path)
+    if not template_path.exists():
+        raise CardRenderError(f"card template {str(template_path)!r} does not exist")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_path.parent)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["f"] = _fmt
+    try:
+        text = env.get_template(template_path.name).render(**context)
+    except jinja2.TemplateError as exc:
+        lineno = getattr(exc, "lineno", None)
+        where = f" (line {lineno})" if lineno else ""
+        raise CardRenderError(
+            f"card template {str(template_path)!r} failed to render{where}: {exc}"
+        ) from exc
+    try:
+        card = DatasetCard(text)
+    except ValueError as exc:
+        raise CardRenderError(
+            f"card rendered from {str(template_path)!r} has an invalid YAML header: {exc}"
+        ) from exc
+    if card.data.get("configs") is None:
+        raise CardRenderError(
+            f"card rendered from {str(template_path)!r} has no `configs:` in its YAML header; "
+            "the template must start with '---\\n{{ header }}---'"
+        )
+    return text
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+def manifest_files(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        p.relative_to(folder).as_posix(): {
+            "sha256": file_digest(p, "sha256"),
+            "size": p.stat().st_size,
+        }
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def input_provenance(*, paths: Iterable[Path], lock: Mapping[str, Any]) -> dict[str, Any]:
+    """md5 of every input file next to the md5 dvc.lock records for it (if any)."""
+    recorded = lock_file_md5s(lock)
+    out = {}
+    for p in sorted(set(paths)):
+        key = p.as_posix()
+        out[key] = {"md5": file_digest(p, "md5"), "dvc_lock_md5": recorded.get(key)}
+    return out
+
+
+def build_manifest(
+    *,
+    folder: Path,
+    settings: Mapping[str, Any],
+    params_path: Path,
+    lock_path: Path,
+    inputs: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "dataset_version": settings["dataset_version"],
+        "repo_id": settings["repo_id"],
+        "package": "dars",
+        "package_version": pipeline.__version__,
+        "contract_version": schema.CONTRACT_VERSION,
+        "params_yaml": params_path.read_text(encoding="utf-8"),
+        "params_sha256": file_digest(params_path, "sha256"),
+        "dvc_lock": {"path": lock_path.as_posix(), "sha256": file_digest(lock_path, "sha256")},
+        "inputs": dict(inputs),
+        "files": manifest_files(folder),
+    }
+
+
+# ---------------------------------------------------------------------------- stage
+
+
+def run(
+    *,
+    params_path: str,
+    template: str,
+    queries: str,
+    labels: str,
+    splits: str,
+    generations_dir: str,
+    outcomes_dir: str,
+    validation: str,
+    models_dir: str,
+    router_metrics: str,
+    lock: str,
+    out: str,
+) -> Path:
+    params = load_params(params_path)
+    settings = card_settings(params)
+    models = model_names(params)
+    tables = {
+        "queries": read_table(queries, required=schema.names(schema.QUERIES), what="queries"),
+        "labels": read_table(labels, required=schema.names(schema.LABELS), what="labels"),
+        "generations": model_tables(folder=generations_dir, models=models, what="generations"),
+        "outcomes": model_tables(folder=outcomes_dir, models=models, what="outcomes"),
+    }
+    assignment = split_map(read_table(splits, required=["query_id", "split"], what="splits"))
+    report_path = Path(validation)
+    if not report_path.exists():
+        raise InputDataError(
+            f"validation report {validation!r} does not exist; run `dars validate`"
+        )
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    routers = router_files(models_dir)
+    metrics_path = Path(router_metrics)
+    if not metrics_path.exists():
+        raise InputDataError(
+            f"router metrics file {router_metrics!r} does not exist; the evaluate stage writes it"
+        )
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    lock_data = read_lock(lock)
+
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        per_split: dict[str, dict[str, pa.Table]] = {}
+        split_rows: dict[str, dict[str, int]] = {}
+        split_bytes: dict[str, dict[str, int]] = {}
+        features: dict[str, datasets.Features] = {}
+        for c in CONFIGS:
+            per_split[c] = split_table(table=tables[c], splits=assignment, what=c)
+            split_rows[c], split_bytes[c] = {}, {}
+            for s, part in per_split[c].items():
+                if part.num_rows == 0:
+                    raise EmptySplitError(
+                        f"split {s!r} of config {c!r} would have no rows ({len(assignment)} "
+                        f"queries assigned as {dict(sorted(Counter(assignment.values()).items()))}"
+                        "); the Hub loader cannot read an empty Parquet split. Add queries or "
+                        "change 'split.fractions' in params.yaml"
+                    )
+                path = tmp / c / f"{s}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(part, path)
+                split_rows[c][s] = part.num_rows
+                split_bytes[c][s] = path.stat().st_size
+            features[c] = datasets.Features.from_arrow_schema(tables[c].schema)
+
+        (tmp / ROUTERS_DIR).mkdir()
+        router_rows = []
+        for f in routers:
+            shutil.copyfile(f, tmp / ROUTERS_DIR / f.name)
+            router_rows.append(
+                {
+                    "file": f"{ROUTERS_DIR}/{f.name}",
+                    "size": f.stat().st_size,
+                    "trusted": untrusted_types(f),
+                }
+            )
+        index = Path(models_dir) / "index.json"
+        if index.exists():
+            shutil.copyfile(index, tmp / ROUTERS_DIR / "index.json")
+        write_json(json_safe(metrics), tmp / ROUTERS_DIR / ROUTER_METRICS)
+
+        gens = tables["generations"]
+        backends = sorted(set(gens.column("backend").drop_null().to_pylist()))
+        label_backends = sorted(set(tables["labels"].column("backend").drop_null().to_pylist()))
+        context = {
+            **settings,
+            "header": card_header(
+                settings=settings,
+                features=features,
+                split_rows=split_rows,
+                split_bytes=split_bytes,
+            ),
+            "package_version": pipeline.__version__,
+            "contract_version": schema.CONTRACT_VERSION,
+            "configs": CONFIGS,
+            "splits": schema.SPLITS,
+            "split_rows": split_rows,
+            "columns": {c: [(f.name, str(f.type)) for f in tables[c].schema] for c in CONFIGS},
+            "n_queries": tables["queries"].num_rows,
+            "n_models": len(models),
+            "models": models,
+            "k": int(get(params, "reformulate.k")),
+            "reformulate_method": get(params, "reformulate.method", "template"),
+            "n": int(get(params, "sample.n")),
+            "sample_seed": get(params, "sample.seed"),
+            "max_retries": get(params, "sample.max_retries", 1),
+            "sampling_strategy": get(params, "sampling", {"strategy": "uniform"}),
+            "tasks": get(params, "prepare.tasks"),
+            "aggregate": get(params, "aggregate"),
+            "split_params": get(params, "split"),
+            "n_generations": gens.num_rows,
+            "n_failed": int(pc.sum(pc.equal(gens.column("status"), "error")).as_py() or 0),
+            "backends": backends,
+            "simulated": "simulated" in backends or "simulated" in label_backends,
+            "sampling": sampling_setup(params=params, generations=gens, models=models),
+            "grading": grading_summary(outcomes=tables["outcomes"], queries=tables["queries"]),
+            "grade_statuses": schema.GRADE_STATUSES,
+            "label_stats": label_stats(tables["labels"]),
+            "validation": validation_summary(report),
+            "licences": source_licences(tables["queries"]),
+            "routers": router_rows,
+            "router_metrics": metric_table(metrics),
+        }
+        text = render_card(template_path=template, context=context)
+        write_text(text, tmp / "README.md")
+
+        inputs = [Path(queries), Path(labels), Path(splits), report_path, metrics_path]
+        inputs += [Path(generations_dir) / f"{m}.parquet" for m in models]
+        inputs += [Path(outcomes_dir) / f"{m}.parquet" for m in models]
+        inputs += routers + ([index] if index.exists() else [])
+        inputs += [Path(template)]
+        manifest = build_manifest(
+            folder=tmp,
+            settings=settings,
+            params_path=Path(params_path),
+            lock_path=Path(lock),
+            inputs=input_provenance(paths=inputs, lock=lock_data),
+        )
+        write_json(manifest, tmp / MANIFEST)
+        for path in [tmp, *tmp.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    total = sum(f["size"] for f in manifest["files"].values())
+    print(
+        f"card: {len(manifest['files'])} files ({total / 1e6:.2f} MB) -> {target}/ "
+        f"(dataset_version {settings['dataset_version']}; "
+        + ", ".join(f"{c}={sum(split_rows[c].values())}" for c in CONFIGS)
+        + " rows)"
+        + ("  [SIMULATED build: not publishable]" if context["simulated"] else "")
+    )
+    return target

@@ -1,0 +1,366 @@
+"""The `evaluate` stage: every trained router on the test split, both supervisions.
+
+Metrics and their definitions are in `dars.evaluation.metrics`. Outputs:
+
+* `--metrics` JSON: per router and supervision every metric with its paired-bootstrap
+  interval (single-shot: mean and std over the R draws), the DARS - single-shot
+  difference per metric with its interval and p-value, the oracle and the best single
+  model (in hindsight) as references, and how often single-shot test labels name another
+  best model than the distributional labels.
+* `--table` Markdown: the DARS-vs-single-shot table and the full metrics table.
+* `--plots-dir`: `cost_quality.png` (lambda sweep per router, both supervisions, with the
+  oracle and the single models) and `label_noise.png` (histogram of single_shot - mean
+  over all labels).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dars.evaluation import metrics as M
+from dars.core.errors import InputDataError, ParamsError
+from dars.core.io import write_json, write_text
+from dars.core.params import _num, get, load_params
+from dars.stages.train import load_router, read_routing_inputs, split_queries
+
+DEFAULT_LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    lambda_cost: float
+    beta_risk: float
+    lambdas: tuple[float, ...]
+    n_boot: int
+    seed: int
+    ci: float
+
+
+def eval_settings(params: dict[str, Any]) -> EvalSettings:
+    lam = _num(get(params, "aggregate.lambda_cost"), "aggregate.lambda_cost", lo=0.0)
+    beta = _num(get(params, "aggregate.beta_risk"), "aggregate.beta_risk", lo=0.0)
+    grid = get(params, "evaluate.lambda_grid", list(DEFAULT_LAMBDAS))
+    if not isinstance(grid, list) or len(grid) < 2:
+        raise ParamsError(
+            f"Parameter 'evaluate.lambda_grid' = {grid!r} must be a list of >= 2 numbers >= 0"
+        )
+    for i, g in enumerate(grid):
+        _num(g, f"evaluate.lambda_grid[{i}]", lo=0.0)
+    n_boot = _num(get(params, "evaluate.bootstrap"), "evaluate.bootstrap", lo=100, integer=True)
+    seed = _num(get(params, "evaluate.seed", 0), "evaluate.seed", lo=0, integer=True)
+    ci = _num(get(params, "evaluate.ci", 0.95), "evaluate.ci", lo=0.5, hi=0.999)
+    return EvalSettings(
+        lambda_cost=float(lam),
+        beta_risk=float(beta),
+        lambdas=tuple(sorted(float(g) for g in grid)),
+        n_boot=int(n_boot),
+        seed=int(seed),
+        ci=float(ci),
+    )
+
+
+def check_predictions(pred: Any, *, n_queries: int, models: Sequence[str], who: str) -> np.ndarray:
+    """The (n_queries, n_models) float matrix a router must return, or a clear error."""
+    from dars.core.errors import RouterInterfaceError
+
+    try:
+        arr = np.asarray(pred, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RouterInterfaceError(
+            f"{who}.predict returned {type(pred).__name__}, which is not a numeric array: {exc}"
+        ) from exc
+    want = (n_queries, len(models))
+    if arr.shape != want:
+        raise RouterInterfaceError(
+            f"{who}.predict returned an array of shape {arr.shape}; expected {want} "
+            f"(one row per query, one column per model in this order: {list(models)})"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise RouterInterfaceError(
+            f"{who}.predict returned {int(bad.sum())} non-finite values, e.g. {arr[r, c]} at "
+            f"query row {r}, model {models[c]!r}; predictions must be finite numbers"
+        )
+    return arr
+
+
+def system_choices(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]], ref: M.Reference
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, cost estimate) per repeat -> choices (R, n) and sweep choices (R, L, n)."""
+    choices = np.stack([M.route(s, cost=c, lambda_cost=ref.lambda_cost) for s, c in runs])
+    sweep = np.stack([M.route_sweep(s, cost=c, lambdas=ref.lambdas) for s, c in runs])
+    return choices, sweep
+
+
+def score_references(ref: M.Reference) -> dict[str, M.Scored]:
+    return {
+        "oracle": M.score(*M.oracle_choices(ref), ref),
+        "best-single (test, hindsight)": M.score(*M.best_single_choices(ref), ref),
+    }
+
+
+def test_label_matrix(
+    labels: pd.DataFrame, test_ids: list[str], models: list[str]
+) -> tuple[M.LabelMatrix, np.ndarray]:
+    lm = M.label_matrix(labels, query_ids=test_ids, models=models)
+    ok = M.complete_rows(lm)
+    return lm.subset(ok), ok
+
+
+def _fmt(s: dict[str, float], *, spread: bool = False) -> str:
+    if not np.isfinite(s["value"]):
+        return "n/a"
+    core = f"{s['value']:.3f}"
+    if spread and s.get("repeats", 1) > 1:
+        core += f" ± {s['std']:.3f}"
+    return f"{core} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+
+
+def _fmt_diff(d: dict[str, float]) -> str:
+    if not np.isfinite(d["diff"]):
+        return "n/a"
+    return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+
+
+def markdown_tables(result: dict[str, Any]) -> str:
+    has_truth = result["has_truth"]
+    lines = [
+        f"Test queries: {result['n_test_queries']} (dropped for missing labels: "
+        f"{result['n_test_dropped']}); models: {', '.join(result['models'])}; "
+        f"lambda = {result['settings']['lambda_cost']}, beta = {result['settings']['beta_risk']}; "
+        f"{result['settings']['bootstrap']} paired-bootstrap resamples, "
+        f"{int(result['settings']['ci'] * 100)}% intervals; single-shot: mean ± std over "
+        f"{result['single_shot_repeats']} label draws.",
+        "",
+        "### DARS vs single-shot supervision (utility on the test split)",
+        "",
+    ]
+    head = "| router | utility, DARS | utility, single-shot | Δ utility (DARS − SS) | p |"
+    sep = "|---|---|---|---|---|"
+    if has_truth:
+        head += " true quality, DARS | true quality, SS | Δ true quality | p |"
+        sep += "---|---|---|---|"
+    lines += [head, sep]
+    for name, r in result["routers"].items():
+        if "dars" not in r or "single_shot" not in r:
+            continue
+        d = r["dars_minus_single_shot"]
+        row = (
+            f"| {name} | {_fmt(r['dars']['utility'])} | "
+            f"{_fmt(r['single_shot']['utility'], spread=True)} | {_fmt_diff(d['utility'])} | "
+            f"{d['utility']['p_value']:.3f} |"
+        )
+        if has_truth:
+            row += (
+                f" {_fmt(r['dars']['quality_true'])} | "
+                f"{_fmt(r['single_shot']['quality_true'], spread=True)} | "
+                f"{_fmt_diff(d['quality_true'])} | {d['quality_true']['p_value']:.3f} |"
+            )
+        lines.append(row)
+    cols = list(M.METRICS) + (["quality_true"] if has_truth else [])
+    lines += [
+        "",
+        "### All metrics",
+        "",
+        "| system | supervision | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for name, r in result["routers"].items():
+        for sup in ("dars", "single_shot"):
+            if sup in r:
+                cells = [_fmt(r[sup][k], spread=True) for k in cols]
+                lines.append(f"| {name} | {sup} | " + " | ".join(cells) + " |")
+    for name, s in result["reference"].items():
+        cells = [_fmt(s[k]) for k in cols]
+        lines.append(f"| {name} | – | " + " | ".join(cells) + " |")
+    flip = result["oracle_verdict_flip"]
+    lines += [
+        "",
+        f"Single-shot test labels name a different best model than the distributional "
+        f"labels on {flip['rate']:.1%} of {flip['n_queries']} test queries.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_cost_quality(
+    scored: dict[str, dict[str, M.Scored]],
+    refs: dict[str, M.Scored],
+    ref: M.Reference,
+    path: Path,
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(scored)
+    ncol = min(4, len(names))
+    nrow = int(np.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False, sharex=True, sharey=True
+    )
+    single_c, single_q = ref.lm.cost.mean(axis=0), ref.lm.mean.mean(axis=0)
+    oc, oq = refs["oracle"].curve
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.plot(oc, oq, ":", color="grey", label="oracle")
+        ax.scatter(single_c, single_q, marker="x", color="black", s=20, label="single models")
+        for sup, style in (("dars", "-o"), ("single_shot", "--s")):
+            if sup in scored[name]:
+                c, q = scored[name][sup].curve
+                ax.plot(c, q, style, markersize=3, label=sup.replace("_", "-"))
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("mean normalised cost")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean quality (μq)")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Cost–quality curves on the test split (λ sweep)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_label_noise(labels: pd.DataFrame, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = labels["single_shot"].notna() & labels["mean"].notna()
+    noise = (labels.loc[ok, "single_shot"] - labels.loc[ok, "mean"]).to_numpy()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.hist(noise, bins=np.linspace(-1, 1, 41), color="tab:blue", edgecolor="white")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("single-shot label − distribution mean")
+    ax.set_ylabel("(query, model) pairs")
+    mae = float(np.abs(noise).mean()) if len(noise) else float("nan")
+    ax.set_title(
+        f"Label noise of one sample: {len(noise)} pairs, mean |noise| = {mae:.3f}", fontsize=9
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate_systems(
+    systems: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]],
+    *,
+    lm: M.LabelMatrix,
+    settings: EvalSettings,
+) -> tuple[dict[str, Any], dict[str, dict[str, M.Scored]], dict[str, M.Scored], M.Reference]:
+    """Score systems {name: {supervision: [(scores, cost estimate), ...]}} on `lm`."""
+    ref = M.reference(
+        lm,
+        lambda_cost=settings.lambda_cost,
+        beta_risk=settings.beta_risk,
+        lambdas=settings.lambdas,
+        n_boot=settings.n_boot,
+        seed=settings.seed,
+    )
+    scored: dict[str, dict[str, M.Scored]] = {}
+    out: dict[str, Any] = {}
+    for name, sups in systems.items():
+        scored[name] = {sup: M.score(*system_choices(runs, ref), ref) for sup, runs in sups.items()}
+        out[name] = {sup: s.summary(settings.ci) for sup, s in scored[name].items()}
+        if "dars" in scored[name] and "single_shot" in scored[name]:
+            out[name]["dars_minus_single_shot"] = M.compare(
+                scored[name]["dars"], scored[name]["single_shot"], level=settings.ci
+            )
+    refs = score_references(ref)
+    result = {
+        "models": lm.models,
+        "n_test_queries": len(lm.query_ids),
+        "has_truth": lm.true_p is not None,
+        "settings": {
+            "lambda_cost": settings.lambda_cost,
+            "beta_risk": settings.beta_risk,
+            "lambda_grid": list(settings.lambdas),
+            "bootstrap": settings.n_boot,
+            "seed": settings.seed,
+            "ci": settings.ci,
+            "nauc_cost_range": [ref.c_lo, ref.c_hi],
+        },
+        "routers": out,
+        "reference": {k: v.summary(settings.ci) for k, v in refs.items()},
+        "oracle_verdict_flip": M.oracle_flip_rate(ref),
+    }
+    return result, scored, refs, ref
+
+
+def run(
+    *,
+    params_path: str,
+    labels: str,
+    queries: str,
+    splits: str,
+    models_dir: str,
+    metrics_out: str,
+    table_out: str,
+    plots_dir: str,
+) -> Path:
+    params = load_params(params_path)
+    st = eval_settings(params)
+    lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
+    index_path = Path(models_dir) / "index.json"
+    if not index_path.exists():
+        raise InputDataError(f"router index {str(index_path)!r} does not exist; run `dars train`")
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    models = list(index["models"])
+    if sorted(lab["model"].unique()) != sorted(models):
+        raise InputDataError(
+            f"labels file {labels!r} has models {sorted(lab['model'].unique())} but the routers "
+            f"in {str(index_path)!r} were trained on {models}; rerun `dars train`"
+        )
+    test = split_queries(spl, q, "test")
+    lm, ok = test_label_matrix(lab, test["query_id"].tolist(), models)
+    if not len(lm.query_ids):
+        raise InputDataError(f"no test query in {splits!r} has complete labels to score")
+    texts = [t for t, k in zip(test["prompt"], ok, strict=True) if k]
+
+    runs: dict[str, dict[str, list[tuple[int, np.ndarray, np.ndarray]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for e in index["routers"]:
+        obj = load_router(Path(models_dir) / e["path"])
+        if list(obj["models"]) != models:
+            raise InputDataError(f"router file {e['path']!r} has models {obj['models']}")
+        pred = check_predictions(
+            obj["pipeline"].predict(texts), n_queries=len(texts), models=models, who=e["path"]
+        )
+        runs[e["router"]][e["supervision"]].append(
+            (int(e["repeat"]), pred, np.asarray(obj["cost_estimate"], dtype=np.float64))
+        )
+    systems = {
+        name: {sup: [(p, c) for _, p, c in sorted(rs, key=lambda t: t[0])] for sup, rs in s.items()}
+        for name, s in runs.items()
+    }
+    result, scored, refs, ref = evaluate_systems(systems, lm=lm, settings=st)
+    result["n_test_dropped"] = int((~ok).sum())
+    result["single_shot_repeats"] = int(index.get("single_shot_repeats", 1))
+    result["features"] = index.get("features")
+    write_json(result, metrics_out)
+    table = markdown_tables(result)
+    write_text(table, table_out)
+    plots = Path(plots_dir)
+    plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
+    plot_label_noise(lab, plots / "label_noise.png")
+    print(table)
+    return Path(metrics_out)

@@ -1,0 +1,315 @@
+"""The `train` stage: every reference router under both supervisions, saved with skops.
+
+Supervision (targets Y[q, m] for the train queries; a router learns text -> Y):
+
+* `dars`: Y = mean - beta_risk * std of the distributional label (its risk-adjusted
+  quality); the router's per-model cost estimate is the train mean of `cost_norm`.
+  Routing then maximises Y_hat - lambda * c_hat, i.e. the DARS utility
+  U = mu_q - lambda * mu_c - beta * sigma_q with lambda, beta from `aggregate`.
+* `single_shot`: Y = the score of ONE observation drawn at random (uniformly among the
+  pair's valid K x N generations), the way a one-sample dataset labels a pair; its cost
+  estimate is the train mean of the drawn generations' normalised cost. This is repeated
+  `routers.single_shot_repeats` times with independent draws (seeds `routers.seed` + r),
+  and every repeat is a separate router, so results are reported as mean +- std.
+
+A pair with no valid observation (every generation failed) has no target; its query is
+left out of that router's training set and counted, never filled with 0.
+
+Outputs, in `--out-dir`:
+  <router>-dars.skops, <router>-single_shot-r<r>.skops (r = 0..R-1), and index.json
+  listing every file with its router, supervision, repeat and sha256.
+Each .skops file holds a dict: the fitted text -> scores Pipeline ("pipeline"), the model
+names in column order ("models"), the cost estimate ("cost_estimate") and metadata.
+`load_router` refuses any type outside `TRUSTED_TYPES` (skops.io.get_untrusted_types).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+
+from dars.core import schema
+from dars.core.errors import InputDataError, ParamsError, UntrustedModelError
+from dars.routers.features import FEATURIZERS
+from dars.core.io import read_frame, write_json
+from dars.core.params import _num, get, load_params
+from dars.core.registry import unknown_name_message
+from dars.routers import ROUTERS, make_router
+
+SUPERVISIONS = ("dars", "single_shot")
+LABEL_COLUMNS = ["query_id", "model", "mean", "std", "mean_cost", "cost_norm", "single_shot"]
+
+#: types skops does not trust by default but a saved router may hold. Anything else in a
+#: file (a class from another package, a function) makes `load_router` refuse it.
+TRUSTED_TYPES = frozenset(
+    [
+        "scipy.sparse._csr.csr_matrix",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "dars.routers.features.SentenceEmbedder",
+        *(f"{cls.__module__}.{cls.__qualname__}" for cls in (ROUTERS.get(n) for n in ROUTERS)),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    routers: tuple[str, ...]
+    features: str
+    repeats: int
+    seed: int
+    router_params: dict[str, dict[str, Any]]
+    lambda_cost: float
+    beta_risk: float
+
+
+def train_settings(params: dict[str, Any]) -> TrainSettings:
+    names = get(params, "routers.names")
+    if not isinstance(names, list) or not names:
+        raise ParamsError(f"Parameter 'routers.names' = {names!r} must be a non-empty list")
+    for n in names:
+        if n not in ROUTERS:
+            raise ParamsError(
+                "Parameter 'routers.names': " + unknown_name_message("router", n, ROUTERS.names())
+            )
+    features = get(params, "routers.features", "tfidf")
+    if features not in FEATURIZERS:
+        raise ParamsError(
+            "Parameter 'routers.features': "
+            + unknown_name_message("featurizer", features, FEATURIZERS.names())
+        )
+    repeats = _num(
+        get(params, "routers.single_shot_repeats"),
+        "routers.single_shot_repeats",
+        lo=1,
+        integer=True,
+    )
+    seed = _num(get(params, "routers.seed", 0), "routers.seed", lo=0, integer=True)
+    rp = get(params, "routers.params", {}) or {}
+    if not isinstance(rp, dict) or any(not isinstance(v, dict) for v in rp.values()):
+        raise ParamsError(f"Parameter 'routers.params' = {rp!r} must map router -> keyword args")
+    for n in rp:
+        if n not in ROUTERS:
+            raise ParamsError(
+                "Parameter 'routers.params': " + unknown_name_message("router", n, ROUTERS.names())
+            )
+    lam = _num(get(params, "aggregate.lambda_cost"), "aggregate.lambda_cost", lo=0.0)
+    beta = _num(get(params, "aggregate.beta_risk"), "aggregate.beta_risk", lo=0.0)
+    return TrainSettings(
+        routers=tuple(names),
+        features=str(features),
+        repeats=int(repeats),
+        seed=int(seed),
+        router_params={k: dict(v) for k, v in rp.items()},
+        lambda_cost=float(lam),
+        beta_risk=float(beta),
+    )
+
+
+def split_queries(splits: pd.DataFrame, queries: pd.DataFrame, split: str) -> pd.DataFrame:
+    """query_id, prompt of one split, in a fixed (sorted) order."""
+    ids = splits.loc[splits["split"] == split, "query_id"]
+    q = queries[queries["query_id"].isin(ids)][["query_id", "prompt"]]
+    return q.sort_values("query_id", kind="stable").reset_index(drop=True)
+
+
+def wide(labels: pd.DataFrame, col: str, query_ids: list[str], models: list[str]) -> np.ndarray:
+    idx = pd.MultiIndex.from_product([query_ids, models], names=["query_id", "model"])
+    s = labels.set_index(["query_id", "model"])[col].reindex(idx)
+    return s.to_numpy(dtype=np.float64).reshape(len(query_ids), len(models))
+
+
+def dars_targets(
+    labels: pd.DataFrame, *, query_ids: list[str], models: list[str], beta_risk: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Y = mean - beta * std (n, m) and the per-query normalised cost (n, m)."""
+    y = wide(labels, "mean", query_ids, models) - beta_risk * wide(labels, "std", query_ids, models)
+    return y, wide(labels, "cost_norm", query_ids, models)
+
+
+def draw_single_shot(
+    outcomes: pd.DataFrame,
+    *,
+    query_ids: list[str],
+    models: list[str],
+    cost_scale: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One valid observation per pair, uniformly at random: (score, cost / cost_scale)."""
+    keys = ["query_id", "model", "variant_id", "sample_id"]
+    ok = outcomes[outcomes["score"].notna() & outcomes["query_id"].isin(query_ids)]
+    ok = ok[ok["model"].isin(models)].sort_values(keys, kind="stable").reset_index(drop=True)
+    sizes = ok.groupby(["query_id", "model"], sort=True).size()
+    starts = np.concatenate([[0], np.cumsum(sizes.to_numpy())[:-1]])
+    u = np.random.default_rng(seed).random(len(sizes))
+    pick = starts + np.floor(u * sizes.to_numpy()).astype(np.int64)
+    drawn = ok.iloc[pick][["query_id", "model", "score", "cost"]].copy()
+    drawn["cost"] = drawn["cost"].astype(np.float64) / cost_scale
+    return (
+        wide(drawn, "score", query_ids, models),
+        wide(drawn, "cost", query_ids, models),
+    )
+
+
+def fit_router(
+    name: str,
+    *,
+    texts: list[str],
+    y: np.ndarray,
+    cost: np.ndarray,
+    settings: TrainSettings,
+    random_state: int,
+) -> tuple[Any, np.ndarray, int]:
+    """Fit on the queries whose targets are all known; return (pipeline, cost estimate, dropped)."""
+    keep = np.isfinite(y).all(axis=1) & np.isfinite(cost).all(axis=1)
+    if keep.sum() < 2:
+        raise InputDataError(
+            f"router {name!r}: only {int(keep.sum())} training queries have a label for every "
+            "model (at least 2 needed); check the failed generations in the outcomes"
+        )
+    pipe = make_router(
+        name,
+        features=settings.features,
+        params=settings.router_params.get(name),
+        random_state=random_state,
+    )
+    pipe.fit([t for t, k in zip(texts, keep, strict=True) if k], y[keep])
+    return pipe, cost[keep].mean(axis=0), int((~keep).sum())
+
+
+def save_router(obj: dict[str, Any], path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = sio.dumps(obj)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_router(path: str | Path) -> dict[str, Any]:
+    """Load a saved router, refusing any type that is not in TRUSTED_TYPES."""
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"router file {str(path)!r} does not exist; run `dars train`")
+    data = path.read_bytes()
+    untrusted = sio.get_untrusted_types(data=data)
+    unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
+    if unexpected:
+        raise UntrustedModelError(
+            f"router file {str(path)!r} holds types outside the trusted set: {unexpected}; "
+            "refusing to load it. Only files written by `dars train` load without review."
+        )
+    obj = sio.loads(data, trusted=list(untrusted))
+    if not isinstance(obj, dict) or not {"pipeline", "models", "cost_estimate"} <= set(obj):
+        raise InputDataError(
+            f"router file {str(path)!r} is not a `dars train` router (a dict with "
+            "'pipeline', 'models' and 'cost_estimate')"
+        )
+    return obj
+
+
+def read_outcomes(outcomes_dir: str | Path, models: list[str]) -> pd.DataFrame:
+    cols = ["query_id", "model", "variant_id", "sample_id", "score", "cost"]
+    frames = [
+        read_frame(Path(outcomes_dir) / f"{m}.parquet", cols, what=f"outcomes[{m}]")[cols]
+        for m in models
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_routing_inputs(
+    *, labels: str, queries: str, splits: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The labels, query texts and splits that `train` and `evaluate` both read."""
+    lab = read_frame(labels, LABEL_COLUMNS, what="labels")
+    q = read_frame(queries, ["query_id", "prompt"], what="queries")
+    spl = read_frame(splits, schema.names(schema.SPLIT), what="splits")
+    return lab, q, spl
+
+
+def run(
+    *,
+    params_path: str,
+    labels: str,
+    queries: str,
+    splits: str,
+    outcomes_dir: str,
+    out_dir: str,
+) -> Path:
+    params = load_params(params_path)
+    st = train_settings(params)
+    lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
+    models = sorted(lab["model"].unique())
+    train = split_queries(spl, q, "train")
+    if len(train) < 2:
+        raise InputDataError(f"splits file {splits!r} has {len(train)} train queries; need >= 2")
+    ids, texts = train["query_id"].tolist(), train["prompt"].tolist()
+    cost_scale = float(lab["mean_cost"].max())
+    if not np.isfinite(cost_scale) or cost_scale <= 0:
+        cost_scale = 1.0  # every generation was free: all normalised costs are 0
+    outcomes = read_outcomes(outcomes_dir, models)
+
+    targets: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    y, c = dars_targets(lab, query_ids=ids, models=models, beta_risk=st.beta_risk)
+    targets.append(("dars", 0, y, c))
+    for r in range(st.repeats):
+        y, c = draw_single_shot(
+            outcomes, query_ids=ids, models=models, cost_scale=cost_scale, seed=st.seed + r
+        )
+        targets.append(("single_shot", r, y, c))
+
+    out = Path(out_dir)
+    entries = []
+    for name in st.routers:
+        for sup, r, y, c in targets:
+            t0 = time.perf_counter()
+            pipe, cost_est, dropped = fit_router(
+                name, texts=texts, y=y, cost=c, settings=st, random_state=st.seed + r
+            )
+            fname = f"{name}-{sup}.skops" if sup == "dars" else f"{name}-{sup}-r{r}.skops"
+            digest = save_router(
+                {
+                    "pipeline": pipe,
+                    "models": list(models),
+                    "cost_estimate": cost_est,
+                    "router": name,
+                    "supervision": sup,
+                    "repeat": r,
+                    "features": st.features,
+                    "lambda_cost": st.lambda_cost,
+                    "beta_risk": st.beta_risk,
+                },
+                out / fname,
+            )
+            entries.append(
+                {
+                    "router": name,
+                    "supervision": sup,
+                    "repeat": r,
+                    "path": fname,
+                    "sha256": digest,
+                    "n_train": len(ids) - dropped,
+                    "n_dropped": dropped,
+                    "fit_s": round(time.perf_counter() - t0, 3),
+                }
+            )
+    index = {
+        "models": list(models),
+        "features": st.features,
+        "lambda_cost": st.lambda_cost,
+        "beta_risk": st.beta_risk,
+        "single_shot_repeats": st.repeats,
+        "n_train_queries": len(ids),
+        "routers": entries,
+    }
+    write_json(index, out / "index.json")
+    print(
+        f"train: {len(st.routers)} routers x (dars + {st.repeats} single-shot draws) on "
+        f"{len(ids)} train queries x {len(models)} models -> {out}/"
+    )
+    return out

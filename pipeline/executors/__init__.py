@@ -1,2 +1,0 @@
-"""Executors of the sample stage: `local` (in-process, pipeline/sample.py) and `ray`
-(Ray Data over a Ray cluster, one engine per worker: ray_data.py)."""
