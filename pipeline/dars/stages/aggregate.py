@@ -9,7 +9,8 @@ For the valid observations s_ij (variant i, sample j; failed generations exclude
   so `var_within + var_between == std**2`.
 * Beta posterior with prior Beta(a0, b0) (params `aggregate.prior_alpha/beta`, default
   Jeffreys 0.5/0.5): alpha = a0 + sum s, beta = b0 + n - sum s. Scores are treated as
-  exchangeable draws; `ci_low/ci_high` are the equal-tailed `aggregate.ci` interval.
+  exchangeable draws; `ci_low/ci_high` are the equal-tailed `aggregate.ci` interval with
+  the boundary correction (see `dars.labels.intervals`); n = 0 pairs get nulls.
 * `single_shot` = the score of sample 0 of variant 0 (null if that generation failed).
 * `mean_cost` = mean cost of the valid generations; `cost_norm` = mean_cost divided by
   the largest mean_cost in the build (costs normalised to [0, 1] as in the paper).
@@ -26,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
 from dars.core import schema
 from dars.core.errors import ErrorRateExceededError, InputDataError, ValidationFailedError
 from dars.core.io import read_frame, write_frame
 from dars.core.params import _num, get, load_params, model_names
+from dars.labels import intervals
 
 
 def aggregation_settings(params: dict[str, Any]) -> dict[str, float]:
@@ -118,12 +118,11 @@ def aggregate_labels(
     lab["std"] = np.sqrt(lab["var_within"] + lab["var_between"])
     lab["n_variants"] = lab["n_variants"].fillna(0).astype("int64")
 
-    a0, b0, ci = settings["prior_alpha"], settings["prior_beta"], settings["ci"]
-    lab["alpha"] = a0 + lab["sum_s"]
-    lab["beta"] = b0 + n - lab["sum_s"]
-    tail = (1.0 - ci) / 2.0
-    lab["ci_low"] = stats.beta.ppf(tail, lab["alpha"], lab["beta"])
-    lab["ci_high"] = stats.beta.ppf(1.0 - tail, lab["alpha"], lab["beta"])
+    prior = {"prior_alpha": settings["prior_alpha"], "prior_beta": settings["prior_beta"]}
+    lab["alpha"], lab["beta"] = intervals.beta_posterior(lab["sum_s"], n, **prior)
+    lab["ci_low"], lab["ci_high"] = intervals.jeffreys_interval(
+        lab["sum_s"], n, level=settings["ci"], **prior
+    )
 
     first = df[(df["variant_id"] == 0) & (df["sample_id"] == 0)].set_index(keys)["s"]
     lab["single_shot"] = first.reindex(lab.index)

@@ -1,0 +1,1 @@
+"""dars.labels: from scored outcomes to one capability distribution per (query, model)."""
