@@ -5,7 +5,7 @@ plus a small real llama.cpp comparison.
     .venv/bin/python benchmarks/adaptive.py --llama    # also the real gemma comparison
 
 Simulated study. Every generation is drawn by the real `SimulatedBackend` with the real
-seeds (`dars.stages.sample.plan_requests`) and scored by the real `numeric` grader; labels
+seeds (`dars.sampling.requests.plan_requests`) and scored by the real `numeric` grader; labels
 are computed by `dars.stages.aggregate.aggregate_labels`. A uniform build K x N uses the
 first K variants and sample ids 0..N-1; the adaptive builds (`dars.sampling.adaptive`) draw a
 subset of the same generations (same seeds: sample ids 0..14 per variant are drawn once),
@@ -59,7 +59,7 @@ from dars.backends.simulated import (  # noqa: E402
 )
 from dars.graders import GradeConfig, get_grader  # noqa: E402
 from dars.core.params import ModelConfig, SampleConfig  # noqa: E402
-from dars.stages.sample import plan_requests  # noqa: E402
+from dars.sampling.requests import plan_requests  # noqa: E402
 
 K, N = 5, 5
 N_MAX = 15  # sample ids drawn per variant, so adaptive may spend up to 75 on a pair
@@ -361,9 +361,10 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
 
     from dars.sampling import adaptive
     from dars.stages import prepare, reformulate
+    from dars.graders.settings import grade_settings
     from dars.stages import grade as grade_stage
     from dars.core.params import load_params, model_config, sample_config
-    from dars.stages.sample import sample_model
+    from dars.sampling.uniform import sample_model
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["prepare"]["tasks"] = {
@@ -398,7 +399,7 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
     q = pd.read_parquet(workdir / "queries.parquet")
     v = pd.read_parquet(workdir / "variants.parquet")
     by_id = grade_stage.index_queries(q, path="queries")
-    gconf, _ = grade_stage.grade_settings(p)
+    gconf, _ = grade_settings(p)
     labels = {}
     spent = {}
     seconds = {}

@@ -33,7 +33,7 @@ import yaml
 
 from dars.stages import prepare, reformulate
 from dars.core.params import load_params, model_config, sample_config
-from dars.stages.sample import sample_model
+from dars.sampling.uniform import sample_model
 
 REPO = Path(__file__).resolve().parents[1]
 

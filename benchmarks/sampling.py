@@ -54,7 +54,7 @@ ARMS = ("batched", "batched_reprefill", "naive", "naive_reprefill")
 
 def real_prompts(*, arithmetic: int, humaneval: int, shots: int) -> list[tuple[str, str]]:
     """(grader, rendered prompt) of real variants, built with the pipeline's own stages."""
-    from dars.stages.reformulate import few_shot_examples
+    from dars.prompting.few_shot import few_shot_examples
 
     params = {
         "prepare": {

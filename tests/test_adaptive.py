@@ -17,7 +17,7 @@ from dars.sampling.adaptive import AdaptiveSettings, Journal, PairState, adaptiv
 from dars.stages.aggregate import aggregate_labels
 from dars.core.errors import ParamsError
 from dars.core.params import model_config, sample_config
-from dars.stages.sample import sample_model
+from dars.sampling.uniform import sample_model
 from tests.conftest import base_params
 from tests.test_sample import K, make_inputs
 

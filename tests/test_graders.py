@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dars.graders.settings import grade_settings
 from dars.stages import grade
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
 from dars.graders import GRADERS, GradeConfig, GradeResult, get_grader
@@ -415,7 +416,7 @@ def test_grade_params_are_validated(tmp_path: Path, section: str, message: str) 
 
 
 def test_grade_params_defaults() -> None:
-    config, workers = grade.grade_settings({})
+    config, workers = grade_settings({})
     assert config == GradeConfig(
         code_timeout_s=5, memory_mb=512, max_processes=32, max_file_mb=1, numeric_rel_tol=1e-6
     )

@@ -35,7 +35,8 @@ from dars.backends.openai import backoff_delay, request_body
 from dars.core.errors import AuthenticationError, MissingCredentialError, ParamsError
 from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config
-from dars.stages.sample import plan_units, sample_model
+from dars.sampling.uniform import sample_model
+from dars.sampling.units import plan_units
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 pytest.importorskip("aiohttp")

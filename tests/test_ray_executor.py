@@ -14,7 +14,8 @@ from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config
-from dars.stages.sample import plan_units, sample_model
+from dars.sampling.uniform import sample_model
+from dars.sampling.units import plan_units
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")

@@ -14,6 +14,8 @@ import yaml
 from dars.stages import prepare, reformulate
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
+from dars.prompting import templates
+from dars.prompting.few_shot import few_shot_examples
 from dars.tasks import arithmetic
 
 INTS = re.compile(r"\d+")
@@ -179,7 +181,7 @@ def test_templates_ask_for_one_answer_format_per_grader():
         "exact": "'Answer: <answer>'",
     }
     for grader in schema.GRADERS:
-        templates = reformulate.TEMPLATES[grader]
+        templates = templates.TEMPLATES[grader]
         assert len(templates) >= 6 and len(set(templates)) == len(templates)
         for t in templates:
             if grader == "code":
@@ -192,7 +194,7 @@ def test_templates_ask_for_one_answer_format_per_grader():
 
 
 def test_few_shot_examples():
-    numeric = reformulate.few_shot_examples("numeric")
+    numeric = few_shot_examples("numeric")
     assert len(numeric) == 3
     generated = {
         arithmetic.render(arithmetic.generate_problem(seed=s, difficulty=d, index=i))
@@ -208,7 +210,7 @@ def test_few_shot_examples():
     # the worked answers are right
     assert [a.rsplit("Answer: ", 1)[1] for _, a in numeric] == ["7", "7", "10"]
 
-    [(user, body)] = reformulate.few_shot_examples("code")
+    [(user, body)] = few_shot_examples("code")
     assert user.startswith(CODE_0) and user.endswith("```")
     stub = user.removeprefix(CODE_0).removesuffix("```")
     scope: dict = {}
@@ -216,6 +218,6 @@ def test_few_shot_examples():
     assert scope["add_one"]([1, 2, 3]) == [2, 3, 4]
 
     for grader in ("choice", "exact"):
-        assert reformulate.few_shot_examples(grader)
+        assert few_shot_examples(grader)
     with pytest.raises(UnknownNameError, match="Did you mean 'numeric'"):
-        reformulate.few_shot_examples("numerc")
+        few_shot_examples("numerc")

@@ -11,6 +11,7 @@ import pytest
 
 from dars.stages import reformulate
 from dars.backends import GenResult
+from dars.prompting import templates
 from dars.prompting.rewrite_checks import (
     REASONS,
     CheckConfig,
@@ -200,8 +201,8 @@ def test_llm_method_keeps_rejected_candidates_with_their_reason():
         (3, False, "duplicate"),
         (4, True, ""),
     ]
-    assert rows[0]["prompt"] == reformulate.wrap(grader="numeric", template=0, problem=NOAH)
-    assert rows[2]["prompt"] == reformulate.wrap(grader="numeric", template=0, problem=good)
+    assert rows[0]["prompt"] == templates.wrap(grader="numeric", template=0, problem=NOAH)
+    assert rows[2]["prompt"] == templates.wrap(grader="numeric", template=0, problem=good)
     assert all(pp.endswith("Original:\n" + NOAH + "\nRewrite:\n") for pp in p.backend.prompts)
 
 

@@ -17,7 +17,8 @@ from dars.core import schema
 from dars.backends.simulated import SimulatorSettings, true_probability
 from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config
-from dars.stages.sample import plan_requests, sample_model, sample_seed
+from dars.sampling.requests import plan_requests, sample_seed
+from dars.sampling.uniform import sample_model
 
 N_QUERIES, K, N = 12, 3, 4
 

@@ -28,7 +28,8 @@ from dars.backends.vllm import (
 )
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig, SampleConfig, model_config
-from dars.stages.sample import plan_requests, sample_model
+from dars.sampling.requests import plan_requests
+from dars.sampling.uniform import sample_model
 
 REV = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2"
 

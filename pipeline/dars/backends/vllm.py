@@ -14,7 +14,7 @@ request `SamplingParams(n=len(run), seed=first)`; the seed recorded in each row 
 exactly the seed vLLM used for it. `spaced_sample_seeds` gives each variant its own
 aligned block of `SEED_STRIDE` consecutive seeds (so no two variants share a sample seed,
 and the whole variant is one n=N request); with the default per-sample hashed seeds of
-`dars.stages.sample.sample_seed` the runs have length 1 and each sample is its own seeded
+`dars.sampling.requests.sample_seed` the runs have length 1 and each sample is its own seeded
 request. Either way the prompt is computed once: prefix caching is on.
 
 Rows: every row carries the pinned model and revision (`backend.revision` is
@@ -24,7 +24,7 @@ are passed through to the engine.
 
 Streaming to checkpoints: `generate_variants` takes a chunk of variants and returns their
 results; the sample stage writes one checkpoint shard per variant as each chunk returns,
-and `max_concurrency` (read by `dars.stages.sample.units_per_call`) sizes the chunks to
+and `max_concurrency` (read by `dars.sampling.local.units_per_call`) sizes the chunks to
 about 2 x max_num_seqs sequences, so a crash loses at most one chunk.
 
 There is no per-request wall-clock timeout in vLLM's offline `LLM.generate`;
@@ -272,7 +272,7 @@ class VllmBackend:
             ) from exc
         self._vllm = vllm
         self._llm = vllm.LLM(**engine_kwargs(config))
-        # read by dars.stages.sample.units_per_call: variants per engine call
+        # read by dars.sampling.local.units_per_call: variants per engine call
         self.max_concurrency = config.max_num_seqs or DEFAULT_MAX_NUM_SEQS
 
     def generate_variants(self, variants: list[list[GenRequest]]) -> list[list[GenResult]]:

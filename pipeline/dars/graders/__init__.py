@@ -69,5 +69,15 @@ def get_grader(name: str) -> Grader:
     return GRADERS.get(name)
 
 
+def grade_one(
+    generation: dict[str, Any], query: dict[str, Any], config: GradeConfig
+) -> GradeResult:
+    """Grade one generation row; a failed generation is never graded (score None)."""
+    if generation["status"] != "ok":
+        return error_result("generation failed; not graded")
+    grader = get_grader(query["grader"])
+    return grader.grade(generation["completion"], query["reference"], query, config)
+
+
 # Importing the modules registers their graders.
 from dars.graders import choice, code, exact, numeric  # noqa: E402, F401

@@ -1,2 +1,4 @@
-"""Executors of the sample stage: `local` (in-process, pipeline/dars/stages/sample.py) and `ray`
-(Ray Data over a Ray cluster, one engine per worker: ray_data.py)."""
+"""Sampling: work units and their checkpoint shards (`units`, `shards`), the request
+planner (`requests`), retries and rows (`retries`, `rows`), the executors (`local`, in
+process; `ray_data`, one engine per Ray worker) and the strategies (`uniform`,
+`adaptive`). The `sample` stage (`dars.stages.sample`) is a thin run() over them."""

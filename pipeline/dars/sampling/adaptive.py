@@ -21,7 +21,7 @@ The procedure, in rounds:
    variant with the fewest samples next, ties to the lower id), so every variant is
    sampled and the input-side variance is still estimated.
 
-Sample ids are per variant 0, 1, 2, ... and seeds are `dars.stages.sample.sample_seed`, so
+Sample ids are per variant 0, 1, 2, ... and seeds are `dars.sampling.requests.sample_seed`, so
 an adaptive build draws a subset of exactly the generations a uniform build would draw.
 
 Scope. In the DVC pipeline each model is sampled by its own `sample@<model>` stage, which
@@ -56,7 +56,6 @@ import pyarrow.parquet as pq
 from scipy import stats
 from tqdm.auto import tqdm
 
-from dars.prompting import format as prompting
 from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_json, write_table
@@ -474,11 +473,13 @@ def sample_model_adaptive(
     Generations are graded here with the query's grader (the same `grade` settings as the
     grade stage) only to decide where to sample next; the grade stage grades them again.
     """
-    from dars.stages import grade as grade_stage
-    from dars.graders import sandbox
     from dars.backends import build_backend
-    from dars.stages.reformulate import few_shot_examples
-    from dars.stages.sample import _generate_with_retries, _work_units, plan_requests, rows_for
+    from dars.graders import grade_one, sandbox
+    from dars.graders.settings import grade_settings
+    from dars.sampling.requests import plan_requests
+    from dars.sampling.retries import generate_with_retries
+    from dars.sampling.rows import rows_for
+    from dars.sampling.units import render_prompt, work_units
 
     if executor != "local":
         raise ParamsError(
@@ -486,18 +487,15 @@ def sample_model_adaptive(
             "(each round depends on the last); use the local executor"
         )
     settings = adaptive_settings(params)
-    grade_config, _ = grade_stage.grade_settings(params)
-    units = _work_units(queries, variants)
+    grade_config, _ = grade_settings(params)
+    units = work_units(queries, variants)
     if units.empty:
         return schema.GENERATIONS.empty_table()
     texts: dict[tuple[str, int], str] = {}
     qrow: dict[str, dict[str, Any]] = {}
     for u in units.itertuples(index=False):
-        texts[(u.query_id, int(u.variant_id))] = prompting.render(
-            message=u.prompt,
-            grader=u.grader,
-            prompting=config.prompting,
-            examples=few_shot_examples(u.grader)[: config.shots or None],
+        texts[(u.query_id, int(u.variant_id))] = render_prompt(
+            config=config, message=u.prompt, grader=u.grader
         )
     for row in queries.to_dict(orient="records"):
         qrow[row["query_id"]] = row
@@ -545,7 +543,7 @@ def sample_model_adaptive(
                 reference=q["reference"],
             )
             reqs = [reqs[i] for i in ids]
-            results, attempts = _generate_with_retries(backend, reqs, sample.max_retries)
+            results, attempts = generate_with_retries(backend, reqs, sample.max_retries)
             parts.append(
                 rows_for(
                     config=config,
@@ -575,7 +573,7 @@ def sample_model_adaptive(
             rows = {(row["variant_id"], row["sample_id"]): row for row in table.to_pylist()}
             scores = []
             for v, i in d:
-                res = grade_stage.grade_one(rows[(v, i)], qrow[s.query_id], grade_config)
+                res = grade_one(rows[(v, i)], qrow[s.query_id], grade_config)
                 scores.append(res.score)
             out[s.key] = scores
         return out

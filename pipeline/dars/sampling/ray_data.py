@@ -29,7 +29,8 @@ from dars.core import schema
 from dars.backends import build_backend
 from dars.core.errors import ExecutorError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig, SampleConfig
-from dars.stages.sample import WorkUnit, sample_units
+from dars.sampling.local import sample_units
+from dars.sampling.units import WorkUnit
 
 SHARD_COL = "_shard"
 

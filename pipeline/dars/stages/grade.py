@@ -6,7 +6,6 @@ A generation with status "error" is never graded: it gets score null and grade_s
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,49 +16,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from dars.graders import sandbox
-from dars.core.errors import InputDataError, ParamsError, UnknownNameError
-from dars.graders import GradeConfig, GradeResult, error_result, get_grader
+from dars.core.errors import InputDataError, UnknownNameError
+from dars.graders import GradeConfig, GradeResult, get_grader, grade_one
+from dars.graders.settings import grade_settings
 from dars.core.io import read_frame, write_frame
-from dars.core.params import _num, get, load_params
+from dars.core.params import load_params
 from dars.core.schema import GEN_STATUSES, GENERATIONS, OUTCOMES, names
 
-DEFAULTS: dict[str, Any] = {
-    "code_timeout_s": 5,
-    "memory_mb": 512,
-    "max_processes": 32,
-    "max_file_mb": 1,
-    "numeric_rel_tol": 1e-6,
-    "workers": 2,
-}
 QUERY_COLUMNS = ("query_id", "prompt", "reference", "grader")
 _SHOW_IDS = 10
-
-
-def grade_settings(params: dict[str, Any]) -> tuple[GradeConfig, int]:
-    """(GradeConfig, workers) from the `grade` section; every key has a default."""
-    section = get(params, "grade", {})
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise ParamsError(f"Parameter 'grade' must be a mapping, got {section!r}")
-    for key in section:
-        if key not in DEFAULTS:
-            close = difflib.get_close_matches(str(key), list(DEFAULTS), n=1)
-            hint = f" Did you mean 'grade.{close[0]}'?" if close else ""
-            raise ParamsError(
-                f"Parameter 'grade.{key}' is not known.{hint} "
-                f"Valid keys: {', '.join(f'grade.{k}' for k in DEFAULTS)}"
-            )
-    value = {k: section.get(k, d) for k, d in DEFAULTS.items()}
-    config = GradeConfig(
-        code_timeout_s=_num(value["code_timeout_s"], "grade.code_timeout_s", lo=0, lo_open=True),
-        memory_mb=_num(value["memory_mb"], "grade.memory_mb", lo=64, integer=True),
-        max_processes=_num(value["max_processes"], "grade.max_processes", lo=1, integer=True),
-        max_file_mb=_num(value["max_file_mb"], "grade.max_file_mb", lo=1, integer=True),
-        numeric_rel_tol=_num(value["numeric_rel_tol"], "grade.numeric_rel_tol", lo=0, hi=1),
-    )
-    workers = _num(value["workers"], "grade.workers", lo=1, integer=True)
-    return config, workers
 
 
 def _ids(values: Any) -> str:
@@ -113,15 +78,6 @@ def check_graders(by_id: dict[str, dict[str, Any]], used_ids: set[str]) -> None:
             get_grader(name)
         except UnknownNameError as exc:
             raise UnknownNameError(f"{exc} (used by query_id(s) {_ids(qids)})") from exc
-
-
-def grade_one(
-    generation: dict[str, Any], query: dict[str, Any], config: GradeConfig
-) -> GradeResult:
-    if generation["status"] != "ok":
-        return error_result("generation failed; not graded")
-    grader = get_grader(query["grader"])
-    return grader.grade(generation["completion"], query["reference"], query, config)
 
 
 def grade_all(

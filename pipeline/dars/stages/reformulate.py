@@ -52,83 +52,14 @@ from dars.core.params import ModelConfig, get, load_params, reformulate_k
 from dars.core.registry import Registry, unknown_name_message
 from dars.prompting.rewrite_checks import CheckConfig
 from dars.core.schema import GRADERS, QUERIES, VARIANTS, names
+from dars.prompting.templates import TEMPLATES, wrap
 from dars.tasks import arithmetic
-
-# --- instruction templates -------------------------------------------------------------
-# Placeholders: {problem} (the problem text); for `code`, {code} (the prompt in a fence).
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    # Short framings: the CPU default model is a small *base* model, and long chatty
-    # instructions measurably hurt it (0.19 vs 0.48 accuracy on difficulty-0 problems with
-    # the same few-shot examples). All ask the same question; the answer format is shown
-    # by the grader-independent `Answer:` cue of the few-shot examples.
-    "numeric": (
-        "Question: {problem}",
-        "Problem: {problem}",
-        "Q: {problem}",
-        "Word problem: {problem}",
-        "Question: {problem}\nGive the final answer as 'Answer: <number>'.",
-        "Solve this problem. {problem}",
-    ),
-    # Every code template ENDS with the fenced prompt, so a completion engine continues
-    # the function inside the open block (dars.prompting.format opens it; HumanEval protocol).
-    "code": (
-        "Complete the following Python function. Reply with the full function in a "
-        "```python code block.\n\n{code}",
-        "Finish the implementation of this Python function. Return the complete function "
-        "inside a ```python code block.\n\n{code}",
-        "Write the Python function below so that it does what its docstring says. Reply "
-        "with the whole function in a ```python code block.\n\n{code}",
-        "Implement the Python function below. Keep the signature and docstring unchanged, "
-        "and reply with the full function in a ```python code block.\n\n{code}",
-        "Here is the start of a Python function. Complete it and give the full function in "
-        "a ```python code block.\n\n{code}",
-        "You are given a Python function stub with its docstring. Provide a complete, "
-        "working implementation of the full function in a ```python code block.\n\n{code}",
-    ),
-    "choice": (
-        "Answer the following multiple-choice question. End your reply with "
-        "'Answer: <letter>'.\n\n{problem}",
-        "{problem}\n\nThink about each option, then give the letter of the correct one on "
-        "its own line as 'Answer: <letter>'.",
-        "Here is a multiple-choice question.\n\n{problem}\n\nFinish your response with the "
-        "line 'Answer: <letter>'.",
-        "Please choose the correct option below. Explain briefly and end with "
-        "'Answer: <letter>'.\n\n{problem}",
-        "Question:\n{problem}\n\nWhich option is correct? Write your final answer as "
-        "'Answer: <letter>'.",
-        "Read the question and the options carefully.\n\n{problem}\n\nConclude with "
-        "'Answer: <letter>'.",
-    ),
-    "exact": (
-        "Answer the following question. End your reply with 'Answer: <answer>'.\n\n{problem}",
-        "{problem}\n\nThink it through, then give the final answer on its own line as "
-        "'Answer: <answer>'.",
-        "Here is a question.\n\n{problem}\n\nFinish your response with the line "
-        "'Answer: <answer>'.",
-        "Please answer the question below. Be brief and end with 'Answer: <answer>'.\n\n{problem}",
-        "Question:\n{problem}\n\nWhat is the answer? Write your final answer as "
-        "'Answer: <answer>'.",
-        "Read the question carefully and answer it.\n\n{problem}\n\nConclude with "
-        "'Answer: <answer>'.",
-    ),
-}
-assert set(TEMPLATES) == set(GRADERS)
 
 # Methods that are designed but not built yet: asking for one fails with this note.
 PLANNED_METHODS: dict[str, str] = {}
 
 Rewriter = Callable[..., list[dict[str, Any]]]
 REWRITERS: Registry[Rewriter] = Registry("reformulate method")
-
-
-def fence(code: str) -> str:
-    """The prompt verbatim inside a ```python block (a newline added only if missing)."""
-    return f"```python\n{code}{'' if code.endswith(chr(10)) else chr(10)}```"
-
-
-def wrap(*, grader: str, template: int, problem: str) -> str:
-    """The full user message: instruction template `template` of `grader` around `problem`."""
-    return TEMPLATES[grader][template].format(problem=problem, code=fence(problem))
 
 
 def arithmetic_problem(query: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -474,61 +405,3 @@ def run(*, params_path: str | Path, queries: str | Path, out: str | Path) -> dic
     if method != "template":
         print(f"reformulate: {stats}")
     return stats
-
-
-# --- few-shot examples (used by the sample stage for `prompting: few_shot`) -------------
-
-_FEW_SHOT_PROBLEMS = {
-    # Short worked examples: gemma-3-270m (a base model) copies the "a op b = c" then
-    # "Answer: c" pattern; longer prose examples made it ramble (measured: 0.125 vs 0.475
-    # accuracy on difficulty-0 problems). Names are not the generator's names.
-    "numeric": (
-        (
-            "Pia has 3 apples. Kofi gives Pia 4 more apples. How many apples does Pia have now?",
-            "3 + 4 = 7.\nAnswer: 7",
-        ),
-        (
-            "Jun has 9 cards. Jun gives 2 cards to Tess. How many cards does Jun have now?",
-            "9 - 2 = 7.\nAnswer: 7",
-        ),
-        (
-            "Tess has 5 shells. Kofi gives Tess 5 more shells. How many shells does Tess have now?",
-            "5 + 5 = 10.\nAnswer: 10",
-        ),
-    ),
-    # The assistant turn of a code example is the text that follows the prompt inside the
-    # ```python block (the function body), as dars.prompting.format renders few-shot code.
-    "code": (
-        (
-            "def add_one(values: list[int]) -> list[int]:\n"
-            '    """Return a new list with every element increased by one.\n'
-            "    >>> add_one([1, 2, 3])\n"
-            "    [2, 3, 4]\n"
-            '    """\n',
-            "    return [v + 1 for v in values]\n",
-        ),
-    ),
-    "choice": (
-        (
-            "Which planet is closest to the Sun?\nA. Venus\nB. Mercury\nC. Mars\nD. Earth",
-            "Mercury orbits closest to the Sun.\nAnswer: B",
-        ),
-    ),
-    "exact": (
-        (
-            "What is the chemical symbol of gold?",
-            "Gold's symbol comes from the Latin 'aurum'.\nAnswer: Au",
-        ),
-    ),
-}
-
-
-def few_shot_examples(grader: str) -> list[tuple[str, str]]:
-    """Hand-written (user, assistant) pairs for few-shot prompting, per grader. The user
-    turn uses instruction template 0, so the examples show the expected answer format."""
-    if grader not in _FEW_SHOT_PROBLEMS:
-        raise UnknownNameError(unknown_name_message("grader", grader, sorted(_FEW_SHOT_PROBLEMS)))
-    return [
-        (wrap(grader=grader, template=0, problem=problem), answer)
-        for problem, answer in _FEW_SHOT_PROBLEMS[grader]
-    ]

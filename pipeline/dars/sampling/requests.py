@@ -1,0 +1,58 @@
+"""The request planner: the N seeded requests of one work unit (a variant of a query).
+
+Seeds are a pure function of (sample.seed, model, query, variant, sample id), so a
+sample's seed does not depend on the order, the executor, the batch, or what an earlier
+run already finished. Uniform and adaptive builds draw the same (variant, sample id)
+with the same seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from dars.backends.base import GenRequest
+from dars.core.params import ModelConfig, SampleConfig
+from dars.prompting import format as prompting
+
+
+def sample_seed(
+    *, base_seed: int, model: str, query_id: str, variant_id: int, sample_id: int
+) -> int:
+    """A distinct, order-independent seed per (model, query, variant, sample)."""
+    key = f"{base_seed}|{model}|{query_id}|{variant_id}|{sample_id}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def plan_requests(
+    *,
+    config: ModelConfig,
+    sample: SampleConfig,
+    query_id: str,
+    variant_id: int,
+    prompt: str,
+    grader: str,
+    reference: str,
+) -> list[GenRequest]:
+    """A pure request planner: the N requests of one variant."""
+    return [
+        GenRequest(
+            query_id=query_id,
+            variant_id=variant_id,
+            sample_id=i,
+            seed=sample_seed(
+                base_seed=sample.seed,
+                model=config.name,
+                query_id=query_id,
+                variant_id=variant_id,
+                sample_id=i,
+            ),
+            prompt=prompt,
+            stop=prompting.stops_for(grader, config.stop),
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            grader=grader,
+            reference=reference,
+        )
+        for i in range(sample.n)
+    ]
