@@ -100,7 +100,7 @@ BAD = [
     ("models.sim.max_tokens", 0, "'models.sim.max_tokens' = 0 is out of range; allowed: >= 1"),
     ("models.sim.sim_error_rate", 1.5, "'models.sim.sim_error_rate' = 1.5 is out of range"),
     ("models.sim.prompting", "chain",
-     "'models.sim.prompting' = 'chain'; allowed: zero_shot, few_shot"),
+     "'models.sim.prompting' = 'chain' is not a known prompting; allowed: zero_shot, few_shot"),
     ("models", {}, "Parameter 'models' must be a non-empty mapping"),
 ]  # fmt: skip
 IDS = [f"{key}={value!r}" for key, value, _ in BAD]

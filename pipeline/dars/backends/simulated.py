@@ -17,32 +17,21 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dars.backends.base import GenRequest, GenResult
-from dars.core.params import ModelConfig, _num, get
+from dars.core.params import ModelConfig, SimulatorParams, section
 
 SIM_REVISION = "simulated"
 
 
-@dataclass(frozen=True)
-class SimulatorSettings:
-    seed: int = 0
-    query_sd: float = 2.0
-    variant_sd: float = 0.5
-    interaction_sd: float = 0.5
+SimulatorSettings = SimulatorParams  # the `simulator` section of params.yaml
 
 
 def simulator_settings(params: dict[str, Any]) -> SimulatorSettings:
-    raw = get(params, "simulator", {})
-    s = SimulatorSettings(**{k: raw[k] for k in raw if k in SimulatorSettings.__dataclass_fields__})
-    _num(s.seed, "simulator.seed", lo=0, integer=True)
-    for k in ("query_sd", "variant_sd", "interaction_sd"):
-        _num(getattr(s, k), f"simulator.{k}", lo=0.0)
-    return s
+    return section(params, "simulator")
 
 
 def _normal(*key: object) -> float:

@@ -27,13 +27,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dars.core.errors import MissingExtraError, ParamsError
-from dars.core.params import _num
+from dars.core.errors import MissingExtraError
+from dars.core.params import RewriteChecks, read
 
 REASONS = (
     "empty",
@@ -50,26 +49,13 @@ REASONS = (
 )
 
 
-@dataclass(frozen=True)
-class CheckConfig:
-    min_similarity: float = 0.8
-    min_length_ratio: float = 0.5
-    max_length_ratio: float = 2.0
+CheckConfig = RewriteChecks  # `reformulate.llm.checks`, declared in dars.core.params
 
 
-def check_config(raw: dict[str, Any] | None, *, key: str = "reformulate.checks") -> CheckConfig:
-    raw = raw or {}
-    unknown = sorted(set(raw) - set(CheckConfig.__dataclass_fields__))
-    if unknown:
-        raise ParamsError(
-            f"Parameter(s) {', '.join(f'{key}.{k}' for k in unknown)} not known; valid: "
-            + ", ".join(f"{key}.{k}" for k in CheckConfig.__dataclass_fields__)
-        )
-    c = CheckConfig(**raw)
-    _num(c.min_similarity, f"{key}.min_similarity", lo=-1.0, hi=1.0)
-    _num(c.min_length_ratio, f"{key}.min_length_ratio", lo=0.0)
-    _num(c.max_length_ratio, f"{key}.max_length_ratio", lo=c.min_length_ratio)
-    return c
+def check_config(
+    raw: dict[str, Any] | None, *, key: str = "reformulate.llm.checks"
+) -> CheckConfig:
+    return read(RewriteChecks, raw, key)
 
 
 # --------------------------------------------------------------------------- extractors

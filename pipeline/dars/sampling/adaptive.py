@@ -59,11 +59,11 @@ from tqdm.auto import tqdm
 from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_json, write_table
-from dars.core.params import ModelConfig, SampleConfig, _num, get
+from dars.core.params import ModelConfig, SampleConfig, SamplingParams, section
+from dars.prompting import format as prompting
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("uniform", "adaptive")
 PRIOR_ALPHA = PRIOR_BETA = 0.5  # Jeffreys
 JOURNAL_FORMAT = 1
 STOP_REASONS = ("max_per_pair", "ci_width", "decided", "budget")
@@ -72,48 +72,16 @@ STOP_REASONS = ("max_per_pair", "ci_width", "decided", "budget")
 # --------------------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
-class AdaptiveSettings:
-    min_per_pair: int = 3
-    max_per_pair: int = 9
-    round_size: int = 3
-    target_ci_width: float = 0.3
-    budget: float | None = None  # mean generations per pair; None = only the per-pair cap
-    decision_margin: float = 0.05
-    ci: float = 0.95
+AdaptiveSettings = SamplingParams  # the `sampling` section of params.yaml
 
 
 def sampling_strategy(params: Mapping[str, Any]) -> str:
-    strategy = get(dict(params), "sampling.strategy", "uniform")
-    if strategy not in STRATEGIES:
-        raise ParamsError(
-            f"Parameter 'sampling.strategy' = {strategy!r}; allowed: {', '.join(STRATEGIES)}"
-        )
-    return str(strategy)
+    return str(section(params, "sampling").strategy)
 
 
 def adaptive_settings(params: Mapping[str, Any]) -> AdaptiveSettings:
     """The `sampling` section (every key has a default); bad values fail naming the key."""
-    raw = get(dict(params), "sampling", {}) or {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"Parameter 'sampling' must be a mapping, got {raw!r}")
-    known = set(AdaptiveSettings.__dataclass_fields__) | {"strategy"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParamsError(
-            f"Parameter(s) {', '.join(f'sampling.{k}' for k in unknown)} not known; valid: "
-            + ", ".join(f"sampling.{k}" for k in sorted(known))
-        )
-    s = AdaptiveSettings(**{k: v for k, v in raw.items() if k != "strategy"})
-    _num(s.min_per_pair, "sampling.min_per_pair", lo=1, integer=True)
-    _num(s.max_per_pair, "sampling.max_per_pair", lo=s.min_per_pair, integer=True)
-    _num(s.round_size, "sampling.round_size", lo=1, integer=True)
-    _num(s.target_ci_width, "sampling.target_ci_width", lo=0.0, hi=1.0)
-    _num(s.decision_margin, "sampling.decision_margin", lo=0.0, hi=1.0)
-    _num(s.ci, "sampling.ci", lo=0.0, hi=1.0, lo_open=True)
-    if s.budget is not None:
-        _num(s.budget, "sampling.budget", lo=s.min_per_pair)
-    return s
+    return section(params, "sampling")
 
 
 # --------------------------------------------------------------------------- posterior

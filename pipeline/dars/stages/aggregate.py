@@ -21,35 +21,24 @@ Pairs whose generations all failed keep a row with n = 0 and null statistics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from dars.core import schema
 from dars.core.errors import ErrorRateExceededError, InputDataError, ValidationFailedError
 from dars.core.io import read_frame, write_frame
-from dars.core.params import _num, get, load_params, model_names
+from dars.core.params import load_params, model_names, section
 from dars.labels import intervals
 
 
 def aggregation_settings(params: dict[str, Any]) -> dict[str, float]:
-    s = {
-        "prior_alpha": get(params, "aggregate.prior_alpha", 0.5),
-        "prior_beta": get(params, "aggregate.prior_beta", 0.5),
-        "ci": get(params, "aggregate.ci", 0.95),
-        "lambda_cost": get(params, "aggregate.lambda_cost", 0.05),
-        "beta_risk": get(params, "aggregate.beta_risk", 0.2),
-        "max_error_rate": get(params, "aggregate.max_error_rate", 0.2),
-    }
-    _num(s["prior_alpha"], "aggregate.prior_alpha", lo=0.0, lo_open=True)
-    _num(s["prior_beta"], "aggregate.prior_beta", lo=0.0, lo_open=True)
-    _num(s["ci"], "aggregate.ci", lo=0.0, hi=1.0, lo_open=True)
-    _num(s["lambda_cost"], "aggregate.lambda_cost", lo=0.0)
-    _num(s["beta_risk"], "aggregate.beta_risk", lo=0.0)
-    _num(s["max_error_rate"], "aggregate.max_error_rate", lo=0.0, hi=1.0)
-    return {k: float(v) for k, v in s.items()}
+    s = section(params, "aggregate")
+    return {k: float(v) for k, v in dataclasses.asdict(s).items()}
 
 
 def check_error_rates(outcomes: pd.DataFrame, max_error_rate: float) -> pd.DataFrame:

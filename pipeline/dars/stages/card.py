@@ -19,6 +19,7 @@ Every number in the card comes from the build; the template is rendered with
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -44,9 +45,16 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import dars
 from dars.core import schema
-from dars.core.errors import CardRenderError, EmptySplitError, InputDataError, ParamsError
+from dars.core.errors import CardRenderError, EmptySplitError, InputDataError
 from dars.core.io import write_json, write_text
-from dars.core.params import get, load_params, model_config, model_names
+from dars.core.params import (
+    dataset_version,
+    get,
+    load_params,
+    model_config,
+    model_names,
+    section,
+)
 
 CONFIGS = ("queries", "labels", "outcomes", "generations")
 CONTRACT = {
@@ -76,28 +84,8 @@ SIZE_CATEGORIES = (
 
 def card_settings(params: dict[str, Any]) -> dict[str, Any]:
     """The `card` section of params.yaml plus `dataset_version`, checked."""
-    version = get(params, "dataset_version")
-    if not isinstance(version, str) or not re.fullmatch(r"[\w.+-]+", version):
-        raise ParamsError(
-            f"Parameter 'dataset_version' = {version!r} must be a non-empty string of "
-            "letters, digits, '.', '_', '+' or '-' (it becomes a Hub tag), e.g. '0.1.0'"
-        )
-    out: dict[str, Any] = {"dataset_version": version}
-    for key in ("repo_id", "pretty_name", "license"):
-        value = get(params, f"card.{key}")
-        if not isinstance(value, str) or not value.strip():
-            raise ParamsError(f"Parameter 'card.{key}' = {value!r} must be a non-empty string")
-        out[key] = value
-    if not REPO_ID_RE.match(out["repo_id"]):
-        raise ParamsError(
-            f"Parameter 'card.repo_id' = {out['repo_id']!r} must look like 'ORG/NAME'"
-        )
-    for key in ("task_categories", "tags"):
-        value = get(params, f"card.{key}", [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ParamsError(f"Parameter 'card.{key}' = {value!r} must be a list of strings")
-        out[key] = value
-    return out
+    out: dict[str, Any] = {"dataset_version": dataset_version(params)}
+    return out | dataclasses.asdict(section(params, "card"))
 
 
 def size_category(n_rows: int) -> str:
@@ -536,7 +524,7 @@ def build_manifest(
         "dataset_version": settings["dataset_version"],
         "repo_id": settings["repo_id"],
         "package": "dars",
-        "package_version": pipeline.__version__,
+        "package_version": dars.__version__,
         "contract_version": schema.CONTRACT_VERSION,
         "params_yaml": params_path.read_text(encoding="utf-8"),
         "params_sha256": file_digest(params_path, "sha256"),
@@ -642,7 +630,7 @@ def run(
                 split_rows=split_rows,
                 split_bytes=split_bytes,
             ),
-            "package_version": pipeline.__version__,
+            "package_version": dars.__version__,
             "contract_version": schema.CONTRACT_VERSION,
             "configs": CONFIGS,
             "splits": schema.SPLITS,

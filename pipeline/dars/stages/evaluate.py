@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dars.evaluation import metrics as M
-from dars.core.errors import InputDataError, ParamsError
+from dars.core.errors import InputDataError
 from dars.core.io import write_json, write_text
-from dars.core.params import _num, get, load_params
+from dars.core.params import DEFAULT_LAMBDAS, load_params, section
+from dars.evaluation import metrics as M
 from dars.stages.train import load_router, read_routing_inputs, split_queries
 
-DEFAULT_LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+__all__ = ["DEFAULT_LAMBDAS"]  # re-exported for bench
 
 
 @dataclass(frozen=True)
@@ -45,25 +45,14 @@ class EvalSettings:
 
 
 def eval_settings(params: dict[str, Any]) -> EvalSettings:
-    lam = _num(get(params, "aggregate.lambda_cost"), "aggregate.lambda_cost", lo=0.0)
-    beta = _num(get(params, "aggregate.beta_risk"), "aggregate.beta_risk", lo=0.0)
-    grid = get(params, "evaluate.lambda_grid", list(DEFAULT_LAMBDAS))
-    if not isinstance(grid, list) or len(grid) < 2:
-        raise ParamsError(
-            f"Parameter 'evaluate.lambda_grid' = {grid!r} must be a list of >= 2 numbers >= 0"
-        )
-    for i, g in enumerate(grid):
-        _num(g, f"evaluate.lambda_grid[{i}]", lo=0.0)
-    n_boot = _num(get(params, "evaluate.bootstrap"), "evaluate.bootstrap", lo=100, integer=True)
-    seed = _num(get(params, "evaluate.seed", 0), "evaluate.seed", lo=0, integer=True)
-    ci = _num(get(params, "evaluate.ci", 0.95), "evaluate.ci", lo=0.5, hi=0.999)
+    agg, ev = section(params, "aggregate"), section(params, "evaluate")
     return EvalSettings(
-        lambda_cost=float(lam),
-        beta_risk=float(beta),
-        lambdas=tuple(sorted(float(g) for g in grid)),
-        n_boot=int(n_boot),
-        seed=int(seed),
-        ci=float(ci),
+        lambda_cost=float(agg.lambda_cost),
+        beta_risk=float(agg.beta_risk),
+        lambdas=tuple(sorted(float(g) for g in ev.lambda_grid)),
+        n_boot=int(ev.bootstrap),
+        seed=int(ev.seed),
+        ci=float(ev.ci),
     )
 
 

@@ -30,13 +30,11 @@ from dars.core.errors import (
     QuarantineThresholdError,
     UnknownNameError,
 )
-from dars.core.params import get, load_params
+from dars.core.params import load_params, section
 from dars.core.registry import unknown_name_message
 from dars.core.schema import GRADERS, QUARANTINE, QUERIES
 from dars.tasks import TASK_LOADERS, Candidate, Rejection
 
-DEFAULT_MAX_QUARANTINE_FRACTION = 0.05
-DEFAULT_MAX_PROMPT_CHARS = 20_000
 RAW_MAX_CHARS = 2_000  # the quarantine keeps a truncated copy of each bad row
 TOP_REASONS = 5  # reasons named in the threshold error
 
@@ -72,24 +70,18 @@ class Result:
 
 def read_settings(params: Mapping[str, Any]) -> Settings:
     where = str(params.get("__file__", "params.yaml"))
-    frac = get(dict(params), "prepare.max_quarantine_fraction", DEFAULT_MAX_QUARANTINE_FRACTION)
-    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 <= frac <= 1:
-        raise ParamsError(
-            f"Parameter 'prepare.max_quarantine_fraction' = {frac!r} in "
-            f"'{where}' is not a number in [0, 1]"
-        )
-    chars = get(dict(params), "prepare.max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)
-    if isinstance(chars, bool) or not isinstance(chars, int) or chars < 1:
-        raise ParamsError(
-            f"Parameter 'prepare.max_prompt_chars' = {chars!r} in '{where}' is not an integer >= 1"
-        )
-    return Settings(max_quarantine_fraction=float(frac), max_prompt_chars=chars, where=where)
+    s = section(params, "prepare")
+    return Settings(
+        max_quarantine_fraction=float(s.max_quarantine_fraction),
+        max_prompt_chars=s.max_prompt_chars,
+        where=where,
+    )
 
 
 def task_configs(params: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """`prepare.tasks`, checked: a non-empty mapping of name -> {kind: <known kind>, ...}."""
-    tasks = get(dict(params), "prepare.tasks")
-    if not isinstance(tasks, Mapping) or not tasks:
+    tasks = section(params, "prepare").tasks
+    if not tasks:
         raise ParamsError(
             "Parameter 'prepare.tasks' must be a non-empty mapping of "
             "task name -> {kind: ..., ...}; valid kinds: " + ", ".join(TASK_LOADERS.names())

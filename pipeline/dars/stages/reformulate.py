@@ -47,12 +47,13 @@ from typing import Any
 import pyarrow as pa
 
 from dars.core import io
+from dars.core import params as params_schema
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
-from dars.core.params import ModelConfig, get, load_params, reformulate_k
+from dars.core.params import ModelConfig, load_params
 from dars.core.registry import Registry, unknown_name_message
-from dars.prompting.rewrite_checks import CheckConfig
 from dars.core.schema import GRADERS, QUERIES, VARIANTS, names
 from dars.prompting.templates import TEMPLATES, wrap
+from dars.prompting.rewrite_checks import CheckConfig
 from dars.tasks import arithmetic
 
 # Methods that are designed but not built yet: asking for one fails with this note.
@@ -236,13 +237,7 @@ PARAPHRASE_HEADER = (
     "Rewrite each text in other words. Keep its meaning, every number, every name, "
     "every answer option and all code exactly.\n\n"
 )
-DEFAULT_REWRITER_MODEL: dict[str, Any] = {
-    "backend": "llama_cpp",
-    "model_path": "auto",
-    "temperature": 0.8,
-    "top_p": 0.95,
-    "max_tokens": 128,
-}
+DEFAULT_REWRITER_MODEL = params_schema.DEFAULT_REWRITER_MODEL
 
 
 def paraphrase_prompt(*, grader: str, problem: str) -> str:
@@ -278,17 +273,11 @@ class LLMParaphraser:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LLMParaphraser:
         from dars.backends import build_backend
-        from dars.core.params import _num, model_config
-        from dars.prompting.rewrite_checks import check_config, load_embedder
+        from dars.prompting.rewrite_checks import load_embedder
 
-        raw = get(params, "reformulate.llm", {}) or {}
-        if not isinstance(raw, dict):
-            raise ParamsError(f"Parameter 'reformulate.llm' must be a mapping, got {raw!r}")
-        model = {**DEFAULT_REWRITER_MODEL, **(raw.get("model") or {})}
-        config = model_config({"models": {"reformulate.llm.model": model}}, "reformulate.llm.model")
-        seed = _num(raw.get("seed", 0), "reformulate.llm.seed", lo=0, integer=True)
-        attempts = _num(raw.get("attempts", 2), "reformulate.llm.attempts", lo=1, integer=True)
-        checks = check_config(raw.get("checks"))
+        llm = params_schema.section(params, "reformulate").llm
+        config = llm.model_config()
+        seed, attempts, checks = llm.seed, llm.attempts, llm.checks
         embed = load_embedder()
         return cls(
             config=config,
@@ -391,8 +380,8 @@ def llm_variants(
 
 def run(*, params_path: str | Path, queries: str | Path, out: str | Path) -> dict[str, Any]:
     params = load_params(params_path)
-    k = reformulate_k(params)
-    method = get(params, "reformulate.method", "template")
+    settings = params_schema.section(params, "reformulate")
+    k, method = settings.k, settings.method
     rewriter(method)  # fail on a bad method before reading any data
     df = io.read_frame(queries, required=names(QUERIES), what="queries")
     rows = df[names(QUERIES)].to_dict("records")

@@ -16,24 +16,13 @@ import numpy as np
 import pandas as pd
 
 from dars.core import schema
-from dars.core.errors import ParamsError
 from dars.core.io import read_frame, write_frame
-from dars.core.params import _num, get, load_params
+from dars.core.params import load_params, section
 
 
 def split_settings(params: dict[str, Any]) -> tuple[int, dict[str, float]]:
-    seed = _num(get(params, "split.seed", 0), "split.seed", lo=0, integer=True)
-    fr = get(params, "split.fractions", {"train": 0.6, "validation": 0.2, "test": 0.2})
-    if not isinstance(fr, dict) or set(fr) != set(schema.SPLITS):
-        raise ParamsError(
-            f"Parameter 'split.fractions' = {fr!r} must map exactly "
-            f"{list(schema.SPLITS)} to fractions"
-        )
-    for k, v in fr.items():
-        _num(v, f"split.fractions.{k}", lo=0.0, hi=1.0)
-    if abs(sum(fr.values()) - 1.0) > 1e-9:
-        raise ParamsError(f"Parameter 'split.fractions' = {fr!r} must sum to 1")
-    return int(seed), {k: float(fr[k]) for k in schema.SPLITS}
+    s = section(params, "split")
+    return int(s.seed), {k: float(s.fractions[k]) for k in schema.SPLITS}
 
 
 def _rank_key(seed: int, query_id: str) -> str:

@@ -37,11 +37,11 @@ import skops.io as sio
 
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, UntrustedModelError
-from dars.routers.features import FEATURIZERS
 from dars.core.io import read_frame, write_json
-from dars.core.params import _num, get, load_params
+from dars.core.params import load_params, section
 from dars.core.registry import unknown_name_message
 from dars.routers import ROUTERS, make_router
+from dars.routers.features import FEATURIZERS
 
 SUPERVISIONS = ("dars", "single_shot")
 LABEL_COLUMNS = ["query_id", "model", "mean", "std", "mean_cost", "cost_norm", "single_shot"]
@@ -71,45 +71,31 @@ class TrainSettings:
 
 
 def train_settings(params: dict[str, Any]) -> TrainSettings:
-    names = get(params, "routers.names")
-    if not isinstance(names, list) or not names:
-        raise ParamsError(f"Parameter 'routers.names' = {names!r} must be a non-empty list")
+    r, agg = section(params, "routers"), section(params, "aggregate")
+    names, features, rp = r.names, r.features, r.params
     for n in names:
         if n not in ROUTERS:
             raise ParamsError(
                 "Parameter 'routers.names': " + unknown_name_message("router", n, ROUTERS.names())
             )
-    features = get(params, "routers.features", "tfidf")
     if features not in FEATURIZERS:
         raise ParamsError(
             "Parameter 'routers.features': "
             + unknown_name_message("featurizer", features, FEATURIZERS.names())
         )
-    repeats = _num(
-        get(params, "routers.single_shot_repeats"),
-        "routers.single_shot_repeats",
-        lo=1,
-        integer=True,
-    )
-    seed = _num(get(params, "routers.seed", 0), "routers.seed", lo=0, integer=True)
-    rp = get(params, "routers.params", {}) or {}
-    if not isinstance(rp, dict) or any(not isinstance(v, dict) for v in rp.values()):
-        raise ParamsError(f"Parameter 'routers.params' = {rp!r} must map router -> keyword args")
     for n in rp:
         if n not in ROUTERS:
             raise ParamsError(
                 "Parameter 'routers.params': " + unknown_name_message("router", n, ROUTERS.names())
             )
-    lam = _num(get(params, "aggregate.lambda_cost"), "aggregate.lambda_cost", lo=0.0)
-    beta = _num(get(params, "aggregate.beta_risk"), "aggregate.beta_risk", lo=0.0)
     return TrainSettings(
         routers=tuple(names),
         features=str(features),
-        repeats=int(repeats),
-        seed=int(seed),
+        repeats=int(r.single_shot_repeats),
+        seed=int(r.seed),
         router_params={k: dict(v) for k, v in rp.items()},
-        lambda_cost=float(lam),
-        beta_risk=float(beta),
+        lambda_cost=float(agg.lambda_cost),
+        beta_risk=float(agg.beta_risk),
     )
 
 

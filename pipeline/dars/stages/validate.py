@@ -33,7 +33,7 @@ from great_expectations.data_context.types.base import (
 )
 
 from dars.core import params as P
-from dars.core.errors import InputDataError, ParamsError, ValidationFailedError
+from dars.core.errors import InputDataError, ValidationFailedError
 from dars.core.io import read_frame, write_json
 from dars.core.schema import (
     CONTRACT_VERSION,
@@ -104,29 +104,14 @@ class TableCheck:
 
 
 def read_config(params: dict[str, Any]) -> ValidateConfig:
-    n = P.get(params, "sample.n")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ParamsError(f"Parameter 'sample.n' = {n!r} is not an integer >= 1")
-    rate = P.get(params, "validate.max_error_rate", 0.2)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
-        raise ParamsError(
-            f"Parameter 'validate.max_error_rate' = {rate!r} is out of range; allowed: 0..1"
-        )
-    k = P.get(params, "validate.max_unexpected_examples", 5)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ParamsError(
-            f"Parameter 'validate.max_unexpected_examples' = {k!r} is not an integer >= 0"
-        )
-    from dars.sampling import adaptive
-
-    per_pair = None
-    if adaptive.sampling_strategy(params) == "adaptive":
-        s = adaptive.adaptive_settings(params)
-        per_pair = (s.min_per_pair, s.max_per_pair)
+    n = P.sample_config(params).n
+    v = P.section(params, "validate")
+    s = P.section(params, "sampling")
+    per_pair = (s.min_per_pair, s.max_per_pair) if s.strategy == "adaptive" else None
     return ValidateConfig(
         n=n,
-        max_error_rate=float(rate),
-        max_unexpected_examples=k,
+        max_error_rate=float(v.max_error_rate),
+        max_unexpected_examples=v.max_unexpected_examples,
         models=tuple(P.model_names(params)),
         per_pair=per_pair,
     )
