@@ -21,8 +21,12 @@ Estimands:
 Intervals (all 95%, Jeffreys prior, boundary-corrected):
 - `fixed`: `jeffreys_interval` (the label's `ci_low_fixed/ci_high_fixed`);
 - `kish`: `rewrite_interval(df_correction=False)`, the plain Kish design effect;
-- `rewrite`: `rewrite_interval`, design effect + small-K df correction (the label's
-  `ci_low/ci_high`).
+- `welch`: Jeffreys on n / deff * (z / t_df)^2, df = (K - 1) ((A + B) / B)^2
+  (Welch-Satterthwaite with the within part A treated as known);
+- `kg_k1`: Jeffreys on n / deff * (z / t_{K-1})^2 whenever deff > 1 (Korn & Graubard's
+  df = number of clusters - 1);
+- `rewrite`: `rewrite_interval`: the between part B of the variance of the mean scaled by
+  (t_{K-1} / z)^2 before forming deff (the label's `ci_low/ci_high`).
 
 The grid is run twice: with query logit sd 2 (the target grid) and, as a sensitivity
 check, with query logit sd 1 (fewer pairs near 0 or 1, where Jeffreys over-covers).
@@ -60,6 +64,7 @@ QUERY_SD = 2.0
 SENSITIVITY_QUERY_SD = 1.0
 LEVEL = 0.95
 TARGET = (0.93, 0.98)
+KINDS = ("fixed", "kish", "welch", "kg_k1", "rewrite")
 
 
 def simulate(
@@ -103,10 +108,33 @@ def pair_inputs(y: np.ndarray, n_i: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _scaled_jeffreys(d: dict[str, np.ndarray], f: np.ndarray):
+    return intervals.jeffreys_interval(d["sum_s"] * f, d["n"] * f, level=LEVEL)
+
+
 def compute(kind: str, d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One of KINDS; the alternatives that were measured and not chosen are built here
+    from `design_effect` (Jeffreys on counts scaled by f, boundary rule included)."""
     if kind == "fixed":
         return intervals.jeffreys_interval(d["sum_s"], d["n"], level=LEVEL)
-    return intervals.rewrite_interval(**d, level=LEVEL, df_correction=kind == "rewrite")
+    if kind in ("kish", "rewrite"):
+        return intervals.rewrite_interval(**d, level=LEVEL, df_correction=kind == "rewrite")
+    inputs = {k: v for k, v in d.items() if k != "sum_s"}
+    deff = intervals.design_effect(**inputs)
+    q = 1 - (1 - LEVEL) / 2
+    z, k = special.ndtri(q), d["n_variants"]
+    if kind == "kg_k1":  # Korn & Graubard: n_eff * (z / t_{K-1})^2 whenever deff > 1
+        t = special.stdtrit(np.maximum(k - 1, 1), q)
+        return _scaled_jeffreys(d, np.where(deff > 1, (z / t) ** 2 / deff, 1.0))
+    if kind == "welch":  # (z / t_df)^2 / deff, df Welch-Satterthwaite treating A as known
+        both = intervals.design_effect(**inputs, between_factor=2.0)
+        # deff(B scaled by 2) - deff = n B / (sigma_w^2 + sigma_b^2): the share of B in A + B
+        b_share = (both - deff) / deff  # B / (A + B)
+        with np.errstate(divide="ignore"):
+            df = np.where(b_share > 0, (k - 1) / b_share**2, np.inf)
+        t = np.where(np.isfinite(df), special.stdtrit(np.where(np.isfinite(df), df, 1), q), z)
+        return _scaled_jeffreys(d, (z / t) ** 2 / deff)
+    raise ValueError(f"unknown interval kind {kind!r}; valid: {', '.join(KINDS)}")
 
 
 def cell(
@@ -124,7 +152,7 @@ def cell(
     mean = d["sum_s"] / d["n"]
     b = sim["boundary"]
     out: dict[str, Any] = {"K": k, "N": n, "sd": sd, "pairs": pairs}
-    for kind in ("fixed", "kish", "rewrite"):
+    for kind in KINDS:
         lo, hi = compute(kind, d)
         res: dict[str, Any] = {
             "width": float(np.mean(hi - lo)),
@@ -161,9 +189,11 @@ def plot(cells: list[dict[str, Any]], path: Path) -> None:
     labels = [f"K{c['K']} N{c['N']}\nsd {c['sd']}" for c in cells]
     x = np.arange(len(cells))
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    for i, (kind, marker) in enumerate((("fixed", "s"), ("kish", "^"), ("rewrite", "o"))):
-        ax.plot(x + (i - 1) * 0.15, [100 * c[kind]["coverage_population"] for c in cells],
-                marker, label=f"{kind}: population mean")  # fmt: skip
+    markers = (("fixed", "s"), ("kish", "^"), ("welch", "<"), ("kg_k1", "v"), ("rewrite", "o"))
+    for i, (kind, marker) in enumerate(markers):
+        name = {"fixed": "fixed (ci_*_fixed)", "rewrite": "chosen (ci_low/ci_high)"}.get(kind, kind)
+        ax.plot(x + (i - 2) * 0.1, [100 * c[kind]["coverage_population"] for c in cells],
+                marker, label=f"{name}: population mean")  # fmt: skip
     ax.plot(x, [100 * c["fixed"]["coverage_drawn"] for c in cells], "kx",
             label="fixed: mean of drawn rewrites")  # fmt: skip
     ax.axhspan(100 * TARGET[0], 100 * TARGET[1], color="green", alpha=0.1, label="target 93-98%")
@@ -177,21 +207,23 @@ def plot(cells: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def table(result: dict[str, Any]) -> str:
-    """The docs' coverage table (docs/intervals.md), from a results file."""
+def table(cells: list[dict[str, Any]]) -> str:
+    """The docs' coverage table (docs/intervals.md), from a results file's cells."""
     pct = "{:.1f}%".format
     lines = [
         "| K | N | rewrite sd | `ci_low/ci_high`: population | width | "
-        "`*_fixed`: population | `*_fixed`: drawn rewrites | width | plain Kish: population |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "`*_fixed`: population | `*_fixed`: drawn rewrites | width | population, not chosen: "
+        "plain Kish | Welch df | K&G df = K−1 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in result["cells"]:
-        r, f, k = c["rewrite"], c["fixed"], c["kish"]
+    for c in cells:
+        r, f, k, g, w = c["rewrite"], c["fixed"], c["kish"], c["kg_k1"], c["welch"]
         lines.append(
             f"| {c['K']} | {c['N']} | {c['sd']} | {pct(100 * r['coverage_population'])} | "
             f"{r['width']:.3f} | {pct(100 * f['coverage_population'])} | "
             f"{pct(100 * f['coverage_drawn'])} | {f['width']:.3f} | "
-            f"{pct(100 * k['coverage_population'])} |"
+            f"{pct(100 * k['coverage_population'])} | {pct(100 * w['coverage_population'])} | "
+            f"{pct(100 * g['coverage_population'])} |"
         )
     return "\n".join(lines)
 
@@ -207,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", action="store_true", help="print the docs table from --out")
     a = ap.parse_args(argv)
     if a.table:
-        print(table(json.loads(Path(a.out).read_text(encoding="utf-8"))))
+        result = json.loads(Path(a.out).read_text(encoding="utf-8"))
+        print(f"Query logit sd {result['settings']['query_logit_sd']} (target grid):\n")
+        print(table(result["cells"]))
+        print(f"\nSensitivity, query logit sd {result['sensitivity']['query_logit_sd']}:\n")
+        print(table(result["sensitivity"]["cells"]))
         return 0
     t0 = time.perf_counter()
     grid = [(k, n, sd) for k in KS for n in NS for sd in SDS]
@@ -218,15 +254,23 @@ def main(argv: list[str] | None = None) -> int:
         r = cells[-1]
         print(
             f"K={k} N={n} sd={sd:<3}: population "
-            + "  ".join(f"{kind} {100 * r[kind]['coverage_population']:.1f}%"
-                        for kind in ("fixed", "kish", "rewrite"))  # fmt: skip
+            + "  ".join(
+                f"{kind} {100 * r[kind]['coverage_population']:.1f}%" for kind in KINDS
+            )  # fmt: skip
             + f" | width rewrite {r['rewrite']['width']:.3f} fixed {r['fixed']['width']:.3f}",
             flush=True,
         )
     # sensitivity: queries of middling difficulty (query logit sd 1 instead of 2)
     sens = [
-        cell(np.random.default_rng([a.seed, 50 + i]), pairs=a.pairs, k=k, n=n, sd=sd,
-             boundary=a.boundary, query_sd=SENSITIVITY_QUERY_SD)  # fmt: skip
+        cell(
+            np.random.default_rng([a.seed, 50 + i]),
+            pairs=a.pairs,
+            k=k,
+            n=n,
+            sd=sd,
+            boundary=a.boundary,
+            query_sd=SENSITIVITY_QUERY_SD,
+        )  # fmt: skip
         for i, (k, n, sd) in enumerate(grid)
     ]
     pop = [c["rewrite"]["coverage_population"] for c in cells]
@@ -239,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             "coverage_drawn_max": max(c[kind]["coverage_drawn"] for c in cells),
             "contains_mean_min": min(c[kind]["contains_mean"] for c in cells),
         }
-        for kind in ("fixed", "kish", "rewrite")
+        for kind in KINDS
     }
     result = {
         "benchmark": "intervals",
@@ -267,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                     "coverage_population_min": min(c[kind]["coverage_population"] for c in sens),
                     "coverage_population_max": max(c[kind]["coverage_population"] for c in sens),
                 }
-                for kind in ("fixed", "kish", "rewrite")
+                for kind in KINDS
             },
             "cells": sens,
         },
@@ -275,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - t0, 1),
         "loadavg": os.getloadavg(),
         "cpus": os.cpu_count(),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "scipy": scipy.__version__},  # fmt: skip
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+        },  # fmt: skip
     }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

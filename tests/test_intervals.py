@@ -4,8 +4,6 @@ fixed-variant Jeffreys interval, containment of the mean, and coverage on simula
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import special, stats
-
 from dars.labels.intervals import (
     beta_posterior,
     design_effect,
@@ -13,6 +11,7 @@ from dars.labels.intervals import (
     rewrite_interval,
 )
 from dars.stages.aggregate import aggregate_labels
+from scipy import special, stats
 
 SETTINGS = {
     "prior_alpha": 0.5,
@@ -76,8 +75,8 @@ def test_n_zero_gives_nulls():
         assert 0.0 < lo[1] < 0.5 < hi[1] < 1.0
     alpha, beta = beta_posterior(d["sum_s"], d["n"])
     assert np.isnan(alpha[0]) and np.isnan(beta[0]) and (alpha[1], beta[1]) == (2.5, 2.5)
-    deff, df = design_effect(**{k: v for k, v in d.items() if k != "sum_s"})
-    assert np.isnan(deff[0]) and deff[1] == 1.0 and np.isinf(df[1])
+    deff = design_effect(**{k: v for k, v in d.items() if k != "sum_s"})
+    assert np.isnan(deff[0]) and deff[1] == 1.0
 
 
 def test_one_variant_reduces_to_jeffreys_exactly():
@@ -103,35 +102,57 @@ def test_zero_between_variance_reduces_to_jeffreys_exactly():
         summarise([[1, 0, 1, 0, 1, 1], [0, 1, 0, 1, 0, 1]]),  # means 4/6 vs 3/6: MSB < MSW
     ]
     d = stack(pairs)
-    deff, df = design_effect(**{k: v for k, v in d.items() if k != "sum_s"})
+    deff = design_effect(**{k: v for k, v in d.items() if k != "sum_s"}, between_factor=50.0)
     np.testing.assert_array_equal(deff, 1.0)
-    assert np.isinf(df).all()
     (lo, hi), (flo, fhi) = both(d)
     np.testing.assert_array_equal(lo, flo)
     np.testing.assert_array_equal(hi, fhi)
 
 
-def test_design_effect_by_hand():
+def test_floating_point_residue_is_not_a_rewrite_effect():
+    # a DuckDB-style var_between = sum(s_i^2/n_i)/n - mean^2 leaves ~1e-17 for identical
+    # variants; with var_within = 0 that would otherwise read as perfect correlation
+    d = {
+        "n": np.array([25.0, 25.0]),
+        "sum_s": np.array([17.5, 25.0]),
+        "var_within": np.array([0.0, 0.0]),
+        "var_between": np.array([3e-17, 1e-16]),
+        "n_variants": np.array([5.0, 5.0]),
+        "sum_n2": np.array([125.0, 125.0]),
+    }
+    (lo, hi), (flo, fhi) = both(d)
+    np.testing.assert_array_equal(lo, flo)
+    np.testing.assert_array_equal(hi, fhi)
+
+
+def test_design_effect_and_small_k_correction_by_hand():
     # two rewrites, one always right, one always wrong: perfect intra-rewrite correlation,
-    # so deff = cluster size m = 3 and the between part has K - 1 = 1 df
+    # so deff = cluster size m = 3
     d = summarise([[1, 1, 1], [0, 0, 0]])
-    deff, df = design_effect(**{k: v for k, v in d.items() if k != "sum_s"})
-    assert deff == pytest.approx(3.0) and df == pytest.approx(1.0)
+    inputs = {k: v for k, v in d.items() if k != "sum_s"}
+    assert design_effect(**inputs) == pytest.approx(3.0)
     # unbalanced, by the ANOVA formulas: n = 6, n_i = (4, 2)
     d = summarise([[1, 1, 1, 0], [0, 0]])
+    inputs = {k_: v for k_, v in d.items() if k_ != "sum_s"}
     n, k, s2 = 6, 2, 20
     msw = (4 * 0.1875 + 0) / (n - k)
     msb = (4 * 0.25**2 + 2 * 0.5**2) / (k - 1)
     n0 = (n - s2 / n) / (k - 1)
     sb2 = (msb - msw) / n0
     a, b = msw / n, sb2 * s2 / n**2
-    deff, df = design_effect(**{k_: v for k_, v in d.items() if k_ != "sum_s"})
-    assert deff == pytest.approx(n * (a + b) / (msw + sb2))
-    assert deff == pytest.approx(1 + (s2 / n - 1) * sb2 / (sb2 + msw))
-    assert df == pytest.approx((k - 1) * ((a + b) / b) ** 2)
-    # the population interval is then wider than the fixed-variant one
-    (lo, hi), (flo, fhi) = both(stack([d]))
-    assert lo[0] < flo[0] and hi[0] > fhi[0]
+    assert design_effect(**inputs) == pytest.approx(n * (a + b) / (msw + sb2))
+    assert design_effect(**inputs) == pytest.approx(1 + (s2 / n - 1) * sb2 / (sb2 + msw))
+    # the interval: Jeffreys on counts divided by deff with B scaled by (t_{K-1} / z)^2
+    c = (stats.t.ppf(0.975, k - 1) / stats.norm.ppf(0.975)) ** 2
+    deff = n * (a + c * b) / (msw + sb2)
+    lo, hi = rewrite_interval(**stack([d]))
+    s_eff, n_eff = 3 / deff, 6 / deff
+    assert lo[0] == pytest.approx(stats.beta.ppf(0.025, 0.5 + s_eff, 0.5 + n_eff - s_eff))
+    assert hi[0] == pytest.approx(stats.beta.ppf(0.975, 0.5 + s_eff, 0.5 + n_eff - s_eff))
+    # wider than the fixed-variant interval, and than the plain design effect
+    flo, fhi = jeffreys_interval([3.0], [6.0])
+    klo, khi = rewrite_interval(**stack([d]), df_correction=False)
+    assert lo[0] < klo[0] < flo[0] and hi[0] > khi[0] > fhi[0]
 
 
 def test_intervals_contain_their_mean_on_a_seeded_grid():
@@ -216,9 +237,17 @@ def test_aggregate_writes_both_intervals_and_nulls_at_n_zero():
         for v, samples in enumerate(per_variant):
             for s, score in enumerate(samples):
                 rows.append(
-                    {"query_id": q, "model": m, "variant_id": v, "sample_id": s,
-                     "score": score, "status": "error" if score is None else "ok",
-                     "cost": 0.01, "backend": "simulated", "true_p": 0.5}  # fmt: skip
+                    {
+                        "query_id": q,
+                        "model": m,
+                        "variant_id": v,
+                        "sample_id": s,
+                        "score": score,
+                        "status": "error" if score is None else "ok",
+                        "cost": 0.01,
+                        "backend": "simulated",
+                        "true_p": 0.5,
+                    }  # fmt: skip
                 )
     queries = pd.DataFrame({"query_id": ["q1", "q2", "q3"], "task": ["t"] * 3})
     lab = aggregate_labels(outcomes=pd.DataFrame(rows), queries=queries, settings=SETTINGS)

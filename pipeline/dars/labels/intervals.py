@@ -11,14 +11,12 @@ Two estimands, two intervals (docs/intervals.md has the derivation and the cover
   quality over all meaning-preserving rewrites of the query, of which the K drawn ones are
   a sample. Scores of one rewrite are correlated, so the pair carries less information
   than n independent scores: the same Jeffreys interval on *effective* counts
-  n_eff = n * f and s_eff = sum(s) * f, with f = (z / t_df)^2 / deff. `deff` is Kish's
-  design effect 1 + (sum(n_i^2)/n - 1) * rho with rho the intra-rewrite correlation from
-  the one-way ANOVA variance components, and the (z / t_df)^2 factor is the
-  degrees-of-freedom correction of Korn & Graubard (1998) for a variance estimated from
-  few clusters, with df the Welch-Satterthwaite df of the between-rewrite part
-  (K - 1 when it dominates, infinite when it is zero). Without that correction a plain
-  design effect covered the population mean 93.1% of the time at K = 3, N = 5, rewrite sd
-  1.5 (benchmarks/intervals.py).
+  n_eff = n / deff and s_eff = sum(s) / deff. `deff` is Kish's design effect
+  1 + (sum(n_i^2)/n - 1) * rho (rho the intra-rewrite correlation from the one-way ANOVA
+  variance components), with a small-K correction: the between-rewrite part of the
+  variance of the mean, estimated from only K rewrites, is scaled by (t_{K-1} / z)^2 (the
+  squared ratio of the two-sided Student-t quantile with K - 1 df to the normal one).
+  The choice was made on measured coverage (benchmarks/intervals.py; docs/intervals.md).
 
 Both intervals are equal-tailed with the boundary rule of Brown, Cai & DasGupta (2001,
 Statistical Science 16(2), sec. 4.1.2): the lower bound is 0 when every score is 0 and the
@@ -39,9 +37,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 ArrayLike = Any
+NOISE = 1e-12
 
 
 def _f64(x: ArrayLike) -> np.ndarray:
@@ -88,7 +87,9 @@ def _equal_tailed(
     """Equal-tailed interval of Beta(a0 + s*scale, b0 + (n - s)*scale), boundary-corrected."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval level must be in (0, 1), got {level!r}")
-    alpha, beta = beta_posterior(sum_s * scale, n * scale, prior_alpha=prior_alpha, prior_beta=prior_beta)
+    alpha, beta = beta_posterior(
+        sum_s * scale, n * scale, prior_alpha=prior_alpha, prior_beta=prior_beta
+    )
     tail = (1.0 - level) / 2.0
     lo, hi = _apply_unique(
         lambda a, b: (special.betaincinv(a, b, tail), special.betaincinv(a, b, 1.0 - tail)),
@@ -128,23 +129,27 @@ def design_effect(
     var_between: ArrayLike,
     n_variants: ArrayLike,
     sum_n2: ArrayLike | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(deff, df) per pair: Kish's design effect of the rewrite clustering and the
-    Welch-Satterthwaite degrees of freedom of its between-rewrite part.
+    between_factor: ArrayLike = 1.0,
+) -> np.ndarray:
+    """Kish's design effect of the rewrite clustering, per pair (>= 1; NaN at n = 0).
 
     One-way random-effects ANOVA over the pair's variants (K = n_variants, variant i with
     n_i valid scores): SSW = n * var_within, SSB = n * var_between, MSW = SSW / (n - K),
     MSB = SSB / (K - 1), n0 = (n - sum(n_i^2)/n) / (K - 1),
     sigma_b^2 = max(0, (MSB - MSW) / n0), sigma_w^2 = MSW. The variance of the pooled mean
-    is A + B with A = sigma_w^2 / n and B = sigma_b^2 * sum(n_i^2) / n^2, so
-    deff = n (A + B) / (sigma_w^2 + sigma_b^2) = 1 + (sum(n_i^2)/n - 1) * rho and
-    df = (K - 1) * ((A + B) / B)^2 (infinite when B = 0).
+    is A + B with A = sigma_w^2 / n (within rewrites) and B = sigma_b^2 * sum(n_i^2) / n^2
+    (between rewrites), so deff = n (A + B) / (sigma_w^2 + sigma_b^2)
+    = 1 + (sum(n_i^2)/n - 1) * rho. `between_factor` scales B (the small-K correction of
+    `rewrite_interval`).
 
-    deff = 1 and df = inf when K <= 1, when sigma_b^2 = 0 (no between-rewrite variance
-    beyond what the within-rewrite noise explains), when every variant has one score, and
-    at n = 0 (NaN there). `sum_n2` defaults to the balanced n^2 / K.
+    deff = 1 when K <= 1, when sigma_b^2 = 0 (no between-rewrite variance beyond what the
+    within-rewrite noise explains; includes var_between = 0) and when every variant has
+    one score. `sum_n2` defaults to the balanced n^2 / K. Variances below 1e-12 count as 0
+    (floating-point residue of group-by sums; scores are in [0, 1]).
     """
     n, vw, vb, k = _f64(n), _f64(var_within), _f64(var_between), _f64(n_variants)
+    vw = np.where(vw < NOISE, 0.0, vw)
+    vb = np.where(vb < NOISE, 0.0, vb)
     s2 = n * n / np.maximum(k, 1.0) if sum_n2 is None else _f64(sum_n2)
     with np.errstate(invalid="ignore", divide="ignore"):
         msw = np.where(n > k, n * vw / (n - k), 0.0)
@@ -152,13 +157,11 @@ def design_effect(
         n0 = np.where(k > 1, (n - s2 / n) / (k - 1), 0.0)
         sb2 = np.where(n0 > 0, np.maximum(0.0, (msb - msw) / n0), 0.0)
         a = msw / n
-        b = sb2 * s2 / (n * n)
+        b = sb2 * s2 / (n * n) * _f64(between_factor)
         clustered = (n > 0) & (k > 1) & (b > 0)
         deff = np.where(clustered, n * (a + b) / (msw + sb2), 1.0)
-        df = np.where(clustered, (k - 1) * ((a + b) / b) ** 2, np.inf)
     deff = np.maximum(np.nan_to_num(deff, nan=1.0), 1.0)
-    empty = ~(n > 0)
-    return np.where(empty, np.nan, deff), np.where(empty, np.nan, df)
+    return np.where(n > 0, deff, np.nan)
 
 
 def rewrite_interval(
@@ -186,26 +189,30 @@ def rewrite_interval(
     * `sum_n2`: sum_i n_i^2 over those variants (defaults to the balanced n^2 / K).
 
     The interval is the boundary-corrected Jeffreys interval on effective counts
-    (s * f, n * f) with f = (z / t_df)^2 / deff (`design_effect`; z and t_df the
-    two-sided `level` quantiles). With one variant, or no estimated between-rewrite
-    variance, f = 1 and it equals `jeffreys_interval` exactly. `df_correction=False`
-    drops the (z / t_df)^2 factor (the plain design effect; kept for the benchmark).
+    (s / deff, n / deff), `deff` from `design_effect` with the between-rewrite part of
+    the variance scaled by (t_{K-1} / z)^2, t_{K-1} and z the two-sided `level` quantiles
+    of Student's t with K - 1 df and of the normal: that part is estimated from K
+    rewrites only. With one variant, or no estimated between-rewrite variance, deff = 1
+    and the interval equals `jeffreys_interval` exactly. `df_correction=False` drops the
+    (t_{K-1} / z)^2 factor (the plain design effect; kept for the benchmark).
     """
-    n, sum_s = _f64(n), _f64(sum_s)
-    deff, df = design_effect(
-        n=n, var_within=var_within, var_between=var_between, n_variants=n_variants, sum_n2=sum_n2
-    )
     if not 0.0 < level < 1.0:
         raise ValueError(f"interval level must be in (0, 1), got {level!r}")
-    q = 1.0 - (1.0 - level) / 2.0
-    z = stats.norm.ppf(q)
-    # t quantile per distinct finite df; df = inf (no clustering) and NaN (n = 0) take z
+    n, sum_s, k = _f64(n), _f64(sum_s), _f64(n_variants)
+    factor = np.ones_like(n)
     if df_correction:
-        (t,) = _apply_unique(lambda d: (special.stdtrit(d, q),), df)
-        t = np.where(np.isfinite(df), t, z)
-    else:
-        t = np.full_like(deff, z)
-    scale = (z / t) ** 2 / deff
+        q = 1.0 - (1.0 - level) / 2.0
+        # one t quantile per distinct K (K <= 1: no between part, factor unused)
+        (t,) = _apply_unique(lambda d: (special.stdtrit(d, q),), np.where(k > 1, k - 1, np.nan))
+        factor = np.where(k > 1, (t / special.ndtri(q)) ** 2, 1.0)
+    deff = design_effect(
+        n=n,
+        var_within=var_within,
+        var_between=var_between,
+        n_variants=k,
+        sum_n2=sum_n2,
+        between_factor=factor,
+    )
     return _equal_tailed(
-        sum_s, n, scale, level=level, prior_alpha=prior_alpha, prior_beta=prior_beta
+        sum_s, n, 1.0 / deff, level=level, prior_alpha=prior_alpha, prior_beta=prior_beta
     )
