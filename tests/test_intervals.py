@@ -264,3 +264,26 @@ def test_aggregate_writes_both_intervals_and_nulls_at_n_zero():
     assert r["n"] == 0
     for col in ("alpha", "beta", "ci_low", "ci_high", "ci_low_fixed", "ci_high_fixed"):
         assert pd.isna(r[col]), col
+
+
+def test_grouped_quantiles_match_row_by_row_evaluation():
+    # 0/1 scores repeat a few hundred parameter tuples: quantiles are computed once per
+    # distinct tuple and scattered back; that must equal evaluating every row
+    rng = np.random.default_rng(3)
+    y = rng.binomial(5, rng.random((6000, 1)) * np.ones((1, 4))).astype(float)
+    mean_i, tot = y / 5, y.sum(1)
+    d = {
+        "n": np.full(len(y), 20.0),
+        "sum_s": tot,
+        "var_within": (mean_i * (1 - mean_i)).mean(1),
+        "var_between": ((mean_i - (tot / 20)[:, None]) ** 2).mean(1),
+        "n_variants": np.full(len(y), 4.0),
+        "sum_n2": np.full(len(y), 100.0),
+    }
+    d["n"][:7] = 0.0  # n = 0 rows stay null among grouped ones
+    (lo, hi), (flo, fhi) = both(d)
+    assert np.isnan(lo[:7]).all() and np.isnan(flo[:7]).all()
+    for i in rng.choice(np.arange(7, len(y)), 40, replace=False):
+        one = {k: v[i : i + 1] for k, v in d.items()}
+        (lo1, hi1), (flo1, fhi1) = both(one)
+        assert (lo1[0], hi1[0], flo1[0], fhi1[0]) == (lo[i], hi[i], flo[i], fhi[i])
