@@ -244,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         print(table(result["cells"]))
         print(f"\nSensitivity, query logit sd {result['sensitivity']['query_logit_sd']}:\n")
         print(table(result["sensitivity"]["cells"]))
+        t, load = result["timing_1m"], result["loadavg"][0]
+        print(f"\nSeconds for {t['pairs']:,} pairs (load average {load:.1f} on "
+              f"{result['cpus']} CPUs):\n")  # fmt: skip
+        print("| scores | `ci_*_fixed` | `ci_low/ci_high` |\n|---|---:|---:|")
+        for name in ("binary", "fractional"):
+            print(f"| {name} | {t[f'fixed_{name}_s']:.1f} s | {t[f'rewrite_{name}_s']:.1f} s |")
         return 0
     t0 = time.perf_counter()
     grid = [(k, n, sd) for k in KS for n in NS for sd in SDS]
