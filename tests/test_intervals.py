@@ -8,6 +8,7 @@ from dars.labels.intervals import (
     beta_posterior,
     design_effect,
     jeffreys_interval,
+    label_intervals,
     rewrite_interval,
 )
 from dars.stages.aggregate import aggregate_labels
@@ -283,6 +284,15 @@ def test_grouped_quantiles_match_row_by_row_evaluation():
     d["n"][:7] = 0.0  # n = 0 rows stay null among grouped ones
     (lo, hi), (flo, fhi) = both(d)
     assert np.isnan(lo[:7]).all() and np.isnan(flo[:7]).all()
+    # label_intervals (one grouping for both) gives the same four columns
+    got = label_intervals(**d)
+    for col, want in (
+        ("ci_low", lo),
+        ("ci_high", hi),
+        ("ci_low_fixed", flo),
+        ("ci_high_fixed", fhi),
+    ):
+        np.testing.assert_array_equal(got[col], want)
     for i in rng.choice(np.arange(7, len(y)), 40, replace=False):
         one = {k: v[i : i + 1] for k, v in d.items()}
         (lo1, hi1), (flo1, fhi1) = both(one)

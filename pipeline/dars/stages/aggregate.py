@@ -127,10 +127,7 @@ def aggregate_labels(
 
     prior = {"prior_alpha": settings["prior_alpha"], "prior_beta": settings["prior_beta"]}
     lab["alpha"], lab["beta"] = intervals.beta_posterior(lab["sum_s"], n, **prior)
-    lab["ci_low_fixed"], lab["ci_high_fixed"] = intervals.jeffreys_interval(
-        lab["sum_s"], n, level=settings["ci"], **prior
-    )
-    lab["ci_low"], lab["ci_high"] = intervals.rewrite_interval(
+    cis = intervals.label_intervals(
         n=n,
         sum_s=lab["sum_s"],
         var_within=lab["var_within"],
@@ -140,6 +137,8 @@ def aggregate_labels(
         level=settings["ci"],
         **prior,
     )
+    for col, values in cis.items():
+        lab[col] = values
 
     first = df[(df["variant_id"] == 0) & (df["sample_id"] == 0)].set_index(keys)["s"]
     lab["single_shot"] = first.reindex(lab.index)
