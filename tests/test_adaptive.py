@@ -302,7 +302,9 @@ def test_aggregate_handles_unequal_n():
     assert lab["var_between"] == pytest.approx((4 * 0.0625 + 2 * 0.25) / 6)
     assert lab["std"] ** 2 == pytest.approx(valid.var())
     assert (lab["alpha"], lab["beta"]) == (3.5, 3.5)
-    assert lab["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 3.5, 3.5))
+    assert lab["ci_low_fixed"] == pytest.approx(stats.beta.ppf(0.025, 3.5, 3.5))
+    # the rewrite-population interval accounts for the variant effect: wider
+    assert lab["ci_low"] < lab["ci_low_fixed"] and lab["ci_high"] > lab["ci_high_fixed"]
 
 
 def adaptive_tables(counts: dict[tuple[str, int], int]) -> tuple[pd.DataFrame, pd.DataFrame]:

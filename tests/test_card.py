@@ -195,7 +195,8 @@ def test_every_config_and_split_loads_back_with_datasets(built, tmp_path):
     ).to_pandas()
     src = tables["labels"].set_index(["query_id", "model"])
     got = lab.set_index(["query_id", "model"])
-    for col in ("mean", "std", "ci_low", "ci_high", "single_shot", "utility", "true_p"):
+    cols = ("mean", "std", "ci_low", "ci_high", "ci_low_fixed", "ci_high_fixed")
+    for col in (*cols, "single_shot", "utility", "true_p"):
         assert np.allclose(got[col], src.loc[got.index, col], equal_nan=True), col
 
 

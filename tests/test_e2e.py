@@ -142,9 +142,12 @@ def test_dvc_repro_simulated_labels_recover_truth(dvc_repo_factory):
     out = check_contract(repo.root, list(p["models"]), n=8, k=3)
     lab = out["labels"]
     assert lab["backend"].eq("simulated").all()
-    covered = (lab["ci_low"] <= lab["true_p"]) & (lab["true_p"] <= lab["ci_high"])
-    # nominal 95%; variant heterogeneity makes the pooled Beta interval conservative
-    assert 0.88 <= covered.mean() <= 1.0, covered.mean()
+    # true_p is the mean true p over the drawn variants: the fixed-variant interval's
+    # estimand (nominal 95%); the rewrite-population interval is wider still
+    for lo, hi in (("ci_low_fixed", "ci_high_fixed"), ("ci_low", "ci_high")):
+        covered = (lab[lo] <= lab["true_p"]) & (lab["true_p"] <= lab[hi])
+        assert 0.88 <= covered.mean() <= 1.0, (lo, covered.mean())
+    assert ((lab["ci_low"] <= lab["mean"]) & (lab["mean"] <= lab["ci_high"])).all()
     assert np.corrcoef(lab["mean"], lab["true_p"])[0, 1] > 0.85
     means = lab.groupby("model")["mean"].mean()
     assert means["sim-strong"] > means["sim-weak"]

@@ -95,8 +95,10 @@ LABELS = pa.schema(
         ("var_between", pa.float64()),
         ("alpha", pa.float64()),
         ("beta", pa.float64()),
-        ("ci_low", pa.float64()),
+        ("ci_low", pa.float64()),  # rewrite-population mean (docs/intervals.md)
         ("ci_high", pa.float64()),
+        ("ci_low_fixed", pa.float64()),  # mean on the K drawn rewrites
+        ("ci_high_fixed", pa.float64()),
         ("single_shot", pa.float64()),
         ("mean_cost", pa.float64()),
         ("cost_norm", pa.float64()),

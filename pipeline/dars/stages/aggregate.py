@@ -8,9 +8,12 @@ For the valid observations s_ij (variant i, sample j; failed generations exclude
   `var_between` = sum_i n_i (mean_i - mean)^2 / n   (input side: between rewrites)
   so `var_within + var_between == std**2`.
 * Beta posterior with prior Beta(a0, b0) (params `aggregate.prior_alpha/beta`, default
-  Jeffreys 0.5/0.5): alpha = a0 + sum s, beta = b0 + n - sum s. Scores are treated as
-  exchangeable draws; `ci_low/ci_high` are the equal-tailed `aggregate.ci` interval with
-  the boundary correction (see `dars.labels.intervals`); n = 0 pairs get nulls.
+  Jeffreys 0.5/0.5): alpha = a0 + sum s, beta = b0 + n - sum s, treating the scores as
+  exchangeable draws. Two equal-tailed `aggregate.ci` intervals, boundary-corrected
+  (`dars.labels.intervals`, docs/intervals.md): `ci_low/ci_high` for the mean over the
+  population of rewrites (Jeffreys on design-effect counts from var_within/var_between),
+  `ci_low_fixed/ci_high_fixed` for the mean on the K drawn rewrites (plain Jeffreys).
+  n = 0 pairs get nulls.
 * `single_shot` = the score of sample 0 of variant 0 (null if that generation failed).
 * `mean_cost` = mean cost of the valid generations; `cost_norm` = mean_cost divided by
   the largest mean_cost in the build (costs normalised to [0, 1] as in the paper).
@@ -97,8 +100,12 @@ def aggregate_labels(
     per_var = per_var.merge(totals["mean"].rename("grand").reset_index(), on=keys)
     per_var["w_within"] = per_var["n_i"] * per_var["var_i"]
     per_var["w_between"] = per_var["n_i"] * (per_var["mean_i"] - per_var["grand"]) ** 2
+    per_var["n_i2"] = per_var["n_i"].astype("float64") ** 2
     dec = per_var.groupby(keys).agg(
-        sw=("w_within", "sum"), sb=("w_between", "sum"), n_variants=("variant_id", "nunique")
+        sw=("w_within", "sum"),
+        sb=("w_between", "sum"),
+        n_variants=("variant_id", "nunique"),
+        sum_n2=("n_i2", "sum"),
     )
     lab = totals.join(dec, how="left")
     n = lab["n"].astype("float64")
@@ -109,9 +116,18 @@ def aggregate_labels(
 
     prior = {"prior_alpha": settings["prior_alpha"], "prior_beta": settings["prior_beta"]}
     lab["alpha"], lab["beta"] = intervals.beta_posterior(lab["sum_s"], n, **prior)
-    lab["ci_low"], lab["ci_high"] = intervals.jeffreys_interval(
-        lab["sum_s"], n, level=settings["ci"], **prior
+    cis = intervals.label_intervals(
+        n=n,
+        sum_s=lab["sum_s"],
+        var_within=lab["var_within"],
+        var_between=lab["var_between"],
+        n_variants=lab["n_variants"],
+        sum_n2=lab["sum_n2"],
+        level=settings["ci"],
+        **prior,
     )
+    for col, values in cis.items():
+        lab[col] = values
 
     first = df[(df["variant_id"] == 0) & (df["sample_id"] == 0)].set_index(keys)["s"]
     lab["single_shot"] = first.reindex(lab.index)
