@@ -181,9 +181,9 @@ def test_templates_ask_for_one_answer_format_per_grader():
         "exact": "'Answer: <answer>'",
     }
     for grader in schema.GRADERS:
-        templates = templates.TEMPLATES[grader]
-        assert len(templates) >= 6 and len(set(templates)) == len(templates)
-        for t in templates:
+        ts = templates.TEMPLATES[grader]
+        assert len(ts) >= 6 and len(set(ts)) == len(ts)
+        for t in ts:
             if grader == "code":
                 assert t.endswith("{code}") and "```python code block" in t
             elif grader == "numeric":  # short framings for small base models
