@@ -18,25 +18,12 @@ from tqdm import tqdm
 from dars.core.errors import InputDataError, UnknownNameError
 from dars.core.io import read_frame, write_frame
 from dars.core.params import load_params
-from dars.graders.settings import grade_settings
 from dars.core.schema import GEN_STATUSES, GENERATIONS, OUTCOMES, names
-from dars.graders import GradeConfig, GradeResult, error_result, get_grader, grade_one, sandbox
+from dars.graders import GradeConfig, GradeResult, get_grader, grade_one, sandbox
+from dars.graders.settings import grade_settings
 
 QUERY_COLUMNS = ("query_id", "prompt", "reference", "grader")
 _SHOW_IDS = 10
-
-
-def grade_settings(params: dict[str, Any]) -> tuple[GradeConfig, int]:
-    """(GradeConfig, workers) from the `grade` section; every key has a default."""
-    s = section(params, "grade")
-    config = GradeConfig(
-        code_timeout_s=s.code_timeout_s,
-        memory_mb=s.memory_mb,
-        max_processes=s.max_processes,
-        max_file_mb=s.max_file_mb,
-        numeric_rel_tol=s.numeric_rel_tol,
-    )
-    return config, s.workers
 
 
 def _ids(values: Any) -> str:
