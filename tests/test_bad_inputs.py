@@ -184,7 +184,7 @@ def test_unknown_grader_in_params_lists_the_valid_ones(tmp_path: Path) -> None:
     r = prepare(tmp_path, {"t": task})
     assert r.returncode == 1
     assert "Unknown grader 'numerc'. Did you mean 'numeric'?" in r.stderr
-    assert "Valid graders: choice, code, exact, numeric" in r.stderr
+    assert "Valid graders: choice, code, exact, f1, math, numeric" in r.stderr
 
 
 def _generation(query_id: str, completion: str) -> dict:
@@ -234,7 +234,7 @@ def test_unknown_grader_in_a_queries_row_fails_grade_naming_row_and_valid_names(
     r = _grade(tmp_path)
     assert r.returncode == 1
     assert "numerical" in r.stderr and "q-bad" in r.stderr
-    assert "choice, code, exact, numeric" in r.stderr
+    assert "choice, code, exact, f1, math, numeric" in r.stderr
     assert not (tmp_path / "outcomes.parquet").exists()
 
 

@@ -37,7 +37,7 @@ def humaneval0() -> dict[str, str]:
 
 
 def test_registry_has_all_graders_with_higher_is_better() -> None:
-    assert GRADERS.names() == ["choice", "code", "exact", "numeric"]
+    assert GRADERS.names() == ["choice", "code", "exact", "f1", "math", "numeric"]
     for name in GRADERS.names():
         assert get_grader(name).higher_is_better is True
 
@@ -46,7 +46,7 @@ def test_unknown_grader_suggests_and_lists_names() -> None:
     with pytest.raises(UnknownNameError) as err:
         get_grader("numerik")
     assert "Did you mean 'numeric'?" in str(err.value)
-    assert "choice, code, exact, numeric" in str(err.value)
+    assert "choice, code, exact, f1, math, numeric" in str(err.value)
 
 
 @pytest.mark.parametrize(

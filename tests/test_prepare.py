@@ -462,7 +462,7 @@ def test_quarantine_threshold_exceeded_fails_after_writing_the_evidence(
                 }
             },
             r"Unknown grader 'numerc'\. Did you mean 'numeric'\? Valid graders: choice, code, "
-            r"exact, numeric",
+            r"exact, f1, math, numeric",
         ),
         (
             {"tasks": {"a": {"kind": "arithmetic", "n": 2}}, "max_quarantine_fraction": 1.5},

@@ -7,7 +7,7 @@ import pyarrow as pa
 
 CONTRACT_VERSION = "1"
 
-GRADERS = ("numeric", "choice", "code", "exact")
+GRADERS = ("numeric", "choice", "code", "exact", "math", "f1")
 GRADE_STATUSES = ("ok", "unparsable", "timeout", "sandbox_violation", "error")
 GEN_STATUSES = ("ok", "error")
 SPLITS = ("train", "validation", "test")

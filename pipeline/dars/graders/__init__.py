@@ -18,6 +18,7 @@ from dars.core.schema import GRADE_STATUSES
 class GradeConfig:
     numeric_rel_tol: float = 1e-6
     code_timeout_s: float = 5.0
+    math_timeout_s: float = 10.0  # one math-verify check (graders/math.py)
     memory_mb: int = 512
     max_processes: int = 32
     max_file_mb: int = 1
@@ -61,6 +62,12 @@ class Grader(Protocol):
         self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
     ) -> GradeResult: ...
 
+    def check(self, prompt: str, reference: str) -> tuple[str, str] | None:
+        """(reason, field) when a query row could never be graded (a reference this
+        grader cannot read, a prompt without what the grader needs), else None. `prepare`
+        quarantines such rows."""
+        ...
+
 
 GRADERS: Registry[Grader] = Registry("grader")
 
@@ -80,4 +87,4 @@ def grade_one(
 
 
 # Importing the modules registers their graders.
-from dars.graders import choice, code, exact, numeric  # noqa: E402, F401
+from dars.graders import choice, code, exact, f1, math, numeric  # noqa: E402, F401

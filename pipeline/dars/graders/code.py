@@ -201,6 +201,16 @@ class CodeGrader:
     name = "code"
     higher_is_better = True
 
+    def check(self, prompt: str, reference: str) -> tuple[str, str] | None:
+        """A reference without tests or entry point, or an entry point that the prompt
+        does not define (the program could never call it), can never be graded."""
+        ref = parse_reference(reference)
+        if isinstance(ref, str):
+            return ("bad_reference", "reference")
+        if not defines(prompt, ref.entry_point):
+            return ("entry_point_not_in_prompt", "entry_point")
+        return None
+
     def grade(
         self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
     ) -> GradeResult:

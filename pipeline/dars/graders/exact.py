@@ -63,6 +63,10 @@ class ExactGrader:
     name = "exact"
     higher_is_better = True
 
+    def check(self, prompt: str, reference: str) -> tuple[str, str] | None:
+        """A reference with no non-empty answer can never be matched."""
+        return ("bad_reference", "reference") if parse_reference(reference) is None else None
+
     def grade(
         self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
     ) -> GradeResult:

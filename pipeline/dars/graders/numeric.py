@@ -117,6 +117,10 @@ class NumericGrader:
     name = "numeric"
     higher_is_better = True
 
+    def check(self, prompt: str, reference: str) -> tuple[str, str] | None:
+        """A reference that is not exactly one number can never be graded."""
+        return ("bad_reference", "reference") if parse_reference(reference) is None else None
+
     def grade(
         self, completion: str, reference: str, query_row: dict[str, Any], config: GradeConfig
     ) -> GradeResult:

@@ -5,6 +5,11 @@ Params (section `prepare`):
 - `max_quarantine_fraction` (default 0.05): fail when a larger share of rows is bad;
 - `max_prompt_chars` (default 20000): longer prompts are quarantined.
 
+Besides missing, mistyped, empty, too long, non-UTF-8 and duplicate rows, a row is
+quarantined when its prompt or reference holds a NUL byte, and when its grader's
+`check` says it could never be graded (a non-numeric reference for `numeric`, a `choice`
+prompt without options, a HumanEval entry point the prompt does not define, ...).
+
 Every candidate row from a task loader is validated. A bad row is not skipped: it goes to
 the quarantine table with its reason and field, and is counted as `dropped_<reason>`
 (datatrove style) in the stats JSON. Past the threshold the quarantine and the stats are
@@ -33,6 +38,7 @@ from dars.core.errors import (
 from dars.core.params import load_params, section
 from dars.core.registry import unknown_name_message
 from dars.core.schema import GRADERS, QUARANTINE, QUERIES
+from dars.graders import get_grader
 from dars.tasks import TASK_LOADERS, Candidate, Rejection
 
 RAW_MAX_CHARS = 2_000  # the quarantine keeps a truncated copy of each bad row
@@ -47,6 +53,9 @@ INVALID_UTF8 = "invalid_utf8"
 PROMPT_TOO_LONG = "prompt_too_long"
 UNKNOWN_GRADER = "unknown_grader"
 DUPLICATE_ID = "duplicate_id"
+NUL_BYTE = "nul_byte"
+# Each grader's `check` adds its own reasons: `bad_reference` (a reference it cannot
+# read), `no_options` (choice), `entry_point_not_in_prompt` (code).
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,8 @@ def validate(
     assert prompt is not None and sid is not None
     if not prompt.strip():
         return None, Rejection(reason=EMPTY_PROMPT, field="prompt")
+    if "\x00" in prompt:
+        return None, Rejection(reason=NUL_BYTE, field="prompt")
     if len(prompt) > max_prompt_chars:
         return None, Rejection(reason=PROMPT_TOO_LONG, field="prompt")
     reference, bad = _as_text(candidate.reference, name="reference")
@@ -179,10 +190,15 @@ def validate(
     assert reference is not None
     if not reference.strip():
         return None, Rejection(reason=EMPTY_REFERENCE, field="reference")
+    if "\x00" in reference:
+        return None, Rejection(reason=NUL_BYTE, field="reference")
     if not isinstance(candidate.grader, str):
         return None, Rejection(reason=WRONG_TYPE, field="grader")
     if candidate.grader not in GRADERS:
         return None, Rejection(reason=UNKNOWN_GRADER, field="grader")
+    unusable = get_grader(candidate.grader).check(prompt, reference)
+    if unusable is not None:
+        return None, Rejection(reason=unusable[0], field=unusable[1])
     if not isinstance(candidate.metadata, Mapping):
         return None, Rejection(reason=WRONG_TYPE, field="metadata")
     metadata = json.dumps(dict(candidate.metadata), sort_keys=True, ensure_ascii=False, default=str)

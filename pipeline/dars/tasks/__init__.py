@@ -108,4 +108,4 @@ def str_param(
 
 
 # Register the built-in loaders (each module registers itself on import).
-from dars.tasks import arithmetic, huggingface, humaneval  # noqa: E402, F401
+from dars.tasks import arithmetic, drop, gpqa, huggingface, humaneval, math  # noqa: E402, F401

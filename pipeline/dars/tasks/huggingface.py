@@ -31,12 +31,13 @@ Example (GSM8K):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dars.core.errors import InputDataError, MissingExtraError, ParamsError
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, check_keys, int_param, str_param
+from dars.core.errors import InputDataError, ParamsError
+from dars.tasks import TASK_LOADERS, Candidate, Rejection, check_keys, files, int_param, str_param
 
 KEYS = (
     "kind",
@@ -55,6 +56,7 @@ KEYS = (
 )
 FIELD_ROLES = ("id", "prompt", "reference")
 PACKAGED_BUILDERS = ("json", "csv", "parquet", "text", "arrow", "pandas", "webdataset")
+LIST_GRADERS = ("exact", "f1")  # graders whose reference may be a JSON list of answers
 
 
 def field_mapping(config: Mapping[str, Any], *, key: str) -> dict[str, str | None]:
@@ -120,22 +122,32 @@ def load_split(
     cache_dir: str | None,
     key: str,
 ) -> Any:
-    try:
-        import datasets
-    except ImportError as exc:  # a core dependency, but say how to fix a broken install
-        raise MissingExtraError(
-            f"Task '{key}' needs the 'datasets' package: pip install datasets"
-        ) from exc
-    try:
-        return datasets.load_dataset(
-            path, name, split=split, data_files=data_files, revision=revision, cache_dir=cache_dir
-        )
-    except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
-        raise InputDataError(
-            f"Could not load Hugging Face dataset {path!r} (name={name!r}, "
-            f"split={split!r}, data_files={data_files!r}) for '{key}': "
-            f"{exc}"
-        ) from exc
+    return files.load_hub(
+        path=path,
+        name=name,
+        split=split,
+        data_files=data_files,
+        revision=revision,
+        cache_dir=cache_dir,
+        key=key,
+    )
+
+
+def reference_value(value: Any, *, grader: str) -> tuple[Any, Rejection | None]:
+    """The reference as text: numbers become their decimal text; a list of strings becomes
+    a JSON list for the graders that take alternatives (`exact`, `f1`); any other list
+    or mapping is quarantined as `wrong_type` (one such row never decides the others)."""
+    if isinstance(value, bool):
+        return value, Rejection(reason="wrong_type", field="reference")
+    if isinstance(value, int | float):
+        return str(value), None
+    if isinstance(value, list | tuple):
+        if grader in LIST_GRADERS and value and all(isinstance(v, str) for v in value):
+            return json.dumps(list(value), ensure_ascii=False), None
+        return value, Rejection(reason="wrong_type", field="reference")
+    if isinstance(value, Mapping):
+        return value, Rejection(reason="wrong_type", field="reference")
+    return value, None
 
 
 def to_candidate(
@@ -150,6 +162,23 @@ def to_candidate(
     license: str,
     metadata: Mapping[str, Any],
 ) -> Candidate:
+    if isinstance(record, files.Bad) or not isinstance(record, Mapping):
+        bad = (
+            Rejection(reason=record.reason, field=record.field)
+            if isinstance(record, files.Bad)
+            else Rejection(reason="wrong_type", field="record")
+        )
+        return Candidate(
+            row_index=row_index,
+            source_id=None,
+            prompt=None,
+            reference=None,
+            grader=grader,
+            source=source,
+            license=license,
+            reject=bad,
+            raw=record.raw if isinstance(record, files.Bad) else record,
+        )
     reject: Rejection | None = None
     id_col = mapping["id"]
     source_id: Any = f"{split}-{row_index}" if id_col is None else record.get(id_col)
@@ -160,6 +189,8 @@ def to_candidate(
     for role, value in (("prompt", prompt), ("reference", reference)):
         if reject is None and value is None:
             reject = Rejection(reason="missing_field", field=role)
+    if reject is None:
+        reference, reject = reference_value(reference, grader=grader)
     if reject is None and regex is not None:
         if not isinstance(reference, str):
             reject = Rejection(reason="wrong_type", field="reference")
@@ -202,27 +233,42 @@ def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidat
     )
     data_files = config.get("data_files")
 
-    ds = load_split(
-        path=path,
-        name=name,
-        split=split,
-        data_files=data_files,
-        revision=revision,
-        cache_dir=cache_dir,
-        key=key,
-    )
+    if path == "json":
+        # Local JSON: read row by row in Python (see dars.tasks.files), never by Arrow's
+        # per-column type inference, so one odd row cannot decide every row's fate.
+        if data_files is None:
+            raise ParamsError(f"Parameters '{key}.data_files' are missing (needed with path 'json')")
+        if not isinstance(data_files, Mapping) and split != "train":
+            # as `datasets` does: files not mapped to splits make up the split 'train'
+            raise InputDataError(
+                f"Task '{key}' asks for split {split!r}, but its data_files are not a mapping "
+                "split -> file(s), so they hold the split 'train' only"
+            )
+        rows: Any = [
+            r for f in files.file_list(data_files, split=split, key=key) for r in files.json_records(f)
+        ]
+        columns = sorted({c for r in rows if isinstance(r, Mapping) for c in r})
+    else:
+        rows = load_split(
+            path=path,
+            name=name,
+            split=split,
+            data_files=data_files,
+            revision=revision,
+            cache_dir=cache_dir,
+            key=key,
+        )
+        columns = list(rows.column_names)
     absent = [
-        f"{role}={col!r}"
-        for role, col in mapping.items()
-        if col is not None and col not in ds.column_names
+        f"{role}={col!r}" for role, col in mapping.items() if col is not None and col not in columns
     ]
     if absent:
         raise ParamsError(
             f"Parameter '{key}.fields' maps {', '.join(absent)}, but dataset "
-            f"{path!r} has columns {ds.column_names}"
+            f"{path!r} has columns {columns}"
         )
     if n is not None:
-        ds = ds.select(range(min(n, len(ds))))
+        rows = rows[: min(n, len(rows))] if isinstance(rows, list) else rows.select(range(min(n, len(rows))))
     metadata = {"dataset": path, "name": name, "split": split, "revision": revision}
     return (
         to_candidate(
@@ -236,5 +282,5 @@ def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidat
             license=str(license),
             metadata=metadata,
         )
-        for row_index, record in enumerate(ds)
+        for row_index, record in enumerate(rows)
     )
