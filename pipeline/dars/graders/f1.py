@@ -19,8 +19,9 @@ answer, possibly multi-span: the `drop` loader writes this), a JSON list of gold
 (each a string or a list of spans), or plain text (one single-span answer).
 
 Prediction: the text after the last `Final Answer:` / `Answer:` / `the answer is` marker,
-up to the end of that line; without a marker, the last non-empty line. Several predicted
-spans are separated by `|` or `;`.
+up to the end of that line; without a marker, the last non-empty line; bold markers and
+one final full stop are dropped (the official metric would read `3.5.` as 35). Several
+predicted spans are separated by `|` or `;`.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def extract(completion: str) -> tuple[list[str], str] | None:
         if not lines:
             return None
         text, rule = lines[-1], "last line"
-    text = text.strip().strip("*").strip()
+    text = text.strip().strip("*").strip().removesuffix(".").strip()
     spans = [s for s in _SPLIT.split(text) if s.strip()]
     return (spans, rule) if spans else None
 
