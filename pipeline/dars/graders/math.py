@@ -69,7 +69,7 @@ def last_boxed(text: str) -> str | None:
 
 
 def _clean(text: str) -> str:
-    text = text.strip().strip("*").strip()
+    text = text.strip().strip("*").strip().rstrip(".").strip()
     for wrap in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if text.startswith(wrap[0]) and text.endswith(wrap[1]) and len(text) > 2 * len(wrap[0]):
             text = text[len(wrap[0]) : -len(wrap[1])].strip()
