@@ -179,6 +179,8 @@ def test_templates_ask_for_one_answer_format_per_grader():
     formats = {
         "choice": "'Answer: <letter>'",
         "exact": "'Answer: <answer>'",
+        "math": "'Final Answer: <answer>'",
+        "f1": "'Answer: <answer>'",
     }
     for grader in schema.GRADERS:
         ts = templates.TEMPLATES[grader]

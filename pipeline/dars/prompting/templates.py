@@ -66,6 +66,34 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Read the question carefully and answer it.\n\n{problem}\n\nConclude with "
         "'Answer: <answer>'.",
     ),
+    # MATH-500 (math-verify grades the last \\boxed{} or the 'Final Answer:' line).
+    "math": (
+        "Solve the following math problem. End your reply with 'Final Answer: <answer>'."
+        "\n\n{problem}",
+        "{problem}\n\nWork it out step by step, then give the final answer on its own line "
+        "as 'Final Answer: <answer>'.",
+        "Here is a math problem.\n\n{problem}\n\nFinish your response with the line "
+        "'Final Answer: <answer>'.",
+        "Please solve the problem below. Show your reasoning and end with "
+        "'Final Answer: <answer>'.\n\n{problem}",
+        "Problem:\n{problem}\n\nWhat is the answer? Write it as 'Final Answer: <answer>'.",
+        "Read the problem carefully and solve it.\n\n{problem}\n\nConclude with "
+        "'Final Answer: <answer>'.",
+    ),
+    # DROP (token F1 on the 'Answer:' line; several spans separated by '|').
+    "f1": (
+        "Read the passage and answer the question. End your reply with 'Answer: <answer>'."
+        "\n\n{problem}",
+        "{problem}\n\nAnswer briefly, on a final line 'Answer: <answer>' (separate several "
+        "answers with '|').",
+        "Here is a passage with a question.\n\n{problem}\n\nFinish your response with the "
+        "line 'Answer: <answer>'.",
+        "Please answer the question about the passage below. Be brief and end with "
+        "'Answer: <answer>'.\n\n{problem}",
+        "{problem}\n\nWhat is the answer? Write your final answer as 'Answer: <answer>'.",
+        "Read the passage carefully and answer the question.\n\n{problem}\n\nConclude with "
+        "'Answer: <answer>'.",
+    ),
 }
 assert set(TEMPLATES) == set(GRADERS)
 
