@@ -246,3 +246,10 @@ def test_grade_stage_keeps_fractional_f1_scores_and_grades_math_on_threads(
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert out["score"].tolist() == [0.5, 1.0, 1.0, 0.0, 1.0]
     assert out["grade_status"].tolist() == ["ok"] * 5
+
+
+def test_math_and_f1_generations_are_not_cut_at_a_blank_line() -> None:
+    from dars.prompting.format import stops_for
+
+    for grader in ("math", "f1"):
+        assert "\n\n" not in stops_for(grader)

@@ -16,6 +16,9 @@ STOPS: dict[str, tuple[str, ...]] = {
     "choice": ("\n\n", "\nQuestion:"),
     "exact": ("\n\n", "\nQuestion:"),
     "code": ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n```", "\n#"),
+    # MATH and DROP answers follow multi-paragraph reasoning: no blank-line stop.
+    "math": ("\nProblem:", "\nQuestion:"),
+    "f1": ("\nPassage:", "\nQuestion:"),
 }
 
 
