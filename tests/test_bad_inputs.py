@@ -157,11 +157,10 @@ def test_too_many_bad_rows_fail_the_stage_naming_reasons_and_the_file(
     ("content", "message"),
     [
         (b"\x1f\x8b\x08\x00truncated", "is not readable JSONL"),
-        (gzip.compress(b'{"task_id": "x", "prompt": \n'), "is not readable JSONL"),
-        (gzip.compress(b"\xff\xfe not utf-8 \n"), "is not readable JSONL"),
+        (b"plain text, not gzip", "is not readable JSONL"),
     ],
-    ids=["truncated_gzip", "broken_json", "non_utf8_file"],
-)
+    ids=["truncated_gzip", "not_gzip"],
+)  # a broken JSON line or a non-UTF-8 line costs only its row: tests/test_dars_tasks.py
 def test_unreadable_source_file_is_rejected_naming_the_file(
     tmp_path: Path, content: bytes, message: str
 ) -> None:

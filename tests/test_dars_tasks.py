@@ -465,3 +465,30 @@ def test_json_split_without_a_mapping_is_train_only(tmp_path: Path) -> None:
         load("huggingface", numeric_task(path, split="test"))
     rows = load("huggingface", numeric_task(path, split="test", data_files={"test": str(path)}))
     assert len(rows) == 1
+
+
+def test_humaneval_broken_json_and_non_utf8_lines_cost_only_their_rows(tmp_path: Path) -> None:
+    good = {
+        "task_id": "ok/0",
+        "prompt": "def add(a, b):\n    '''Add.'''\n",
+        "entry_point": "add",
+        "test": "def check(f):\n    assert f(1, 2) == 3\n",
+    }
+    lines = [
+        json.dumps(good).encode(),
+        b'{"task_id": "x", "prompt": ',  # broken JSON
+        b"\xff\xfe not utf-8",  # neither UTF-8 nor JSON
+        json.dumps({**good, "task_id": "bad/bytes", "prompt": "def add(a, b):\n    'PLACE'\n"})
+        .encode()
+        .replace(b"PLACE", b"caf\xe9"),  # JSON, but a non-UTF-8 byte in the prompt
+        json.dumps({**good, "task_id": "ok/1"}).encode(),
+    ]
+    path = tmp_path / "he.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    result = build("humaneval", {"problem_file": str(path)})
+    assert reasons(result) == [
+        (1, "invalid_json", "record"),
+        (2, "invalid_json", "record"),
+        (3, "invalid_utf8", "prompt"),
+    ]
+    assert [json.loads(q["metadata"])["task_id"] for q in result.queries] == ["ok/0", "ok/1"]

