@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from dars.core.schema import GENERATIONS
 from dars.graders import GradeConfig, get_grader
 from dars.graders import math as math_grader
@@ -66,8 +65,11 @@ def test_math_final_answer_extraction(completion: str, answer: str | None) -> No
 def test_math_grades_on_a_thread_pool_without_signal_errors() -> None:
     """The grade stage grades on threads; math-verify's alarms only work in a main thread,
     so the grader must hand the work to its helper process."""
+
     def one(i: int) -> float | None:
-        return get_grader("math").grade(f"\\boxed{{\\frac{{{i}}}{{4}}}}", str(i / 4), {}, CONFIG).score
+        return (
+            get_grader("math").grade(f"\\boxed{{\\frac{{{i}}}{{4}}}}", str(i / 4), {}, CONFIG).score
+        )
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         assert list(pool.map(one, range(9))) == [1.0] * 9

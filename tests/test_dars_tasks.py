@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from dars.core.errors import InputDataError, ParamsError
 from dars.stages import prepare
 from dars.tasks import TASK_LOADERS, Candidate, files, gpqa
@@ -89,7 +88,9 @@ def test_gpqa_lists_shuffled_options_and_references_the_correct_letter(gpqa_file
         lines = options.split("\n")
         assert [ln[:4] for ln in lines] == ["(A) ", "(B) ", "(C) ", "(D) "]
         texts = [ln[4:] for ln in lines]
-        assert sorted(texts) == sorted([f"right {i}", f"wrong one {i}", f"wrong two {i}", f"wrong three {i}"])
+        assert sorted(texts) == sorted(
+            [f"right {i}", f"wrong one {i}", f"wrong two {i}", f"wrong three {i}"]
+        )
         assert texts["ABCD".index(c.reference)] == f"right {i}"
         assert c.metadata["source_id"] == f"rec{i:03d}"
         assert c.metadata["source"] == "Idavidrein/gpqa" and c.metadata["license"] == "CC-BY-4.0"
@@ -351,9 +352,9 @@ def test_one_list_valued_answer_in_jsonl_costs_one_row_not_all(tmp_path: Path) -
     stats = run_prepare(tmp_path, {"t": numeric_task(path)}, max_quarantine_fraction=0.05)
     assert stats["totals"] == {"dropped_wrong_type": 1, "kept": 51, "quarantined": 1}
     quarantine = pd.read_parquet(tmp_path / "quarantine.parquet")
-    assert list(zip(quarantine["row_index"], quarantine["reason"], quarantine["field"])) == [
-        (17, "wrong_type", "reference")
-    ]
+    assert list(
+        zip(quarantine["row_index"], quarantine["reason"], quarantine["field"], strict=True)
+    ) == [(17, "wrong_type", "reference")]
     queries = pd.read_parquet(tmp_path / "queries.parquet")
     assert queries["reference"].tolist()[:3] == ["1", "2", "3"]  # integers kept as their text
 
@@ -361,15 +362,16 @@ def test_one_list_valued_answer_in_jsonl_costs_one_row_not_all(tmp_path: Path) -
 def test_one_list_valued_answer_in_a_json_array_file_costs_one_row(tmp_path: Path) -> None:
     path = tmp_path / "src.json"
     path.write_text(json.dumps(fifty_two_rows()))
-    result = prepare.build(
-        {"t": load("huggingface", numeric_task(path))}, max_prompt_chars=20_000
-    )
+    result = prepare.build({"t": load("huggingface", numeric_task(path))}, max_prompt_chars=20_000)
     assert reasons(result) == [(17, "wrong_type", "reference")]
     assert len(result.queries) == 51
 
 
 def test_lone_surrogate_bad_bytes_and_broken_json_cost_only_their_rows(tmp_path: Path) -> None:
-    good = [json.dumps({"uid": f"r{i}", "question": f"{i} + 1?", "answer": str(i + 1)}) for i in range(6)]
+    good = [
+        json.dumps({"uid": f"r{i}", "question": f"{i} + 1?", "answer": str(i + 1)})
+        for i in range(6)
+    ]
     lines = [
         good[0],
         '{"uid": "s", "question": "lone \\ud800 surrogate", "answer": "1"}',  # JSON escape
@@ -447,7 +449,11 @@ def test_humaneval_entry_point_not_defined_in_prompt_is_quarantined(tmp_path: Pa
         "canonical_solution": "    return a + b\n",
     }
     bad = {**good, "task_id": "bad/1", "entry_point": "plus"}
-    nested = {**good, "task_id": "bad/2", "prompt": "class A:\n    def add(self, b):\n        pass\n"}
+    nested = {
+        **good,
+        "task_id": "bad/2",
+        "prompt": "class A:\n    def add(self, b):\n        pass\n",
+    }
     path = tmp_path / "he.jsonl.gz"
     with gzip.open(path, "wt") as fh:
         fh.write("".join(json.dumps(r) + "\n" for r in (good, bad, nested)))

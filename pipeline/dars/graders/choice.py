@@ -50,7 +50,9 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("lone letter", re.compile(r"^\s*" + _LETTER + r"\s*[.:]?\s*$", re.MULTILINE)),
 )
 # After a marker's letter: another letter joined by "or", "and", ",", "/" or "&".
-_ANOTHER = re.compile(r"\s*\**\s*(?:,|/|&|\bor\b|\band\b)\s*(?:option\s+|choice\s+)?\**\s*" + _LETTER)
+_ANOTHER = re.compile(
+    r"\s*\**\s*(?:,|/|&|\bor\b|\band\b)\s*(?:option\s+|choice\s+)?\**\s*" + _LETTER
+)
 # Option labels in a prompt: "(C)" anywhere, or "C." / "C)" / "C:" starting a line.
 _OPTION_LABEL = re.compile(
     r"\((?P<p>[" + LETTERS + r"])\)|^[ \t]*(?P<l>[" + LETTERS + r"])[.):][ \t]+\S", re.MULTILINE

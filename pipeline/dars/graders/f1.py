@@ -44,9 +44,7 @@ from dars.graders import (
 
 _EXCLUDE = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_MARKER = re.compile(
-    r"\banswer\b\**\s*(?:is\b\s*:?|[:=])\**[ \t]*(?P<rest>[^\n]*)", re.IGNORECASE
-)
+_MARKER = re.compile(r"\banswer\b\**\s*(?:is\b\s*:?|[:=])\**[ \t]*(?P<rest>[^\n]*)", re.IGNORECASE)
 _SPLIT = re.compile(r"\s*[|;]\s*")
 
 
@@ -115,9 +113,7 @@ def _align_bags(predicted: list[set[str]], gold: list[set[str]]) -> np.ndarray:
     return best
 
 
-def get_metrics(
-    predicted: str | list[str], gold: str | list[str]
-) -> tuple[float, float]:
+def get_metrics(predicted: str | list[str], gold: str | list[str]) -> tuple[float, float]:
     """(exact match, F1) of one prediction against one gold answer, as the official script."""
     pred_spans, pred_bags = answer_to_bags(predicted)
     gold_spans, gold_bags = answer_to_bags(gold)

@@ -28,7 +28,12 @@ SOURCE = "Idavidrein/gpqa"
 LICENSE = "CC-BY-4.0"
 GRADER = "choice"
 LETTERS = "ABCD"
-ANSWER_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+ANSWER_COLUMNS = (
+    "Correct Answer",
+    "Incorrect Answer 1",
+    "Incorrect Answer 2",
+    "Incorrect Answer 3",
+)
 SHUFFLE_VERSION = 1  # bump if the shuffle ever changes: it changes every reference
 
 
@@ -74,9 +79,7 @@ def to_candidate(*, record: Any, row_index: int, seed: int, dataset: str) -> Can
     if _text(record_id) is None:
         reject = Rejection(reason="missing_field", field="Record ID")
     elif not isinstance(question, str):  # a non-string is judged by prepare (wrong_type)
-        reject = (
-            Rejection(reason="missing_field", field="Question") if question is None else None
-        )
+        reject = Rejection(reason="missing_field", field="Question") if question is None else None
     answers = [_text(record.get(c)) for c in ANSWER_COLUMNS]
     prompt: Any = question
     reference: Any = None
@@ -121,6 +124,5 @@ def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidat
     )
     dataset = f"{settings.path}/{settings.name}" if settings.name else settings.path
     return (
-        to_candidate(record=rows[i], row_index=i, seed=settings.seed, dataset=dataset)
-        for i in keep
+        to_candidate(record=rows[i], row_index=i, seed=settings.seed, dataset=dataset) for i in keep
     )

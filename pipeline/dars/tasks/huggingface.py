@@ -237,7 +237,9 @@ def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidat
         # Local JSON: read row by row in Python (see dars.tasks.files), never by Arrow's
         # per-column type inference, so one odd row cannot decide every row's fate.
         if data_files is None:
-            raise ParamsError(f"Parameters '{key}.data_files' are missing (needed with path 'json')")
+            raise ParamsError(
+                f"Parameters '{key}.data_files' are missing (needed with path 'json')"
+            )
         if not isinstance(data_files, Mapping) and split != "train":
             # as `datasets` does: files not mapped to splits make up the split 'train'
             raise InputDataError(
@@ -245,7 +247,9 @@ def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidat
                 "split -> file(s), so they hold the split 'train' only"
             )
         rows: Any = [
-            r for f in files.file_list(data_files, split=split, key=key) for r in files.json_records(f)
+            r
+            for f in files.file_list(data_files, split=split, key=key)
+            for r in files.json_records(f)
         ]
         columns = sorted({c for r in rows if isinstance(r, Mapping) for c in r})
     else:
@@ -268,7 +272,11 @@ def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidat
             f"{path!r} has columns {columns}"
         )
     if n is not None:
-        rows = rows[: min(n, len(rows))] if isinstance(rows, list) else rows.select(range(min(n, len(rows))))
+        rows = (
+            rows[: min(n, len(rows))]
+            if isinstance(rows, list)
+            else rows.select(range(min(n, len(rows))))
+        )
     metadata = {"dataset": path, "name": name, "split": split, "revision": revision}
     return (
         to_candidate(

@@ -43,7 +43,9 @@ def read_records(path: str) -> list[Any]:
         return list(files.json_records(path))
     except InputDataError as exc:
         why = exc.__cause__ if exc.__cause__ is not None else exc
-        raise InputDataError(f"HumanEval problem file {path!r} is not readable JSONL: {why}") from exc
+        raise InputDataError(
+            f"HumanEval problem file {path!r} is not readable JSONL: {why}"
+        ) from exc
 
 
 def _missing(record: Mapping[str, Any]) -> str | None:
