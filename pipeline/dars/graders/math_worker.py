@@ -3,9 +3,10 @@
 Run as a script (`python -P math_worker.py <fd>`; `-P` keeps this folder, whose
 `math.py` would shadow the standard library, off `sys.path`), not imported as part of
 the package, so it starts with nothing but the standard library and math-verify and
-never re-runs the caller's `__main__`. It answers pickled requests `(name, args)` on the connection whose
-file descriptor it is given, until that connection closes. math-verify's own timeouts
-(`signal.alarm`) work here because each call runs in this process's main thread.
+never re-runs the caller's `__main__`. It answers pickled requests `(name, args)` on
+the connection whose file descriptor it is given, until that connection closes.
+math-verify's own timeouts (`signal.alarm`) work here because each call runs in this
+process's main thread.
 """
 
 from __future__ import annotations
