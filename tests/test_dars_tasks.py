@@ -498,3 +498,28 @@ def test_humaneval_broken_json_and_non_utf8_lines_cost_only_their_rows(tmp_path:
         (3, "invalid_utf8", "prompt"),
     ]
     assert [json.loads(q["metadata"])["task_id"] for q in result.queries] == ["ok/0", "ok/1"]
+
+
+def test_prepare_runs_all_three_dars_tasks_together(
+    tmp_path: Path, gpqa_file: Path, drop_file: Path
+) -> None:
+    math_file = write_jsonl(tmp_path / "math.jsonl", MATH_ROWS)
+    stats = run_prepare(
+        tmp_path,
+        {
+            "gpqa": {"kind": "gpqa", "data_files": str(gpqa_file), "n": 10},
+            "math": {"kind": "math", "data_files": str(math_file)},
+            "drop": {"kind": "drop", "data_files": str(drop_file), "n": 8, "seed": 0},
+        },
+        max_quarantine_fraction=0.2,
+    )
+    assert {t: c["kept"] for t, c in stats["tasks"].items()} == {"drop": 8, "gpqa": 10, "math": 3}
+    queries = pd.read_parquet(tmp_path / "queries.parquet")
+    assert queries["query_id"].is_unique
+    assert dict(zip(queries["task"], queries["grader"], strict=False)) == {
+        "gpqa": "choice",
+        "math": "math",
+        "drop": "f1",
+    }
+    for meta in map(json.loads, queries["metadata"]):
+        assert {"source_id", "source", "license"} <= set(meta)
