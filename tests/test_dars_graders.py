@@ -255,3 +255,9 @@ def test_math_and_f1_generations_are_not_cut_at_a_blank_line() -> None:
 
     for grader in ("math", "f1"):
         assert "\n\n" not in stops_for(grader)
+
+
+def test_choice_final_option_line_beats_a_bold_letter_in_the_reasoning() -> None:
+    completion = "Option **B** is a trap.\nC. 42 kelvin"
+    result = get_grader("choice").grade(completion, "C", {}, CONFIG)
+    assert (result.score, result.parsed) == (1.0, "C")

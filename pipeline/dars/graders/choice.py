@@ -4,8 +4,8 @@ Readings, in order of trust (within a rule the last occurrence wins: models conc
 the end):
 1. an answer marker: `Answer: C`, `Final Answer: C`, `The answer is (C)`, `The correct
    option is C`, with or without brackets or bold;
-2. a bold letter, `**C**`;
-3. the final non-empty line in option style: `(C)`, `C)`, `C.`, or `C. <option text>`;
+2. the final non-empty line in option style: `(C)`, `C)`, `C.`, or `C. <option text>`;
+3. a bold letter, `**C**`;
 4. a line holding only a letter.
 If the final answer names two letters (`Answer: A or B`, `Final Answer: (A) and (C)`,
 `Answer: A, B`), the completion is `unparsable`: it did not choose.
@@ -42,11 +42,11 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             re.IGNORECASE,
         ),
     ),
-    ("bold letter", re.compile(r"\*\*\s*" + _LETTER + r"\s*[.:]?\s*\*\*")),
     (
         "final option line",
         re.compile(r"^\s*\**\s*[\(\[]?\s*(?P<letter>[" + LETTERS + r"])\s*(?:[\)\]]|\.(?=\s|$))"),
     ),
+    ("bold letter", re.compile(r"\*\*\s*" + _LETTER + r"\s*[.:]?\s*\*\*")),
     ("lone letter", re.compile(r"^\s*" + _LETTER + r"\s*[.:]?\s*$", re.MULTILINE)),
 )
 # After a marker's letter: another letter joined by "or", "and", ",", "/" or "&".
