@@ -242,6 +242,17 @@ def test_unlisted_model_file_is_ignored(tmp_path, tables):
     assert read_report(root)["ignored_files"]["generations"] == ["other.parquet"]
 
 
+def test_fractional_f1_scores_pass(tmp_path, tables):
+    """DROP's F1 is a fraction: the suites check score in [0, 1], not in {0, 1}."""
+    queries = tables["queries"].copy()
+    queries["grader"] = "f1"
+    out = tables["outcomes"].copy()
+    ok = out["status"] == "ok"
+    out.loc[ok, "score"] = [0.5, 0.67, 0.28, 1.0, 0.0, 0.83, 0.4][: int(ok.sum())]
+    root = setup(tmp_path, tables, queries=queries, outcomes=out)
+    assert run_validate(root)["success"] is True
+
+
 # --------------------------------------------------------------------------- failing
 
 
