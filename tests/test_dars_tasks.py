@@ -523,3 +523,43 @@ def test_prepare_runs_all_three_dars_tasks_together(
     }
     for meta in map(json.loads, queries["metadata"]):
         assert {"source_id", "source", "license"} <= set(meta)
+
+
+@pytest.mark.parametrize(
+    ("kind", "row", "call"),
+    [
+        ("gpqa", gpqa_row(0), ("Idavidrein/gpqa", "gpqa_diamond", "train")),
+        ("math", MATH_ROWS[0], ("HuggingFaceH4/MATH-500", None, "test")),
+        ("drop", drop_row(0, "number"), ("ucinlp/drop", None, "validation")),
+    ],
+)
+def test_without_data_files_the_hub_dataset_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, kind: str, row: dict, call: tuple
+) -> None:
+    """The network path, offline: `datasets.load_dataset` gets the Hub id, config and split
+    (here it returns the fixture rows instead of downloading them)."""
+    import datasets
+
+    seen: list = []
+
+    def fake_load_dataset(path, name=None, **kwargs):
+        seen.append((path, name, kwargs))
+        return datasets.Dataset.from_list([row])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    rows = load(kind, {"revision": "abc123"})
+    assert len(rows) == 1 and rows[0].reject is None
+    path, name, kwargs = seen[0]
+    assert (path, name, kwargs["split"]) == call
+    assert kwargs["revision"] == "abc123" and kwargs["data_files"] is None
+
+
+def test_hub_errors_name_the_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'ucinlp/drop' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(InputDataError, match="Could not load Hugging Face dataset 'ucinlp/drop'"):
+        load("drop", {})
