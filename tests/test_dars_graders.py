@@ -261,3 +261,17 @@ def test_choice_final_option_line_beats_a_bold_letter_in_the_reasoning() -> None
     completion = "Option **B** is a trap.\nC. 42 kelvin"
     result = get_grader("choice").grade(completion, "C", {}, CONFIG)
     assert (result.score, result.parsed) == (1.0, "C")
+
+
+@pytest.mark.parametrize(
+    ("grader", "completion", "reference", "score"),
+    [
+        ("math", "<think>maybe \\boxed{4}</think>Final Answer: 5", "5", 1.0),
+        ("choice", "<think>Answer: A</think>\nAnswer: C", "C", 1.0),
+        ("f1", "<think>Answer: Denver</think>Answer: Green bay packers", "Green bay packers", 1.0),
+    ],
+)
+def test_answers_inside_a_think_block_are_not_read(
+    grader: str, completion: str, reference: str, score: float
+) -> None:
+    assert get_grader(grader).grade(completion, reference, {}, CONFIG).score == score

@@ -44,6 +44,14 @@ class GradeResult:
             )
 
 
+def final_text(completion: str) -> str:
+    """The completion after its last `</think>`: a reasoning model's scratch work may hold
+    answers it later revised, so the answer graders (math, f1, choice) read only what
+    follows its thinking. Text without `</think>` is returned as is."""
+    head, sep, tail = completion.rpartition("</think>")
+    return tail if sep else completion
+
+
 def error_result(detail: str) -> GradeResult:
     """Our failure (bad reference, sandbox could not start): no score."""
     return GradeResult(score=None, parsed=None, grade_status="error", detail=detail)

@@ -25,6 +25,7 @@ from dars.graders import (
     GradeConfig,
     GradeResult,
     error_result,
+    final_text,
     unparsable_result,
 )
 
@@ -122,7 +123,7 @@ class ChoiceGrader:
             return error_result(
                 f"reference {reference!r} is not a letter {LETTERS[0]}-{LETTERS[-1]}"
             )
-        got = extract(completion)
+        got = extract(final_text(completion))
         if got is None:
             return unparsable_result("no option letter in the completion")
         if isinstance(got, Ambiguous):

@@ -39,6 +39,7 @@ from dars.graders import (
     GradeConfig,
     GradeResult,
     error_result,
+    final_text,
     unparsable_result,
 )
 
@@ -187,7 +188,7 @@ class F1Grader:
         golds = parse_reference(reference)
         if isinstance(golds, str):
             return error_result(golds)
-        got = extract(completion)
+        got = extract(final_text(completion))
         if got is None:
             return unparsable_result("no answer text in the completion")
         spans, rule = got

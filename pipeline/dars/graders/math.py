@@ -39,6 +39,7 @@ from dars.graders import (
     GradeConfig,
     GradeResult,
     error_result,
+    final_text,
     unparsable_result,
 )
 
@@ -193,7 +194,7 @@ class MathGrader:
     ) -> GradeResult:
         if not reference.strip():
             return error_result("reference is empty")
-        got = final_answer(completion)
+        got = final_answer(final_text(completion))
         if got is None:
             return unparsable_result("no \\boxed{} answer and no 'Final Answer:' line")
         answer, rule = got
