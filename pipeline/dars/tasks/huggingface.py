@@ -15,6 +15,13 @@ Settings (under `prepare.tasks.<task>`):
 Rows whose mapped field is missing, or whose reference does not match the regex, are
 yielded with a rejection (reason + field) so they are quarantined.
 
+With `path: json` the local files are read row by row by Python (`dars.tasks.files`), not
+by Arrow's per-column type inference: one list-valued answer or one lone surrogate costs
+its own row only (`wrong_type`, `invalid_utf8`), and a line that is not JSON is
+quarantined as `invalid_json`. Numeric references become their text (`42` -> `"42"`); a
+list of strings is kept as a JSON list only for the graders that take alternatives
+(`exact`, `f1`).
+
 Example (GSM8K):
 
     gsm8k:
