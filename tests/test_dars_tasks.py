@@ -563,3 +563,15 @@ def test_hub_errors_name_the_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(InputDataError, match="Could not load Hugging Face dataset 'ucinlp/drop'"):
         load("drop", {})
+
+
+@pytest.mark.parametrize("kind", ["gpqa", "math", "drop"])
+def test_settings_are_checked_before_any_row_is_read(kind: str) -> None:
+    # calling the loader checks its settings; the (missing) file is only read on iteration
+    rows = TASK_LOADERS.get(kind)(
+        task="t", config={"kind": kind, "data_files": "/nonexistent.jsonl"}, key="k"
+    )
+    with pytest.raises(InputDataError, match="does not exist"):
+        list(rows)
+    with pytest.raises(ParamsError, match="not a setting"):
+        TASK_LOADERS.get(kind)(task="t", config={"kind": kind, "fields": {}}, key="k")

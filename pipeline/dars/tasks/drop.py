@@ -119,7 +119,13 @@ def to_candidate(*, record: Any, row_index: int) -> Candidate:
 @TASK_LOADERS.register("drop")
 def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidate]:
     settings = files.hub_settings(config, key=key, path=SOURCE, name=None, split="validation")
+    return _candidates(settings, key=key)
+
+
+def _candidates(settings: files.HubSettings, *, key: str) -> Iterator[Candidate]:
+    """The rows are read on first use, after every task's settings have been checked."""
     rows = files.rows_for(settings, key=key)
     strata = [answer_type(r) for r in rows]
     keep = files.sample_indices(strata, n=settings.n, seed=settings.seed, salt="drop", key=key)
-    return (to_candidate(record=rows[i], row_index=i) for i in keep)
+    for i in keep:
+        yield to_candidate(record=rows[i], row_index=i)

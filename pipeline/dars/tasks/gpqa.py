@@ -118,11 +118,15 @@ def to_candidate(*, record: Any, row_index: int, seed: int, dataset: str) -> Can
 @TASK_LOADERS.register("gpqa")
 def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidate]:
     settings = files.hub_settings(config, key=key, path=SOURCE, name="gpqa_diamond", split="train")
+    return _candidates(settings, key=key)
+
+
+def _candidates(settings: files.HubSettings, *, key: str) -> Iterator[Candidate]:
+    """The rows are read on first use, after every task's settings have been checked."""
     rows = files.rows_for(settings, key=key)
     keep = files.sample_indices(
         ["all"] * len(rows), n=settings.n, seed=settings.seed, salt="gpqa", key=key
     )
     dataset = f"{settings.path}/{settings.name}" if settings.name else settings.path
-    return (
-        to_candidate(record=rows[i], row_index=i, seed=settings.seed, dataset=dataset) for i in keep
-    )
+    for i in keep:
+        yield to_candidate(record=rows[i], row_index=i, seed=settings.seed, dataset=dataset)

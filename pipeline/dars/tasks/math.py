@@ -79,7 +79,13 @@ def to_candidate(*, record: Any, row_index: int) -> Candidate:
 @TASK_LOADERS.register("math")
 def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidate]:
     settings = files.hub_settings(config, key=key, path=SOURCE, name=None, split="test")
+    return _candidates(settings, key=key)
+
+
+def _candidates(settings: files.HubSettings, *, key: str) -> Iterator[Candidate]:
+    """The rows are read on first use, after every task's settings have been checked."""
     rows = files.rows_for(settings, key=key)
     strata = [str(r.get("subject")) if isinstance(r, Mapping) else "" for r in rows]
     keep = files.sample_indices(strata, n=settings.n, seed=settings.seed, salt="math", key=key)
-    return (to_candidate(record=rows[i], row_index=i) for i in keep)
+    for i in keep:
+        yield to_candidate(record=rows[i], row_index=i)
