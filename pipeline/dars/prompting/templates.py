@@ -66,7 +66,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Read the question carefully and answer it.\n\n{problem}\n\nConclude with "
         "'Answer: <answer>'.",
     ),
-    # MATH-500 (math-verify grades the last \\boxed{} or the 'Final Answer:' line).
+    # MATH-500 (math-verify grades the last \boxed{} or the 'Final Answer:' line).
     "math": (
         "Solve the following math problem. End your reply with 'Final Answer: <answer>'."
         "\n\n{problem}",
