@@ -275,3 +275,20 @@ def test_answers_inside_a_think_block_are_not_read(
     grader: str, completion: str, reference: str, score: float
 ) -> None:
     assert get_grader(grader).grade(completion, reference, {}, CONFIG).score == score
+
+
+@pytest.mark.parametrize("grader", ["math", "f1", "choice"])
+def test_few_shot_examples_exist_and_are_graded_right(grader: str) -> None:
+    """Every grader has few-shot examples (sampling renders them for every prompt), and
+    each example's answer is correct by its own grader."""
+    from dars.prompting.few_shot import few_shot_examples
+
+    references = {
+        "math": "\\frac{3}{4}",
+        "f1": json.dumps({"spans": ["Robbie Gould", "Matt Forte"], "types": ["span", "span"]}),
+        "choice": "B",
+    }
+    examples = few_shot_examples(grader)
+    assert examples
+    for _, answer in examples:
+        assert get_grader(grader).grade(answer, references[grader], {}, CONFIG).score == 1.0

@@ -48,6 +48,21 @@ _FEW_SHOT_PROBLEMS = {
             "Gold's symbol comes from the Latin 'aurum'.\nAnswer: Au",
         ),
     ),
+    "math": (
+        (
+            "What is $\\frac{1}{2} + \\frac{1}{4}$?",
+            "$\\frac{1}{2} = \\frac{2}{4}$, so the sum is $\\frac{2}{4} + \\frac{1}{4} = "
+            "\\frac{3}{4}$.\nFinal Answer: $\\frac{3}{4}$",
+        ),
+    ),
+    "f1": (
+        (
+            "The Bears opened with a 32-yard field goal by Robbie Gould. Chicago then scored "
+            "on a 12-yard run by Matt Forte.\n\nQuestion: Who scored for Chicago?",
+            "Gould kicked the field goal and Forte ran for the score.\n"
+            "Answer: Robbie Gould | Matt Forte",
+        ),
+    ),
 }
 
 
