@@ -292,3 +292,26 @@ def test_few_shot_examples_exist_and_are_graded_right(grader: str) -> None:
     assert examples
     for _, answer in examples:
         assert get_grader(grader).grade(answer, references[grader], {}, CONFIG).score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("grader", "reference"),
+    [
+        ("math", "\\frac{1}{2}"),
+        ("math", "[0,1)"),
+        ("math", "\\text{Evelyn}"),
+        ("math", "x=5"),
+        ("f1", json.dumps({"spans": ["Chaz Schilens", "JaMarcus Russell"], "types": ["span"] * 2})),
+        ("f1", json.dumps({"spans": ["23"], "types": ["number"]})),
+        ("f1", json.dumps([["four"], ["4"]])),
+    ],
+)
+def test_simulated_backend_answers_are_graded_as_meant(grader: str, reference: str) -> None:
+    """The simulated backend (tests, method studies) must produce answers that the real
+    graders score 1 (its successes) and 0 (its failures)."""
+    from dars.backends import simulated
+
+    right = simulated._right_answer(grader, reference)
+    wrong = simulated._wrong_answer(grader, reference)
+    assert get_grader(grader).grade(right, reference, {}, CONFIG).score == 1.0
+    assert get_grader(grader).grade(wrong, reference, {}, CONFIG).score == 0.0

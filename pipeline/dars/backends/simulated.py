@@ -62,7 +62,25 @@ def _wrong_answer(grader: str, reference: str) -> str:
         return "Answer: " + ("B" if reference.strip().upper() == "A" else "A")
     if grader == "code":
         return "    return None\n"
+    if grader == "math":  # never equivalent to the reference
+        return f"Final Answer: ({reference}) + 1"
+    if grader == "f1":  # no token (and no number) of any gold span
+        return "Answer: simulated wrong answer"
     return "simulated wrong answer"
+
+
+def _gold_spans(reference: str) -> list[str]:
+    """The first gold answer of an `f1` reference (see dars.graders.f1), as spans."""
+    try:
+        data = json.loads(reference)
+    except json.JSONDecodeError:
+        return [reference]
+    if isinstance(data, dict):
+        return [str(s) for s in data.get("spans") or []]
+    if isinstance(data, list) and data:
+        first = data[0]
+        return [str(s) for s in first] if isinstance(first, list) else [str(first)]
+    return [reference]
 
 
 def _right_answer(grader: str, reference: str) -> str:
@@ -70,6 +88,10 @@ def _right_answer(grader: str, reference: str) -> str:
         return str(json.loads(reference).get("canonical_solution", ""))
     if grader in ("numeric", "choice"):
         return f"Answer: {reference}"
+    if grader == "math":
+        return f"Final Answer: {reference}"
+    if grader == "f1":
+        return "Answer: " + " | ".join(_gold_spans(reference))
     return reference
 
 
