@@ -575,3 +575,20 @@ def test_settings_are_checked_before_any_row_is_read(kind: str) -> None:
         list(rows)
     with pytest.raises(ParamsError, match="not a setting"):
         TASK_LOADERS.get(kind)(task="t", config={"kind": kind, "fields": {}}, key="k")
+
+
+def test_gpqa_option_style_dot_lists_a_dot_options(gpqa_file: Path) -> None:
+    paren = load("gpqa", {"data_files": str(gpqa_file), "n": 3})
+    dot = load("gpqa", {"data_files": str(gpqa_file), "n": 3, "option_style": "dot"})
+    for p, d in zip(paren, dot, strict=True):
+        assert d.reference == p.reference
+        assert [ln[:3] for ln in d.prompt.split("\n\n")[1].split("\n")] == [
+            "A. ",
+            "B. ",
+            "C. ",
+            "D. ",
+        ]
+    result = prepare.build({"g": dot}, max_prompt_chars=20_000)
+    assert not result.quarantine  # the choice grader finds the A. options
+    with pytest.raises(ParamsError, match="option_style"):
+        load("gpqa", {"data_files": str(gpqa_file), "option_style": "roman"})

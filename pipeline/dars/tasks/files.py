@@ -220,12 +220,19 @@ class HubSettings:
 
 
 def hub_settings(
-    config: Mapping[str, Any], *, key: str, path: str, name: str | None, split: str
+    config: Mapping[str, Any],
+    *,
+    key: str,
+    path: str,
+    name: str | None,
+    split: str,
+    extra: tuple[str, ...] = (),
 ) -> HubSettings:
-    """The common settings of a Hub-schema loader, with that loader's defaults."""
+    """The common settings of a Hub-schema loader, with that loader's defaults; `extra`
+    names the loader's own settings (it reads them itself)."""
     from dars.tasks import check_keys, int_param, str_param
 
-    check_keys(config, allowed=HUB_KEYS, key=key)
+    check_keys(config, allowed=HUB_KEYS + extra, key=key)
     got_path = str_param(config, "path", key=key, default=path)
     got_split = str_param(config, "split", key=key, default=split)
     seed = int_param(config, "seed", key=key, default=0, lo=0)

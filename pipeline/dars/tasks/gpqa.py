@@ -3,8 +3,9 @@
 Settings (under `prepare.tasks.<task>`): `path` (default `Idavidrein/gpqa`), `name`
 (default `gpqa_diamond`), `split` (default `train`, the only one), `n` (a seeded sample of
 n questions; null = all), `seed` (default 0), `data_files` (local parquet or JSON in the
-Hub schema, read instead of the Hub), `revision`, `cache_dir`. The Hub dataset is gated:
-accept its terms and log in (`huggingface-cli login`) first.
+Hub schema, read instead of the Hub), `revision`, `cache_dir`, `option_style` (`paren`:
+`(A) ...`, the default; `dot`: `A. ...`, as DARS's chat prompts list them). The Hub
+dataset is gated: accept its terms and log in (`huggingface-cli login`) first.
 
 Each row's four answers (`Correct Answer`, `Incorrect Answer 1..3`, whitespace trimmed)
 are shuffled with a `random.Random` seeded from (seed, `Record ID`): the order depends on
@@ -22,7 +23,8 @@ import random
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, files
+from dars.core.errors import ParamsError
+from dars.tasks import TASK_LOADERS, Candidate, Rejection, files, str_param
 
 SOURCE = "Idavidrein/gpqa"
 LICENSE = "CC-BY-4.0"
@@ -44,8 +46,14 @@ def shuffle(answers: list[str], *, seed: int, record_id: str) -> tuple[list[str]
     return [answers[i] for i in order], LETTERS[order.index(0)]
 
 
-def render(question: str, options: list[str]) -> str:
-    lines = [f"({letter}) {text}" for letter, text in zip(LETTERS, options, strict=True)]
+OPTION_STYLES = {"paren": "({letter}) {text}", "dot": "{letter}. {text}"}
+
+
+def render(question: str, options: list[str], style: str = "paren") -> str:
+    lines = [
+        OPTION_STYLES[style].format(letter=letter, text=text)
+        for letter, text in zip(LETTERS, options, strict=True)
+    ]
     return question.strip() + "\n\n" + "\n".join(lines)
 
 
@@ -53,7 +61,9 @@ def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def to_candidate(*, record: Any, row_index: int, seed: int, dataset: str) -> Candidate:
+def to_candidate(
+    *, record: Any, row_index: int, seed: int, dataset: str, style: str = "paren"
+) -> Candidate:
     base = {"row_index": row_index, "grader": GRADER, "source": SOURCE, "license": LICENSE}
     if isinstance(record, files.Bad):
         return Candidate(
@@ -94,7 +104,7 @@ def to_candidate(*, record: Any, row_index: int, seed: int, dataset: str) -> Can
             options, reference = shuffle(
                 [a for a in answers if a is not None], seed=seed, record_id=str(record_id)
             )
-            prompt = render(question, options)
+            prompt = render(question, options, style)
     return Candidate(
         **base,
         source_id=record_id,
@@ -117,11 +127,19 @@ def to_candidate(*, record: Any, row_index: int, seed: int, dataset: str) -> Can
 
 @TASK_LOADERS.register("gpqa")
 def load(*, task: str, config: Mapping[str, Any], key: str) -> Iterator[Candidate]:
-    settings = files.hub_settings(config, key=key, path=SOURCE, name="gpqa_diamond", split="train")
-    return _candidates(settings, key=key)
+    settings = files.hub_settings(
+        config, key=key, path=SOURCE, name="gpqa_diamond", split="train", extra=("option_style",)
+    )
+    style = str_param(config, "option_style", key=key, default="paren")
+    if style not in OPTION_STYLES:
+        raise ParamsError(
+            f"Parameter '{key}.option_style' = {style!r} is not valid; allowed: "
+            + ", ".join(OPTION_STYLES)
+        )
+    return _candidates(settings, key=key, style=style)
 
 
-def _candidates(settings: files.HubSettings, *, key: str) -> Iterator[Candidate]:
+def _candidates(settings: files.HubSettings, *, key: str, style: str) -> Iterator[Candidate]:
     """The rows are read on first use, after every task's settings have been checked."""
     rows = files.rows_for(settings, key=key)
     keep = files.sample_indices(
@@ -129,4 +147,6 @@ def _candidates(settings: files.HubSettings, *, key: str) -> Iterator[Candidate]
     )
     dataset = f"{settings.path}/{settings.name}" if settings.name else settings.path
     for i in keep:
-        yield to_candidate(record=rows[i], row_index=i, seed=settings.seed, dataset=dataset)
+        yield to_candidate(
+            record=rows[i], row_index=i, seed=settings.seed, dataset=dataset, style=style
+        )
