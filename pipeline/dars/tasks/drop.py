@@ -64,19 +64,11 @@ def answer_type(record: Any) -> str:
 
 
 def to_candidate(*, record: Any, row_index: int) -> Candidate:
-    base = {"row_index": row_index, "grader": GRADER, "source": SOURCE, "license": LICENSE}
-    if isinstance(record, files.Bad) or not isinstance(record, Mapping):
-        bad = isinstance(record, files.Bad)
-        return Candidate(
-            **base,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            reject=Rejection(reason=record.reason, field=record.field)
-            if bad
-            else Rejection(reason="wrong_type", field="record"),
-            raw=record.raw if bad else record,
-        )
+    bad = files.unreadable(
+        record, row_index=row_index, grader=GRADER, source=SOURCE, license=LICENSE
+    )
+    if bad is not None:
+        return bad
     qid = record.get("query_id")
     passage, question = record.get("passage"), record.get("question")
     reject: Rejection | None = None
@@ -100,7 +92,10 @@ def to_candidate(*, record: Any, row_index: int) -> Candidate:
             prompt = render(passage, question)
             reference = json.dumps({"spans": got[0], "types": got[1]}, ensure_ascii=False)
     return Candidate(
-        **base,
+        row_index=row_index,
+        grader=GRADER,
+        source=SOURCE,
+        license=LICENSE,
         source_id=qid,
         prompt=prompt,
         reference=reference,

@@ -41,6 +41,30 @@ class Bad:
     raw: str
 
 
+def unreadable(record: Any, *, row_index: int, grader: str, source: str, license: str) -> Any:
+    """A quarantined Candidate for a record that is a `Bad` line or not a JSON object, or
+    None for a record a loader can read."""
+    from dars.tasks import Candidate, Rejection
+
+    if isinstance(record, Bad):
+        reject, raw = Rejection(reason=record.reason, field=record.field), record.raw
+    elif not isinstance(record, Mapping):
+        reject, raw = Rejection(reason="wrong_type", field="record"), record
+    else:
+        return None
+    return Candidate(
+        row_index=row_index,
+        source_id=None,
+        prompt=None,
+        reference=None,
+        grader=grader,
+        source=source,
+        license=license,
+        reject=reject,
+        raw=raw,
+    )
+
+
 def file_list(data_files: Any, *, split: str, key: str) -> list[str]:
     """`data_files` as a list of paths: a path, a list of paths, or {split: path(s)}."""
     if isinstance(data_files, Mapping):

@@ -64,25 +64,11 @@ def _text(value: Any) -> str | None:
 def to_candidate(
     *, record: Any, row_index: int, seed: int, dataset: str, style: str = "paren"
 ) -> Candidate:
-    base = {"row_index": row_index, "grader": GRADER, "source": SOURCE, "license": LICENSE}
-    if isinstance(record, files.Bad):
-        return Candidate(
-            **base,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            reject=Rejection(reason=record.reason, field=record.field),
-            raw=record.raw,
-        )
-    if not isinstance(record, Mapping):
-        return Candidate(
-            **base,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            reject=Rejection(reason="wrong_type", field="record"),
-            raw=record,
-        )
+    bad = files.unreadable(
+        record, row_index=row_index, grader=GRADER, source=SOURCE, license=LICENSE
+    )
+    if bad is not None:
+        return bad
     record_id = record.get("Record ID")
     question = record.get("Question")
     reject = None
@@ -106,7 +92,10 @@ def to_candidate(
             )
             prompt = render(question, options, style)
     return Candidate(
-        **base,
+        row_index=row_index,
+        grader=GRADER,
+        source=SOURCE,
+        license=LICENSE,
         source_id=record_id,
         prompt=prompt,
         reference=reference if reject is None else None,

@@ -169,23 +169,11 @@ def to_candidate(
     license: str,
     metadata: Mapping[str, Any],
 ) -> Candidate:
-    if isinstance(record, files.Bad) or not isinstance(record, Mapping):
-        bad = (
-            Rejection(reason=record.reason, field=record.field)
-            if isinstance(record, files.Bad)
-            else Rejection(reason="wrong_type", field="record")
-        )
-        return Candidate(
-            row_index=row_index,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            grader=grader,
-            source=source,
-            license=license,
-            reject=bad,
-            raw=record.raw if isinstance(record, files.Bad) else record,
-        )
+    bad = files.unreadable(
+        record, row_index=row_index, grader=grader, source=source, license=license
+    )
+    if bad is not None:
+        return bad
     reject: Rejection | None = None
     id_col = mapping["id"]
     source_id: Any = f"{split}-{row_index}" if id_col is None else record.get(id_col)

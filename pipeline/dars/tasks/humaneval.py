@@ -57,30 +57,11 @@ def _missing(record: Mapping[str, Any]) -> str | None:
 
 
 def to_candidate(*, record: Any, row_index: int) -> Candidate:
-    if isinstance(record, files.Bad):
-        return Candidate(
-            row_index=row_index,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            grader=GRADER,
-            source=SOURCE,
-            license=LICENSE,
-            raw=record.raw,
-            reject=Rejection(reason=record.reason, field=record.field),
-        )
-    if not isinstance(record, Mapping):
-        return Candidate(
-            row_index=row_index,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            grader=GRADER,
-            source=SOURCE,
-            license=LICENSE,
-            raw=record,
-            reject=Rejection(reason="wrong_type", field="record"),
-        )
+    bad = files.unreadable(
+        record, row_index=row_index, grader=GRADER, source=SOURCE, license=LICENSE
+    )
+    if bad is not None:
+        return bad
     missing = _missing(record)
     reference = json.dumps(
         {

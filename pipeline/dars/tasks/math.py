@@ -28,19 +28,11 @@ GRADER = "math"
 
 
 def to_candidate(*, record: Any, row_index: int) -> Candidate:
-    base = {"row_index": row_index, "grader": GRADER, "source": SOURCE, "license": LICENSE}
-    if isinstance(record, files.Bad) or not isinstance(record, Mapping):
-        bad = isinstance(record, files.Bad)
-        return Candidate(
-            **base,
-            source_id=None,
-            prompt=None,
-            reference=None,
-            reject=Rejection(reason=record.reason, field=record.field)
-            if bad
-            else Rejection(reason="wrong_type", field="record"),
-            raw=record.raw if bad else record,
-        )
+    bad = files.unreadable(
+        record, row_index=row_index, grader=GRADER, source=SOURCE, license=LICENSE
+    )
+    if bad is not None:
+        return bad
     uid = record.get("unique_id")
     answer = record.get("answer")
     reference: Any = answer
@@ -59,7 +51,10 @@ def to_candidate(*, record: Any, row_index: int) -> Candidate:
     elif reference is None:
         reject = Rejection(reason="missing_field", field="answer")
     return Candidate(
-        **base,
+        row_index=row_index,
+        grader=GRADER,
+        source=SOURCE,
+        license=LICENSE,
         source_id=uid,
         prompt=record.get("problem"),
         reference=reference,
