@@ -315,3 +315,31 @@ def test_simulated_backend_answers_are_graded_as_meant(grader: str, reference: s
     wrong = simulated._wrong_answer(grader, reference)
     assert get_grader(grader).grade(right, reference, {}, CONFIG).score == 1.0
     assert get_grader(grader).grade(wrong, reference, {}, CONFIG).score == 0.0
+
+
+def test_math_helper_that_logs_a_lot_does_not_block(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The helper's stderr is a file, not a pipe nobody reads: a chatty helper (warnings
+    on every call) would otherwise fill the pipe and hang every math grade."""
+    chatty = tmp_path / "worker.py"
+    chatty.write_text(
+        "import socket, sys\n"
+        "from multiprocessing.connection import Connection\n"
+        "conn = Connection(socket.socket(fileno=int(sys.argv[1])).detach())\n"
+        "conn.send(('ready', None))\n"
+        "while True:\n"
+        "    try:\n"
+        "        name, args = conn.recv()\n"
+        "    except EOFError:\n"
+        "        break\n"
+        "    sys.stderr.write('warning: ' + 'x' * 100_000 + '\\n')\n"
+        "    sys.stderr.flush()\n"
+        "    conn.send(('ok', (True, '1', '1')))\n"
+    )
+    monkeypatch.setattr(math_grader, "WORKER", chatty)
+    monkeypatch.setattr(math_grader, "_LOCAL", threading.local())
+    quick = dataclasses.replace(CONFIG, math_timeout_s=5.0)
+    for _ in range(5):  # 500 kB of stderr, far past a pipe's 64 kB buffer
+        result = get_grader("math").grade("\\boxed{1}", "1", {}, quick)
+        assert (result.score, result.grade_status) == (1.0, "ok")

@@ -29,6 +29,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -107,19 +108,24 @@ class Helper:
     def __init__(self) -> None:
         self.proc: Any = None
         self.conn: Any = None
+        self.stderr: Any = None
 
     def _start(self) -> None:
         mine, theirs = socket.socketpair()
+        # stderr goes to a file, not a pipe: a helper that logs a lot never blocks on a
+        # full pipe nobody reads, and a helper that fails to start can still say why
+        stderr = tempfile.TemporaryFile()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-P", str(WORKER), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=stderr,
             )
         except OSError as exc:
             mine.close()
+            stderr.close()
             raise HelperError(f"math-verify helper could not start: {exc}") from exc
         finally:
             theirs.close()
@@ -131,18 +137,22 @@ class Helper:
             conn.recv()
         except (HelperError, EOFError, OSError) as exc:
             proc.kill()
-            err = proc.communicate()[1].decode(errors="replace").strip().splitlines()
+            proc.wait()
             conn.close()
+            stderr.seek(0)
+            err = stderr.read().decode(errors="replace").strip().splitlines()
+            stderr.close()
             why = err[-1] if err else f"exit code {proc.returncode}"
             raise HelperError(f"math-verify helper failed to start: {why}") from exc
-        self.proc, self.conn = proc, conn
+        self.proc, self.conn, self.stderr = proc, conn, stderr
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
             self.conn.close()
-        self.proc = self.conn = None
+            self.stderr.close()
+        self.proc = self.conn = self.stderr = None
 
     def call(self, name: str, *args: Any, timeout_s: float) -> Any:
         if self.proc is None or self.proc.poll() is not None:
