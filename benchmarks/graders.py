@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
 from dars.graders import GradeConfig
 from dars.graders import math as math_grader
 from dars.stages import grade

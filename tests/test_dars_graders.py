@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from dars.core.schema import GENERATIONS
 from dars.graders import GradeConfig, get_grader
 from dars.graders import math as math_grader

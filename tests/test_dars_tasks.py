@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from dars.core.errors import InputDataError, ParamsError
 from dars.stages import prepare
 from dars.tasks import TASK_LOADERS, Candidate, files, gpqa
