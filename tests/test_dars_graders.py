@@ -344,3 +344,14 @@ def test_math_helper_that_logs_a_lot_does_not_block(
     for _ in range(5):  # 500 kB of stderr, far past a pipe's 64 kB buffer
         result = get_grader("math").grade("\\boxed{1}", "1", {}, quick)
         assert (result.score, result.grade_status) == (1.0, "ok")
+
+
+def test_math_timeout_comes_from_params() -> None:
+    from dars.core.errors import ParamsError
+    from dars.graders.settings import grade_settings
+
+    config, _ = grade_settings({"grade": {"math_timeout_s": 2.5}})
+    assert config.math_timeout_s == 2.5
+    assert grade_settings({})[0].math_timeout_s == 10
+    with pytest.raises(ParamsError, match="math_timeout_s"):
+        grade_settings({"grade": {"math_timeout_s": 0}})
