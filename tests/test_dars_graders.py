@@ -350,8 +350,8 @@ def test_math_timeout_comes_from_params() -> None:
     from dars.core.errors import ParamsError
     from dars.graders.settings import grade_settings
 
-    config, _ = grade_settings({"grade": {"math_timeout_s": 2.5}})
+    config, _ = grade_settings({"grade": {"math_verify_timeout_s": 2.5}})
     assert config.math_timeout_s == 2.5
     assert grade_settings({})[0].math_timeout_s == 10
-    with pytest.raises(ParamsError, match="math_timeout_s"):
-        grade_settings({"grade": {"math_timeout_s": 0}})
+    with pytest.raises(ParamsError, match="math_verify_timeout_s"):
+        grade_settings({"grade": {"math_verify_timeout_s": 0}})

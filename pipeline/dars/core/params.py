@@ -528,7 +528,7 @@ class GradeParams:
     max_processes: int = p(32, "sandbox process limit", kind="int", lo=1)
     max_file_mb: int = p(1, "sandbox file-size limit", kind="int", lo=1)
     numeric_rel_tol: float = p(1e-6, "numeric grader relative tolerance", kind="float", lo=0, hi=1)
-    math_timeout_s: float = p(
+    math_verify_timeout_s: float = p(
         10, "math grader: wall-clock limit per math-verify check", kind="float", lo=0, lo_open=True
     )
     workers: int = p(2, "grading processes", kind="int", lo=1, runtime=True)

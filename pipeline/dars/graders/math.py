@@ -17,7 +17,7 @@ works in a process's main thread, and the `grade` stage grades on a thread pool.
 calls run in a helper process (`math_worker.py`, started as a plain script with the
 same interpreter), one per grading thread (started on first use, reused,
 and in its own main thread, where math-verify's alarms work). The grading thread waits
-at most `grade.math_timeout_s` (GradeConfig); a helper that has not answered by then is killed
+at most `grade.math_verify_timeout_s`; a helper that has not answered by then is killed
 (and replaced on the next call) and the generation gets grade_status `timeout`
 (score 0), as code that runs too long does. A helper that cannot start at all is our
 failure: score null, grade_status `error`.

@@ -19,6 +19,6 @@ def grade_settings(params: dict[str, Any]) -> tuple[GradeConfig, int]:
         max_processes=s.max_processes,
         max_file_mb=s.max_file_mb,
         numeric_rel_tol=s.numeric_rel_tol,
-        math_timeout_s=s.math_timeout_s,
+        math_timeout_s=s.math_verify_timeout_s,
     )
     return config, s.workers
