@@ -199,3 +199,50 @@ def test_a_folder_without_the_publish_layout_is_named(tmp_path):
     (tmp_path / "README.md").write_text("no configs here\n")
     with pytest.raises(InputDataError, match=r"no config .queries. with split .train."):
         bench.run(dataset=str(tmp_path), router=f"{EXAMPLE}:TfidfRidgeRouter", n_boot=100)
+
+
+def test_bench_scores_every_router_under_dars_views_with_the_manifest_weights(dataset, tmp_path):
+    import shutil
+
+    pub = tmp_path / "pub"
+    shutil.copytree(dataset, pub)
+    weights = {"lambda_cost": 0.1, "beta_risk": {"synth": 0.3}}
+    (pub / "MANIFEST.json").write_text(json.dumps({"utility": weights}))
+    res = bench.run(
+        dataset=str(pub), router=f"{EXAMPLE}:TfidfRidgeRouter", n_boot=100, baselines=["ridge"]
+    )
+    assert res["weights_source"] == "MANIFEST.json"
+    assert res["settings"]["lambda_cost"] == 0.1
+    assert res["settings"]["beta_risk"] == {"synth": 0.3}
+    assert set(res["views"]) == {"prompt_variation", "decoding_variation"}
+    for entry in res["views"].values():
+        assert entry["n_test_queries"] > 0
+        assert set(entry["routers"]) == {"TfidfRidgeRouter (yours)", "ridge"}
+        assert np.isfinite(entry["routers"]["ridge"]["dars"]["utility"]["value"])
+    # an explicit --beta-risk wins over the manifest
+    res = bench.run(
+        dataset=str(pub),
+        router=f"{EXAMPLE}:TfidfRidgeRouter",
+        n_boot=100,
+        baselines=["ridge"],
+        beta_risk=0.2,
+    )
+    assert res["settings"]["beta_risk"] == 0.2 and res["settings"]["lambda_cost"] == 0.1
+
+
+def test_bench_without_published_outcomes_skips_the_views(dataset, tmp_path, capsys):
+    import shutil
+
+    pub = tmp_path / "pub"
+    shutil.copytree(dataset, pub, ignore=shutil.ignore_patterns("outcomes"))
+    lines = ["---", "configs:"]
+    for cfg in ("queries", "labels"):
+        lines += [f"- config_name: {cfg}", "  data_files:"]
+        for split in ("train", "validation", "test"):
+            lines += [f"  - split: {split}", f"    path: {cfg}/{split}.parquet"]
+    (pub / "README.md").write_text("\n".join(lines + ["---", ""]))
+    res = bench.run(
+        dataset=str(pub), router=f"{EXAMPLE}:TfidfRidgeRouter", n_boot=100, baselines=["ridge"]
+    )
+    assert res["views"] == {} and res["weights_source"] == "defaults"
+    assert "evaluation views skipped" in capsys.readouterr().out

@@ -19,6 +19,14 @@ Router interface (scikit-learn style; see README "Benchmark a router"):
   Returns self.
 * `predict(X)`: a finite float array (len(X), n_models), higher = better. The harness
   routes each query to argmax(prediction - lambda * mean train cost of the model).
+
+Utility weights: by default the dataset's own, recorded per task in its MANIFEST.json
+(`utility`; read from a local folder or the Hub repo), else lambda 0.05 and beta 0.2;
+`--lambda-cost` / `--beta-risk` override them with one number for every task.
+
+Evaluation views: when the dataset publishes the `outcomes` config, every router is also
+scored under DARS's views of the split, `prompt_variation` (K variants, one decode each)
+and `decoding_variation` (the original prompt, N decodes); see `dars.labels.views`.
 """
 
 from __future__ import annotations
@@ -41,8 +49,11 @@ from dars.stages.evaluate import (
     EvalSettings,
     check_predictions,
     evaluate_systems,
+    evaluate_views,
 )
 from dars.core.io import write_json
+from dars.labels import utility as W
+from dars.labels import views as V
 from dars.routers import ROUTERS, make_router
 from dars.stages.train import LABEL_COLUMNS, dars_targets
 
@@ -82,6 +93,43 @@ def load_published(dataset: str, *, split: str) -> dict[str, pd.DataFrame]:
                 )
             out[f"{cfg}/{sp}"] = df
     return out
+
+
+def published_weights(dataset: str) -> dict[str, Any] | None:
+    """The `utility` record ({lambda_cost, beta_risk}) of the dataset's MANIFEST.json, from a
+    local folder or the Hub repo; None when there is none (older builds, no network)."""
+    import json
+
+    folder = Path(dataset)
+    if folder.is_dir():
+        path: Path | None = folder / "MANIFEST.json"
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(dataset, "MANIFEST.json", repo_type="dataset"))
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+            path = None  # no network, no such repo or file: the defaults apply
+    if path is None or not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")).get("utility")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def view_outcomes(dataset: str, split: str, query_ids: list[str]) -> pd.DataFrame | None:
+    """The split's outcomes (the columns the views need), or None if not published."""
+    try:
+        df = load_split(dataset, "outcomes", split)
+    except InputDataError:
+        return None
+    if any(c not in df.columns for c in V.OUTCOME_COLUMNS):
+        return None
+    keep = V.OUTCOME_COLUMNS + (["true_p"] if "true_p" in df.columns else [])
+    return df.loc[df["query_id"].isin(set(query_ids)), keep]
 
 
 def import_router(spec: str) -> type:
@@ -179,7 +227,7 @@ def fit_user_router(
 
 
 def train_frame(
-    queries: pd.DataFrame, labels: pd.DataFrame, *, models: list[str], beta_risk: float
+    queries: pd.DataFrame, labels: pd.DataFrame, *, models: list[str], beta_risk: W.Weight
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Train prompts and DARS targets, keeping queries whose targets are all known."""
     q = queries[queries["query_id"].isin(labels["query_id"])].sort_values("query_id")
@@ -197,8 +245,8 @@ def print_table(result: dict[str, Any], user: str) -> None:
     cols = ["quality", "cost", "utility", "regret", "apgr", "nauc"]
     t = Table(
         title=f"dars bench: {result['dataset']} [{result['split']}], "
-        f"{result['n_test_queries']} queries, λ={result['settings']['lambda_cost']}, "
-        f"β={result['settings']['beta_risk']}"
+        f"{result['n_test_queries']} queries, λ={W.describe(result['settings']['lambda_cost'])}, "
+        f"β={W.describe(result['settings']['beta_risk'])}"
     )
     t.add_column("router")
     for c in cols:
@@ -215,7 +263,31 @@ def print_table(result: dict[str, Any], user: str) -> None:
                 else f"{v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             )
         t.add_row(f"[bold]{n}[/bold]" if n == user else n, *cells)
-    Console(width=200).print(t)
+    console = Console(width=200)
+    console.print(t)
+    views = result.get("views") or {}
+    if views:
+        v = Table(title="utility by DARS evaluation view (same outcomes; queries scored)")
+        v.add_column("router")
+        v.add_column(f"{V.FULL} ({result['n_test_queries']})", justify="right")
+        for name, entry in views.items():
+            v.add_column(f"{name} ({entry['n_test_queries']})", justify="right")
+        every = [(n, r.get("dars"), "routers") for n, r in result["routers"].items()]
+        every += [(n, s, "reference") for n, s in result["reference"].items()]
+        for n, s, group in every:
+            cells = [_cell(s)]
+            for entry in views.values():
+                found = entry[group].get(n)
+                cells.append(_cell(found.get("dars") if group == "routers" and found else found))
+            v.add_row(f"[bold]{n}[/bold]" if n == user else n, *cells)
+        console.print(v)
+
+
+def _cell(summary: dict[str, Any] | None) -> str:
+    if not summary or not np.isfinite(summary["utility"]["value"]):
+        return "n/a"
+    u = summary["utility"]
+    return f"{u['value']:.3f} [{u['ci_low']:.3f}, {u['ci_high']:.3f}]"
 
 
 def run(
@@ -225,8 +297,8 @@ def run(
     split: str = "test",
     output: str | None = None,
     baselines: list[str] | None = None,
-    lambda_cost: float = 0.05,
-    beta_risk: float = 0.2,
+    lambda_cost: float | None = None,
+    beta_risk: float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -237,6 +309,13 @@ def run(
     for b in baselines:
         ROUTERS.get(b)  # unknown name -> "Did you mean ...?"
     data = load_published(dataset, split=split)
+    recorded = published_weights(dataset) or {}
+    lam: W.Weight = W.parse_weight(
+        recorded.get("lambda_cost", 0.05) if lambda_cost is None else lambda_cost, "lambda_cost"
+    )
+    beta: W.Weight = W.parse_weight(
+        recorded.get("beta_risk", 0.2) if beta_risk is None else beta_risk, "beta_risk"
+    )
     lab_tr, lab_te = data["labels/train"], data[f"labels/{split}"]
     models = sorted(lab_tr["model"].unique())
     if sorted(lab_te["model"].unique()) != models:
@@ -244,7 +323,7 @@ def run(
             f"dataset {dataset!r}: split {split!r} has models {sorted(lab_te['model'].unique())}"
             f", train has {models}"
         )
-    texts, y, cost = train_frame(data["queries/train"], lab_tr, models=models, beta_risk=beta_risk)
+    texts, y, cost = train_frame(data["queries/train"], lab_tr, models=models, beta_risk=beta)
     if len(texts) < 2:
         raise InputDataError(f"dataset {dataset!r}: fewer than 2 usable train queries")
     cost_est = cost.mean(axis=0)
@@ -267,8 +346,8 @@ def run(
         pipe = make_router(b, random_state=seed).fit(texts, y)
         systems[b] = {"dars": [(np.asarray(pipe.predict(test_texts)), cost_est)]}
     settings = EvalSettings(
-        lambda_cost=lambda_cost,
-        beta_risk=beta_risk,
+        lambda_cost=lam,
+        beta_risk=beta,
         lambdas=DEFAULT_LAMBDAS,
         n_boot=n_boot,
         seed=seed,
@@ -282,7 +361,20 @@ def run(
         n_train_queries=len(texts),
         n_test_dropped=int((~ok).sum()),
         versus={b: M.compare(scored[user_name]["dars"], scored[b]["dars"]) for b in baselines},
+        weights_source="MANIFEST.json" if recorded else "defaults",
     )
+    outcomes = view_outcomes(dataset, split, lm.query_ids)
+    if outcomes is None:
+        result["views"] = {}
+        print(f"bench: {dataset!r} publishes no `outcomes` config; evaluation views skipped")
+    else:
+        by_view = V.all_view_labels(
+            outcomes,
+            query_ids=lm.query_ids,
+            cost_scale=V.cost_scale(pd.concat([lab_tr, lab_te])),
+            tasks=lab_te[["query_id", "task"]] if "task" in lab_te.columns else None,
+        )
+        result["views"] = evaluate_views(systems, lm=lm, labels_by_view=by_view, settings=settings)
     print_table(result, user_name)
     if output:
         write_json(result, output)

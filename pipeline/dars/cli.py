@@ -100,6 +100,7 @@ def _card(a: argparse.Namespace) -> Any:
         queries=a.queries,
         labels=a.labels,
         splits=a.splits,
+        variants=a.variants,
         generations_dir=a.generations,
         outcomes_dir=a.outcomes,
         validation=a.validation,
@@ -149,6 +150,7 @@ def _evaluate(a: argparse.Namespace) -> Any:
         metrics_out=a.metrics,
         table_out=a.table,
         plots_dir=a.plots_dir,
+        outcomes_dir=a.outcomes,
     )
 
 
@@ -283,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--queries", required=True)
     sp.add_argument("--labels", required=True)
     sp.add_argument("--splits", required=True)
+    sp.add_argument("--variants", required=True, help="the reformulate stage's variants")
     sp.add_argument("--generations", required=True, help="folder of <model>.parquet")
     sp.add_argument("--outcomes", required=True, help="folder of <model>.parquet")
     sp.add_argument("--validation", required=True, help="validation report JSON")
@@ -320,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metrics", required=True, help="metrics JSON output")
     sp.add_argument("--table", required=True, help="Markdown table output")
     sp.add_argument("--plots-dir", required=True, help="folder for the PNG plots")
+    sp.add_argument(
+        "--outcomes",
+        default=None,
+        help="folder of <model>.parquet: adds DARS's evaluation views (prompt_variation, "
+        "decoding_variation) of the test split",
+    )
 
     sp = sub.add_parser("bench", help="benchmark your router on a published DARS dataset")
     sp.set_defaults(func=_bench)
@@ -330,8 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--baselines", default=None, help="comma-separated reference routers (default: all)"
     )
-    sp.add_argument("--lambda-cost", type=float, default=0.05, help="λ of the utility")
-    sp.add_argument("--beta-risk", type=float, default=0.2, help="β of the utility")
+    sp.add_argument(
+        "--lambda-cost",
+        type=float,
+        default=None,
+        help="λ of the utility (default: the dataset's MANIFEST.json values, per task, else 0.05)",
+    )
+    sp.add_argument(
+        "--beta-risk",
+        type=float,
+        default=None,
+        help="β of the utility (default: the dataset's MANIFEST.json values, per task, else 0.2)",
+    )
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     sp.add_argument("--seed", type=int, default=0)
 

@@ -49,7 +49,7 @@ REQUIRED: Any = _Required()
 class Rule:
     """How one key is checked. `lo` may name a sibling key (its value is the bound)."""
 
-    kind: str  # int | float | str | bool | list | map | section | models
+    kind: str  # int | float | str | bool | list | map | section | models | per_task
     doc: str = ""
     lo: float | str | None = None
     hi: float | None = None
@@ -176,6 +176,19 @@ def _check_value(value: Any, key: str, rule: Rule, lo: float | None) -> tuple[An
             else:
                 errors += _check_number(v, f"{key}[{i}]", rule, rule.item, lo)
         return value, errors
+    if kind == "per_task":  # a number (rule.item), or a mapping task -> number
+        if isinstance(value, Mapping):
+            if not value:
+                return value, [
+                    f"Parameter '{key}' is an empty mapping; give a number or task -> number"
+                ]
+            errs = [
+                e
+                for t, v in value.items()
+                for e in _check_number(v, f"{key}.{t}", rule, rule.item, lo)
+            ]
+            return {str(t): v for t, v in value.items()}, errs
+        return value, _check_number(value, key, rule, rule.item, lo)
     if kind == "map":
         if not isinstance(value, Mapping):
             return value, [f"Parameter '{key}' must be a mapping, got {value!r}"]
@@ -552,8 +565,20 @@ class AggregateParams:
     prior_alpha: float = p(0.5, "Beta prior (Jeffreys: 0.5)", kind="float", lo=0.0, lo_open=True)
     prior_beta: float = p(0.5, "Beta prior (Jeffreys: 0.5)", kind="float", lo=0.0, lo_open=True)
     ci: float = p(0.95, "credible level", kind="float", lo=0.0, lo_open=True, hi=1.0)
-    lambda_cost: float = p(0.05, "cost weight of the utility", kind="float", lo=0.0)
-    beta_risk: float = p(0.2, "risk weight of the utility", kind="float", lo=0.0)
+    lambda_cost: float | dict[str, float] = p(
+        0.05,
+        "cost weight of the utility: one number, or task -> number (dars.labels.utility)",
+        kind="per_task",
+        item="float",
+        lo=0.0,
+    )
+    beta_risk: float | dict[str, float] = p(
+        0.2,
+        "risk weight of the utility: one number, or task -> number (DARS: per dataset)",
+        kind="per_task",
+        item="float",
+        lo=0.0,
+    )
     max_error_rate: float = p(
         0.2, "share of failed generations per model allowed", kind="float", lo=0.0, hi=1.0
     )
@@ -788,6 +813,41 @@ def errors(params: Mapping[str, Any]) -> list[str]:
                 out.append(str(exc))
         else:
             out += _parse(SECTIONS[name], params[name], name, where)[1]
+    return out + task_key_errors(params)
+
+
+def task_key_errors(params: Mapping[str, Any]) -> list[str]:
+    """Per-task mappings (`aggregate.lambda_cost`/`beta_risk`) must name exactly the tasks of
+    `prepare.tasks`: an unknown task fails with "Did you mean", a missing one is named."""
+    prep = params.get("prepare")
+    tasks = prep.get("tasks") if isinstance(prep, Mapping) else None
+    if not isinstance(tasks, Mapping) or not tasks:
+        return []
+    known = sorted(str(t) for t in tasks)
+    found: list[tuple[str, Any]] = []
+    agg = params.get("aggregate")
+    if isinstance(agg, Mapping):
+        found += [(f"aggregate.{k}", agg.get(k)) for k in ("lambda_cost", "beta_risk")]
+    models = params.get("models")
+    if isinstance(models, Mapping):
+        found += [
+            (f"models.{m}.max_tokens", raw.get("max_tokens"))
+            for m, raw in models.items()
+            if isinstance(raw, Mapping)
+        ]
+    out = []
+    for key, value in found:
+        if not isinstance(value, Mapping):
+            continue
+        for t in value:
+            if str(t) not in known:
+                out.append(f"Parameter '{key}.{t}': " + unknown_name_message("task", str(t), known))
+        missing = [t for t in known if t not in {str(k) for k in value}]
+        if missing:
+            out.append(
+                f"Parameter '{key}' has no value for tasks {missing}; give every task of "
+                f"'prepare.tasks' ({known}) a value, or one number for all"
+            )
     return out
 
 
@@ -818,6 +878,8 @@ def _type_text(rule: Rule) -> str:
         return "str or list of str"
     if rule.kind == "models":
         return "mapping"
+    if rule.kind == "per_task":
+        return f"{rule.item} or mapping task -> {rule.item}"
     text = {"map": "mapping"}.get(rule.kind, rule.kind)
     return text + (" or null" if rule.optional else "")
 

@@ -5,7 +5,8 @@ Notation, per test query q and candidate model m: mu[q, m] (label `mean`), sigma
 
     U[q, m] = mu[q, m] - lambda * c[q, m] - beta * sigma[q, m]
 
-with lambda = `aggregate.lambda_cost` and beta = `aggregate.beta_risk`. A router predicts
+with lambda = `aggregate.lambda_cost` and beta = `aggregate.beta_risk`, each one number or
+one per task (`dars.labels.utility`; then lambda and beta are the query's task's). A router predicts
 a score s[q, m] (its estimate of mu - beta * sigma) and routes with
 `route`: m*(q) = argmax_m s[q, m] - lambda * c_hat[m], where c_hat is the router's
 per-model cost estimate from its training labels (ties go to the cheaper model).
@@ -49,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from dars.core.errors import InputDataError
+from dars.labels import utility as W
 
 METRICS = ("quality", "cost", "utility", "regret", "apgr", "nauc", "verdict_flip")
 HIGHER_IS_BETTER = {
@@ -74,6 +76,7 @@ class LabelMatrix:
     cost: np.ndarray
     single_shot: np.ndarray
     true_p: np.ndarray | None = None
+    tasks: list[str] | None = None  # the task of each query (for per-task utility weights)
 
     def subset(self, rows: np.ndarray) -> LabelMatrix:
         return LabelMatrix(
@@ -84,6 +87,7 @@ class LabelMatrix:
             cost=self.cost[rows],
             single_shot=self.single_shot[rows],
             true_p=None if self.true_p is None else self.true_p[rows],
+            tasks=None if self.tasks is None else [self.tasks[i] for i in np.flatnonzero(rows)],
         )
 
 
@@ -99,6 +103,7 @@ def label_matrix(
         return values.reshape(len(query_ids), len(models))
 
     has_truth = "true_p" in lab.columns and lab["true_p"].notna().any()
+    tasks = W.tasks_of(labels, list(query_ids))
     return LabelMatrix(
         query_ids=list(query_ids),
         models=list(models),
@@ -107,6 +112,7 @@ def label_matrix(
         cost=wide("cost_norm"),
         single_shot=wide("single_shot"),
         true_p=wide("true_p") if has_truth else None,
+        tasks=tasks,
     )
 
 
@@ -248,8 +254,8 @@ class Reference:
     """What every system on a test set is compared with (computed once)."""
 
     lm: LabelMatrix
-    lambda_cost: float
-    beta_risk: float
+    lambda_cost: float | np.ndarray  # a number, or an (n, 1) column: the query's task's
+    beta_risk: float | np.ndarray
     lambdas: tuple[float, ...]
     c_lo: float
     c_hi: float
@@ -263,14 +269,17 @@ class Reference:
 def reference(
     lm: LabelMatrix,
     *,
-    lambda_cost: float,
-    beta_risk: float,
+    lambda_cost: W.Weight,
+    beta_risk: W.Weight,
     lambdas: Sequence[float],
     n_boot: int,
     seed: int,
 ) -> Reference:
+    """The references of a test set; per-task weights become one value per query row."""
     if not complete_rows(lm).all():
         raise InputDataError("test labels hold missing mean/std/cost; drop those queries first")
+    lambda_cost = W.column(lambda_cost, lm.tasks, key="aggregate.lambda_cost")
+    beta_risk = W.column(beta_risk, lm.tasks, key="aggregate.beta_risk")
     u = utility(
         mean=lm.mean, cost=lm.cost, std=lm.std, lambda_cost=lambda_cost, beta_risk=beta_risk
     )
@@ -388,7 +397,11 @@ def best_single_choices(ref: Reference) -> tuple[np.ndarray, np.ndarray]:
     n = len(lm.query_ids)
     risk_adj = (lm.mean - ref.beta_risk * lm.std).mean(axis=0, keepdims=True)
     cost = lm.cost.mean(axis=0)
-    one = route(risk_adj, cost=cost, lambda_cost=ref.lambda_cost)
+    # the mean utility per model (per-task lambda: each query's own lambda), best first
+    u = utility(
+        mean=lm.mean, cost=lm.cost, std=lm.std, lambda_cost=ref.lambda_cost, beta_risk=ref.beta_risk
+    ).mean(axis=0, keepdims=True)
+    one = route(u, cost=cost, lambda_cost=0.0)
     sweep = route_sweep(risk_adj, cost=cost, lambdas=ref.lambdas)
     return np.repeat(one, n), np.repeat(sweep, n, axis=1)
 
@@ -403,5 +416,6 @@ def oracle_flip_rate(ref: Reference) -> dict[str, float]:
     if not ok.any():
         return {"rate": float("nan"), "n_queries": 0}
     best_true, _ = oracle_choices(ref)
-    best_ss = route(lm.single_shot[ok], cost=lm.cost[ok], lambda_cost=ref.lambda_cost)
+    lam = ref.lambda_cost if np.ndim(ref.lambda_cost) == 0 else ref.lambda_cost[ok]
+    best_ss = route(lm.single_shot[ok], cost=lm.cost[ok], lambda_cost=lam)
     return {"rate": float(np.mean(best_ss != best_true[ok])), "n_queries": int(ok.sum())}

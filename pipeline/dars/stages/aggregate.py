@@ -17,7 +17,8 @@ For the valid observations s_ij (variant i, sample j; failed generations exclude
 * `single_shot` = the score of sample 0 of variant 0 (null if that generation failed).
 * `mean_cost` = mean cost of the valid generations; `cost_norm` = mean_cost divided by
   the largest mean_cost in the build (costs normalised to [0, 1] as in the paper).
-* `utility` = mean - lambda * cost_norm - beta_risk * std (paper: 0.05 and 0.2).
+* `utility` = mean - lambda * cost_norm - beta_risk * std (paper: 0.05 and 0.2); lambda and
+  beta_risk are one number or one per task (`dars.labels.utility`).
 
 Pairs whose generations all failed keep a row with n = 0 and null statistics.
 """
@@ -36,12 +37,15 @@ from dars.core import schema
 from dars.core.errors import ErrorRateExceededError, InputDataError, ValidationFailedError
 from dars.core.io import read_frame, write_frame
 from dars.core.params import load_params, model_names, section
-from dars.labels import intervals
+from dars.labels import intervals, utility
 
 
-def aggregation_settings(params: dict[str, Any]) -> dict[str, float]:
-    s = section(params, "aggregate")
-    return {k: float(v) for k, v in dataclasses.asdict(s).items()}
+def aggregation_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings, floats except `lambda_cost`/`beta_risk`: a float or {task: float}
+    (a task of the data without a value fails when the labels are computed)."""
+    s = dataclasses.asdict(section(params, "aggregate"))
+    weights = {k: utility.weight(s.pop(k)) for k in ("lambda_cost", "beta_risk")}
+    return {k: float(v) for k, v in s.items()} | weights
 
 
 def check_error_rates(outcomes: pd.DataFrame, max_error_rate: float) -> pd.DataFrame:
@@ -66,7 +70,7 @@ def check_error_rates(outcomes: pd.DataFrame, max_error_rate: float) -> pd.DataF
 
 
 def aggregate_labels(
-    *, outcomes: pd.DataFrame, queries: pd.DataFrame, settings: dict[str, float]
+    *, outcomes: pd.DataFrame, queries: pd.DataFrame, settings: dict[str, Any]
 ) -> pd.DataFrame:
     """Vectorised groupby aggregation (no per-group Python loops)."""
     keys = ["query_id", "model"]
@@ -134,13 +138,14 @@ def aggregate_labels(
 
     max_cost = lab["mean_cost"].max()
     lab["cost_norm"] = lab["mean_cost"] / max_cost if max_cost and max_cost > 0 else 0.0
+    lab = lab.reset_index().merge(queries[["query_id", "task"]], on="query_id", how="left")
+    tasks = lab["task"].tolist()
     lab["utility"] = (
         lab["mean"]
-        - settings["lambda_cost"] * lab["cost_norm"]
-        - settings["beta_risk"] * lab["std"]
+        - utility.per_row(settings["lambda_cost"], tasks, key="aggregate.lambda_cost")
+        * lab["cost_norm"]
+        - utility.per_row(settings["beta_risk"], tasks, key="aggregate.beta_risk") * lab["std"]
     )
-
-    lab = lab.reset_index().merge(queries[["query_id", "task"]], on="query_id", how="left")
     for col in ("n", "n_total", "n_error"):
         lab[col] = lab[col].astype("int64")
     return lab[schema.names(schema.LABELS)].sort_values(keys, kind="stable")

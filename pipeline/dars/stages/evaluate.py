@@ -8,6 +8,9 @@ Metrics and their definitions are in `dars.evaluation.metrics`. Outputs:
   model (in hindsight) as references, and how often single-shot test labels name another
   best model than the distributional labels.
 * `--table` Markdown: the DARS-vs-single-shot table and the full metrics table.
+* `views` (with `--outcomes`): every system again under DARS's evaluation views of the
+  test split, `prompt_variation` and `decoding_variation` (`dars.labels.views`), derived
+  from the same outcomes, next to the full K x N label; the table adds a per-view section.
 * `--plots-dir`: `cost_quality.png` (lambda sweep per router, both supervisions, with the
   oracle and the single models) and `label_noise.png` (histogram of single_shot - mean
   over all labels).
@@ -29,6 +32,8 @@ from dars.core.errors import InputDataError
 from dars.core.io import write_json, write_text
 from dars.core.params import DEFAULT_LAMBDAS, load_params, section
 from dars.evaluation import metrics as M
+from dars.labels import utility as W
+from dars.labels import views as V
 from dars.stages.train import load_router, read_routing_inputs, split_queries
 
 __all__ = ["DEFAULT_LAMBDAS"]  # re-exported for bench
@@ -36,8 +41,8 @@ __all__ = ["DEFAULT_LAMBDAS"]  # re-exported for bench
 
 @dataclass(frozen=True)
 class EvalSettings:
-    lambda_cost: float
-    beta_risk: float
+    lambda_cost: W.Weight  # a number or {task: number} (dars.labels.utility)
+    beta_risk: W.Weight
     lambdas: tuple[float, ...]
     n_boot: int
     seed: int
@@ -47,8 +52,8 @@ class EvalSettings:
 def eval_settings(params: dict[str, Any]) -> EvalSettings:
     agg, ev = section(params, "aggregate"), section(params, "evaluate")
     return EvalSettings(
-        lambda_cost=float(agg.lambda_cost),
-        beta_risk=float(agg.beta_risk),
+        lambda_cost=W.weight(agg.lambda_cost),
+        beta_risk=W.weight(agg.beta_risk),
         lambdas=tuple(sorted(float(g) for g in ev.lambda_grid)),
         n_boot=int(ev.bootstrap),
         seed=int(ev.seed),
@@ -126,7 +131,8 @@ def markdown_tables(result: dict[str, Any]) -> str:
     lines = [
         f"Test queries: {result['n_test_queries']} (dropped for missing labels: "
         f"{result['n_test_dropped']}); models: {', '.join(result['models'])}; "
-        f"lambda = {result['settings']['lambda_cost']}, beta = {result['settings']['beta_risk']}; "
+        f"lambda = {W.describe(result['settings']['lambda_cost'])}, "
+        f"beta = {W.describe(result['settings']['beta_risk'])}; "
         f"{result['settings']['bootstrap']} paired-bootstrap resamples, "
         f"{int(result['settings']['ci'] * 100)}% intervals; single-shot: mean ± std over "
         f"{result['single_shot_repeats']} label draws.",
@@ -172,6 +178,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
     for name, s in result["reference"].items():
         cells = [_fmt(s[k]) for k in cols]
         lines.append(f"| {name} | – | " + " | ".join(cells) + " |")
+    lines += view_table(result)
     flip = result["oracle_verdict_flip"]
     lines += [
         "",
@@ -180,6 +187,77 @@ def markdown_tables(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def view_table(result: dict[str, Any]) -> list[str]:
+    """Markdown lines: utility and quality of every system under each evaluation view."""
+    views = result.get("views") or {}
+    if not views:
+        return []
+    names = [V.FULL, *views]
+    counts = [str(result["n_test_queries"])] + [str(views[v]["n_test_queries"]) for v in views]
+    lines = [
+        "",
+        "### DARS evaluation views (same test outcomes)",
+        "",
+        "`full`: the K×N label; `prompt_variation`: the K variants, one decode each; "
+        "`decoding_variation`: the original prompt, N decodes. Test queries scored: "
+        + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True))
+        + ".",
+        "",
+        "| system | supervision | "
+        + " | ".join(f"utility, {n} | quality, {n}" for n in names)
+        + " |",
+        "|---|---|" + "---|---|" * len(names),
+    ]
+    rows: list[tuple[str, str, list[dict[str, Any] | None]]] = []
+    for name, r in result["routers"].items():
+        for sup in ("dars", "single_shot"):
+            if sup in r:
+                per = [r[sup]] + [views[v]["routers"].get(name, {}).get(sup) for v in views]
+                rows.append((name, sup, per))
+    for name, s in result["reference"].items():
+        rows.append((name, "–", [s] + [views[v]["reference"].get(name) for v in views]))
+    for name, sup, per in rows:
+        cells = []
+        for s in per:
+            if s is None:
+                cells += ["n/a", "n/a"]
+            else:
+                spread = sup == "single_shot"
+                cells += [_fmt(s["utility"], spread=spread), _fmt(s["quality"], spread=spread)]
+        lines.append(f"| {name} | {sup} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def evaluate_views(
+    systems: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]],
+    *,
+    lm: M.LabelMatrix,
+    labels_by_view: dict[str, pd.DataFrame],
+    settings: EvalSettings,
+) -> dict[str, Any]:
+    """Every system under each view, on the queries of `lm` (rows of the predictions)
+    whose view labels are complete for every model."""
+    out: dict[str, Any] = {}
+    for view, vl in labels_by_view.items():
+        vlm = M.label_matrix(vl, query_ids=lm.query_ids, models=lm.models)
+        if vlm.tasks is None or any(t is None for t in vlm.tasks):
+            vlm = M.LabelMatrix(**{**vlm.__dict__, "tasks": lm.tasks})
+        ok = M.complete_rows(vlm)
+        entry: dict[str, Any] = {"n_test_queries": int(ok.sum()), "n_dropped": int((~ok).sum())}
+        if not ok.any():
+            out[view] = entry | {"routers": {}, "reference": {}}
+            continue
+        sub = {
+            name: {sup: [(p[ok], c) for p, c in runs] for sup, runs in sups.items()}
+            for name, sups in systems.items()
+        }
+        res, _, _, _ = evaluate_systems(sub, lm=vlm.subset(ok), settings=settings)
+        out[view] = entry | {
+            k: res[k] for k in ("routers", "reference", "oracle_verdict_flip", "has_truth")
+        }
+    return out
 
 
 def plot_cost_quality(
@@ -279,8 +357,8 @@ def evaluate_systems(
         "n_test_queries": len(lm.query_ids),
         "has_truth": lm.true_p is not None,
         "settings": {
-            "lambda_cost": settings.lambda_cost,
-            "beta_risk": settings.beta_risk,
+            "lambda_cost": W.as_json(settings.lambda_cost),
+            "beta_risk": W.as_json(settings.beta_risk),
             "lambda_grid": list(settings.lambdas),
             "bootstrap": settings.n_boot,
             "seed": settings.seed,
@@ -304,6 +382,7 @@ def run(
     metrics_out: str,
     table_out: str,
     plots_dir: str,
+    outcomes_dir: str | None = None,
 ) -> Path:
     params = load_params(params_path)
     st = eval_settings(params)
@@ -345,6 +424,15 @@ def run(
     result["n_test_dropped"] = int((~ok).sum())
     result["single_shot_repeats"] = int(index.get("single_shot_repeats", 1))
     result["features"] = index.get("features")
+    if outcomes_dir is not None:
+        outcomes = V.read_outcomes(outcomes_dir, models=models, query_ids=lm.query_ids)
+        by_view = V.all_view_labels(
+            outcomes,
+            query_ids=lm.query_ids,
+            cost_scale=V.cost_scale(lab),
+            tasks=lab[["query_id", "task"]] if "task" in lab.columns else None,
+        )
+        result["views"] = evaluate_views(systems, lm=lm, labels_by_view=by_view, settings=st)
     write_json(result, metrics_out)
     table = markdown_tables(result)
     write_text(table, table_out)

@@ -40,6 +40,7 @@ from dars.core.errors import InputDataError, ParamsError, UntrustedModelError
 from dars.core.io import read_frame, write_json
 from dars.core.params import load_params, section
 from dars.core.registry import unknown_name_message
+from dars.labels import utility as W
 from dars.routers import ROUTERS, make_router
 from dars.routers.features import FEATURIZERS
 
@@ -66,8 +67,8 @@ class TrainSettings:
     repeats: int
     seed: int
     router_params: dict[str, dict[str, Any]]
-    lambda_cost: float
-    beta_risk: float
+    lambda_cost: W.Weight  # a number or {task: number} (dars.labels.utility)
+    beta_risk: W.Weight
 
 
 def train_settings(params: dict[str, Any]) -> TrainSettings:
@@ -94,8 +95,8 @@ def train_settings(params: dict[str, Any]) -> TrainSettings:
         repeats=int(r.single_shot_repeats),
         seed=int(r.seed),
         router_params={k: dict(v) for k, v in rp.items()},
-        lambda_cost=float(agg.lambda_cost),
-        beta_risk=float(agg.beta_risk),
+        lambda_cost=W.weight(agg.lambda_cost),
+        beta_risk=W.weight(agg.beta_risk),
     )
 
 
@@ -113,10 +114,12 @@ def wide(labels: pd.DataFrame, col: str, query_ids: list[str], models: list[str]
 
 
 def dars_targets(
-    labels: pd.DataFrame, *, query_ids: list[str], models: list[str], beta_risk: float
+    labels: pd.DataFrame, *, query_ids: list[str], models: list[str], beta_risk: W.Weight
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Y = mean - beta * std (n, m) and the per-query normalised cost (n, m)."""
-    y = wide(labels, "mean", query_ids, models) - beta_risk * wide(labels, "std", query_ids, models)
+    """Y = mean - beta * std (n, m) and the per-query normalised cost (n, m); a per-task
+    beta uses each query's task (labels' `task` column)."""
+    beta = W.column(beta_risk, W.tasks_of(labels, query_ids), key="aggregate.beta_risk")
+    y = wide(labels, "mean", query_ids, models) - beta * wide(labels, "std", query_ids, models)
     return y, wide(labels, "cost_norm", query_ids, models)
 
 
@@ -267,8 +270,8 @@ def run(
                     "supervision": sup,
                     "repeat": r,
                     "features": st.features,
-                    "lambda_cost": st.lambda_cost,
-                    "beta_risk": st.beta_risk,
+                    "lambda_cost": W.as_json(st.lambda_cost),
+                    "beta_risk": W.as_json(st.beta_risk),
                 },
                 out / fname,
             )
@@ -287,8 +290,8 @@ def run(
     index = {
         "models": list(models),
         "features": st.features,
-        "lambda_cost": st.lambda_cost,
-        "beta_risk": st.beta_risk,
+        "lambda_cost": W.as_json(st.lambda_cost),
+        "beta_risk": W.as_json(st.beta_risk),
         "single_shot_repeats": st.repeats,
         "n_train_queries": len(ids),
         "routers": entries,
