@@ -161,6 +161,7 @@ def expected_tables(root: Path, models: list[str]) -> dict[str, pd.DataFrame]:
     d = root / "data"
     return {
         "queries": pd.read_parquet(d / "queries.parquet"),
+        "variants": pd.read_parquet(d / "variants.parquet"),
         "labels": pd.read_parquet(d / "labels.parquet"),
         "outcomes": pd.concat(pd.read_parquet(d / "outcomes" / f"{m}.parquet") for m in models),
         "generations": pd.concat(
@@ -222,6 +223,12 @@ def test_manifest_checksums_and_provenance(built, tmp_path):
     }
     for m in params["models"]:
         assert f"data/outcomes/{m}.parquet" in manifest["inputs"]
+    assert "data/variants.parquet" in manifest["inputs"]
+    # the utility weights labels, train, evaluate and `dars bench` use
+    assert manifest["utility"] == {
+        "lambda_cost": params["aggregate"]["lambda_cost"],
+        "beta_risk": params["aggregate"]["beta_risk"],
+    }
 
     # a consumer's check catches an edited, a missing and an unlisted file
     copy = tmp_path / "pub"
@@ -304,6 +311,7 @@ def _card_kwargs(root: Path, **over) -> dict:
         queries=str(root / "data/queries.parquet"),
         labels=str(root / "data/labels.parquet"),
         splits=str(root / "data/splits.parquet"),
+        variants=str(root / "data/variants.parquet"),
         generations_dir=str(root / "data/generations"),
         outcomes_dir=str(root / "data/outcomes"),
         validation=str(root / "reports/validation.json"),
@@ -331,6 +339,7 @@ def test_a_card_that_fails_to_render_fails_the_stage(built, tmp_path, capsys):
         ("--queries", "queries"),
         ("--labels", "labels"),
         ("--splits", "splits"),
+        ("--variants", "variants"),
         ("--generations", "generations_dir"),
         ("--outcomes", "outcomes_dir"),
         ("--validation", "validation"),
@@ -349,13 +358,16 @@ def test_a_card_that_fails_to_render_fails_the_stage(built, tmp_path, capsys):
         card.run(**_card_kwargs(built.root, template=str(headless), out=str(tmp_path / "p2")))
 
 
-def test_an_empty_split_fails_with_the_counts(built, tmp_path):
+def test_a_config_with_no_rows_in_a_split_that_has_queries_fails_with_the_counts(built, tmp_path):
+    """A split no query is assigned to is left out (see the variants test below); a split
+    that has queries but no rows in one config would be an empty Parquet split: refused."""
     splits = pd.read_parquet(built.root / "data" / "splits.parquet")
-    splits["split"] = splits["split"].replace("validation", "train")
-    path = tmp_path / "splits.parquet"
-    splits.to_parquet(path)
-    with pytest.raises(EmptySplitError, match="'validation'.*split.fractions"):
-        card.run(**_card_kwargs(built.root, splits=str(path), out=str(tmp_path / "p")))
+    held = set(splits.loc[splits["split"] == "validation", "query_id"])
+    labels = pd.read_parquet(built.root / "data" / "labels.parquet")
+    path = tmp_path / "labels.parquet"
+    labels[~labels["query_id"].isin(held)].to_parquet(path)
+    with pytest.raises(EmptySplitError, match="split 'validation' of config 'labels'"):
+        card.run(**_card_kwargs(built.root, labels=str(path), out=str(tmp_path / "p")))
 
 
 def test_card_params_are_checked():
@@ -367,3 +379,50 @@ def test_card_params_are_checked():
     p["dataset_version"] = "1.0 beta"
     with pytest.raises(ParamsError, match="dataset_version"):
         card.card_settings(p)
+
+
+def test_variants_config_and_a_split_without_queries_is_left_out(built, tmp_path):
+    """The DARS preset has no validation split: the card publishes train and test only,
+    and the `variants` config holds every rewrite (rejected ones too) by query split."""
+    import datasets
+
+    b = built.copy(tmp_path / "repo")
+    splits = pd.read_parquet(b.root / "data" / "splits.parquet")
+    splits["split"] = splits["split"].replace({"validation": "test"})
+    splits.to_parquet(b.root / "data" / "splits.parquet", index=False)
+    variants = pd.read_parquet(b.root / "data" / "variants.parquet")
+    rejected = variants.iloc[[0]].assign(
+        variant_id=99, accepted=False, reject_reason="numbers: 7 missing", method="llm:x"
+    )
+    pd.concat([variants, rejected]).to_parquet(b.root / "data" / "variants.parquet", index=False)
+    p = b.params()
+    p["aggregate"]["beta_risk"] = {"arithmetic": 0.1, "humaneval": 0.3}
+    b.write_params(p)
+    out = tmp_path / "publish"
+    card.run(**_card_kwargs(b.root, out=str(out)))
+    assert not (out / "labels" / "validation.parquet").exists()
+    data = DatasetCard((out / "README.md").read_text()).data.to_dict()
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert [f["split"] for f in configs["variants"]["data_files"]] == ["train", "test"]
+    split_of = splits.set_index("query_id")["split"]
+    total = 0
+    for split in ("train", "test"):
+        ds = datasets.load_dataset(
+            str(out), "variants", split=split, cache_dir=str(tmp_path / "hf")
+        ).to_pandas()
+        assert set(ds.columns) >= set(schema.names(schema.VARIANTS))
+        assert (ds["query_id"].map(split_of) == split).all()
+        total += len(ds)
+    assert total == len(variants) + 1
+    got = datasets.load_dataset(
+        str(out),
+        "variants",
+        split=split_of[rejected["query_id"].iloc[0]],
+        cache_dir=str(tmp_path / "hf"),
+    ).to_pandas()
+    row = got[got["variant_id"] == 99].iloc[0]
+    assert not row["accepted"] and row["reject_reason"] == "numbers: 7 missing"
+    text = (out / "README.md").read_text()
+    assert "β = arithmetic 0.1, humaneval 0.3" in text
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert manifest["utility"]["beta_risk"] == {"arithmetic": 0.1, "humaneval": 0.3}

@@ -3,8 +3,10 @@
 Layout (another command, `dars bench`, reads it; keep it stable):
 
     publish/README.md                    the dataset card, rendered from dataset_card.md
-    publish/<config>/<split>.parquet     config in queries|labels|outcomes|generations,
-                                         split in train|validation|test
+    publish/<config>/<split>.parquet     config in queries|variants|labels|outcomes|
+                                         generations, split in train|validation|test
+                                         (a split no query is assigned to is left out,
+                                         e.g. validation in the DARS preset)
     publish/routers/*.skops              the reference routers, copied from models/
     publish/routers/metrics.json         their test metrics (metrics/routers.json)
     publish/MANIFEST.json                sha256 of every file, dvc.lock provenance,
@@ -55,10 +57,12 @@ from dars.core.params import (
     model_names,
     section,
 )
+from dars.labels import utility as W
 
-CONFIGS = ("queries", "labels", "outcomes", "generations")
+CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
 CONTRACT = {
     "queries": schema.QUERIES,
+    "variants": schema.VARIANTS,
     "labels": schema.LABELS,
     "outcomes": schema.OUTCOMES,
     "generations": schema.GENERATIONS,
@@ -80,6 +84,13 @@ SIZE_CATEGORIES = (
 
 
 # ---------------------------------------------------------------------------- settings
+
+
+def utility_weights(params: dict[str, Any]) -> dict[str, W.Weight]:
+    """`aggregate.lambda_cost` / `beta_risk` (a number or task -> number), as the labels,
+    train, evaluate and `dars bench` use them; recorded in MANIFEST.json (`utility`)."""
+    agg = section(params, "aggregate")
+    return {k: W.weight(getattr(agg, k)) for k in ("lambda_cost", "beta_risk")}
 
 
 def card_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +179,12 @@ def split_map(splits: pa.Table) -> dict[str, str]:
     return dict(zip(ids, names, strict=True))
 
 
+def present_splits(splits: Mapping[str, str]) -> tuple[str, ...]:
+    """The splits that hold at least one query, in contract order."""
+    used = set(splits.values())
+    return tuple(s for s in schema.SPLITS if s in used)
+
+
 def split_table(*, table: pa.Table, splits: Mapping[str, str], what: str) -> dict[str, pa.Table]:
     """Rows of `table` per split, by query_id; sorted by the config's key columns."""
     qids = table.column("query_id")
@@ -179,7 +196,7 @@ def split_table(*, table: pa.Table, splits: Mapping[str, str], what: str) -> dic
         )
     keys = [(k, "ascending") for k in schema.KEYS[what]]
     out = {}
-    for name in schema.SPLITS:
+    for name in present_splits(splits):
         members = pa.array([q for q, s in splits.items() if s == name], type=pa.string())
         out[name] = table.filter(pc.is_in(qids, members)).sort_by(keys)
     return out
@@ -418,7 +435,8 @@ def card_header(
     split_rows: Mapping[str, Mapping[str, int]],
     split_bytes: Mapping[str, Mapping[str, int]],
 ) -> str:
-    """The YAML header: license, task categories, size, configs and dataset_info."""
+    """The YAML header: license, task categories, size, configs and dataset_info (the
+    splits of each config are those of `split_rows`)."""
     largest = max(sum(rows.values()) for rows in split_rows.values())
     data = DatasetCardData(
         license=settings["license"],
@@ -429,14 +447,14 @@ def card_header(
     )
     MetadataConfigs(
         {
-            c: {"data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in schema.SPLITS]}
+            c: {"data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in split_rows[c]]}
             for c in CONFIGS
         }
     ).to_dataset_card_data(data)
     infos = {}
     for c in CONFIGS:
         sd = SplitDict()
-        for s in schema.SPLITS:
+        for s in split_rows[c]:
             sd.add(SplitInfo(name=s, num_bytes=split_bytes[c][s], num_examples=split_rows[c][s]))
         infos[c] = DatasetInfo(
             features=features[c],
@@ -544,6 +562,7 @@ def run(
     queries: str,
     labels: str,
     splits: str,
+    variants: str,
     generations_dir: str,
     outcomes_dir: str,
     validation: str,
@@ -557,6 +576,7 @@ def run(
     models = model_names(params)
     tables = {
         "queries": read_table(queries, required=schema.names(schema.QUERIES), what="queries"),
+        "variants": read_table(variants, required=schema.names(schema.VARIANTS), what="variants"),
         "labels": read_table(labels, required=schema.names(schema.LABELS), what="labels"),
         "generations": model_tables(folder=generations_dir, models=models, what="generations"),
         "outcomes": model_tables(folder=outcomes_dir, models=models, what="outcomes"),
@@ -593,8 +613,8 @@ def run(
                     raise EmptySplitError(
                         f"split {s!r} of config {c!r} would have no rows ({len(assignment)} "
                         f"queries assigned as {dict(sorted(Counter(assignment.values()).items()))}"
-                        "); the Hub loader cannot read an empty Parquet split. Add queries or "
-                        "change 'split.fractions' in params.yaml"
+                        "); the Hub loader cannot read an empty Parquet split. The "
+                        f"{c} input lacks rows for that split's queries: rebuild it"
                     )
                 path = tmp / c / f"{s}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -633,7 +653,7 @@ def run(
             "package_version": dars.__version__,
             "contract_version": schema.CONTRACT_VERSION,
             "configs": CONFIGS,
-            "splits": schema.SPLITS,
+            "splits": present_splits(assignment),
             "split_rows": split_rows,
             "columns": {c: [(f.name, str(f.type)) for f in tables[c].schema] for c in CONFIGS},
             "n_queries": tables["queries"].num_rows,
@@ -647,6 +667,8 @@ def run(
             "sampling_strategy": get(params, "sampling", {"strategy": "uniform"}),
             "tasks": get(params, "prepare.tasks"),
             "aggregate": get(params, "aggregate"),
+            "utility": utility_weights(params),
+            "utility_text": {k: W.describe(v) for k, v in utility_weights(params).items()},
             "split_params": get(params, "split"),
             "n_generations": gens.num_rows,
             "n_failed": int(pc.sum(pc.equal(gens.column("status"), "error")).as_py() or 0),
@@ -664,7 +686,8 @@ def run(
         text = render_card(template_path=template, context=context)
         write_text(text, tmp / "README.md")
 
-        inputs = [Path(queries), Path(labels), Path(splits), report_path, metrics_path]
+        inputs = [Path(queries), Path(variants), Path(labels), Path(splits), report_path]
+        inputs += [metrics_path]
         inputs += [Path(generations_dir) / f"{m}.parquet" for m in models]
         inputs += [Path(outcomes_dir) / f"{m}.parquet" for m in models]
         inputs += routers + ([index] if index.exists() else [])
@@ -676,6 +699,7 @@ def run(
             lock_path=Path(lock),
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
+        manifest["utility"] = {k: W.as_json(v) for k, v in context["utility"].items()}
         write_json(manifest, tmp / MANIFEST)
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
