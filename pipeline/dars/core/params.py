@@ -594,6 +594,14 @@ class SplitParams:
         "share of queries per split: exactly " + ", ".join(SPLITS) + ", summing to 1",
         kind="map",
     )
+    train_per_task: int | None = p(
+        None,
+        "a fixed number of train queries per task (DARS: 200), the rest cut validation:test "
+        "by `fractions` (null: cut every task by `fractions`)",
+        kind="int",
+        lo=1,
+        optional=True,
+    )
 
     def check(self, key: str) -> list[str]:
         fr = self.fractions
