@@ -29,7 +29,8 @@ from dars.core.registry import unknown_name_message
 from dars.core.schema import SPLITS
 
 BACKENDS = ("llama_cpp", "simulated", "vllm", "openai")
-PROMPTINGS = ("zero_shot", "few_shot")
+PROMPTINGS = ("zero_shot", "few_shot", "chat")
+INSTRUCTIONS = ("templates", "final_answer")  # reformulate.instructions
 STRATEGIES = ("uniform", "adaptive")
 OPENAI_ENDPOINTS = ("completions", "chat")
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
@@ -275,9 +276,19 @@ class ModelConfig:
     )
     temperature: float = p(0.7, "sampling temperature", kind="float", lo=0.0)
     top_p: float = p(0.95, "nucleus sampling mass", kind="float", lo=0.0, lo_open=True, hi=1.0)
-    max_tokens: int = p(128, "completion token budget", kind="int", lo=1)
+    max_tokens: int | dict[str, int] = p(
+        128,
+        "completion token budget: one number, or task -> number (DARS: per dataset)",
+        kind="per_task",
+        item="int",
+        lo=1,
+    )
     prompting: str = p(
-        "zero_shot", "prompt style", kind="str", choices=PROMPTINGS, what="a known prompting"
+        "zero_shot",
+        "prompt style; chat: the variant's message as is (chat endpoints, dars.prompting.format)",
+        kind="str",
+        choices=PROMPTINGS,
+        what="a known prompting",
     )
     shots: int = p(0, "few-shot examples to use; 0 = all available", kind="int", lo=0)
     price_per_1k_prompt: float = p(0.0, "price per 1000 prompt tokens", kind="float", lo=0.0)
@@ -377,6 +388,17 @@ class ModelConfig:
                 "(letters, digits, '_'); put the NAME of the variable here, never the key itself"
             )
         return errors
+
+    def max_tokens_for(self, task: str | None) -> int:
+        """The token budget of a generation for `task` (max_tokens may be per task)."""
+        if not isinstance(self.max_tokens, Mapping):
+            return int(self.max_tokens)
+        if task not in self.max_tokens:
+            raise ParamsError(
+                f"Parameter 'models.{self.name}.max_tokens' has no value for task {task!r}; "
+                f"it gives {sorted(self.max_tokens)}"
+            )
+        return int(self.max_tokens[task])
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Everything that changes what a generation is (not the price)."""
@@ -478,6 +500,14 @@ class ReformulateParams:
         "settings of method: llm",
         kind="section",
         section=ReformulateLLMParams,
+    )
+    instructions: str = p(
+        "templates",
+        "the instruction around each variant: the grader's templates, or final_answer "
+        "(DARS's chat prompts ending 'Final Answer: <...>'; dars.prompting.templates)",
+        kind="str",
+        choices=INSTRUCTIONS,
+        what="a known instruction style",
     )
 
 

@@ -4,6 +4,11 @@ gemma-3-270m as shipped is a *base* model (its GGUF has no chat template), so pr
 are completion-style: zero-shot is the message followed by a response cue, few-shot
 prepends worked examples in the same format. Code prompts end inside the open code
 block so the model continues the function body, as in the HumanEval protocol.
+
+`chat` (for chat endpoints, e.g. the openai backend with `endpoint: chat`): the variant's
+message is sent as it is, as the user turn (the instruction is already in it, e.g. the
+`Final Answer:` line of `reformulate.instructions: final_answer`); no cue, no examples,
+and no grader stop sequences (a reasoning model's answer has blank lines).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ def render(
     *, message: str, grader: str, prompting: str, examples: list[tuple[str, str]] | None = None
 ) -> str:
     examples = examples or []
+    if prompting == "chat":
+        return message
     if prompting == "zero_shot":
         examples = []
     if grader == "code":
@@ -42,5 +49,9 @@ def render(
     return f"{shots}{message.rstrip()}\n{RESPONSE_CUE}"
 
 
-def stops_for(grader: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+def stops_for(
+    grader: str, extra: tuple[str, ...] = (), *, prompting: str = "zero_shot"
+) -> tuple[str, ...]:
+    if prompting == "chat":
+        return tuple(extra)
     return STOPS.get(grader, STOPS["exact"]) + tuple(extra)

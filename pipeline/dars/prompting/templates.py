@@ -7,6 +7,9 @@ format.
 
 from __future__ import annotations
 
+import re
+
+from dars.core.params import INSTRUCTIONS  # noqa: F401  (re-exported: the instruction styles)
 from dars.core.schema import GRADERS
 
 # --- instruction templates -------------------------------------------------------------
@@ -103,6 +106,28 @@ def fence(code: str) -> str:
     return f"```python\n{code}{'' if code.endswith(chr(10)) else chr(10)}```"
 
 
-def wrap(*, grader: str, template: int, problem: str) -> str:
-    """The full user message: instruction template `template` of `grader` around `problem`."""
+# `reformulate.instructions: final_answer` (the DARS preset, params/dars.yaml): one chat-style
+# instruction per grader asking for a last line `Final Answer: <...>`, after the problem
+# (for DROP: the passage, then the question, then the instruction). Options written
+# `(A) text` at the start of a line are shown as `A. text`. Graders without an entry use
+# "*"; code keeps its first template (the fenced function).
+FINAL_ANSWER: dict[str, str] = {
+    "choice": "{problem}\n\nAnswer the multiple-choice question above. Think step by step, "
+    "then end your response with a final line of the form 'Final Answer: <letter>', where "
+    "<letter> is the letter of the correct option.",
+    "f1": "{problem}\n\nAnswer the question using the passage above. Think step by step, "
+    "then end your response with a final line of the form 'Final Answer: <answer>' "
+    "(separate several answers with '|').",
+    "*": "{problem}\n\nSolve the problem above. Think step by step, then end your response "
+    "with a final line of the form 'Final Answer: <answer>'.",
+}
+_PAREN_OPTION = re.compile(r"^\(([A-Z])\)[ \t]*", re.MULTILINE)
+
+
+def wrap(*, grader: str, template: int, problem: str, instructions: str = "templates") -> str:
+    """The full user message: instruction template `template` of `grader` around `problem`
+    (`instructions: final_answer`: the one chat instruction of FINAL_ANSWER)."""
+    if instructions == "final_answer" and grader != "code":
+        text = _PAREN_OPTION.sub(r"\1. ", problem)
+        return FINAL_ANSWER.get(grader, FINAL_ANSWER["*"]).format(problem=text)
     return TEMPLATES[grader][template].format(problem=problem, code=fence(problem))

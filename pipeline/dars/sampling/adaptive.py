@@ -509,6 +509,7 @@ def sample_model_adaptive(
                 prompt=texts[(query_id, v)],
                 grader=q["grader"],
                 reference=q["reference"],
+                task=q.get("task"),
             )
             reqs = [reqs[i] for i in ids]
             results, attempts = generate_with_retries(backend, reqs, sample.max_retries)

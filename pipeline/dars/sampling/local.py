@@ -37,6 +37,7 @@ def sample_units(
             prompt=u.prompt,
             grader=u.grader,
             reference=u.reference,
+            task=u.task,
         )
         for u in units
     ]

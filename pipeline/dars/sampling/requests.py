@@ -32,8 +32,10 @@ def plan_requests(
     prompt: str,
     grader: str,
     reference: str,
+    task: str | None = None,
 ) -> list[GenRequest]:
-    """A pure request planner: the N requests of one variant."""
+    """A pure request planner: the N requests of one variant (`task` picks a per-task
+    `max_tokens`)."""
     return [
         GenRequest(
             query_id=query_id,
@@ -47,8 +49,8 @@ def plan_requests(
                 sample_id=i,
             ),
             prompt=prompt,
-            stop=prompting.stops_for(grader, config.stop),
-            max_tokens=config.max_tokens,
+            stop=prompting.stops_for(grader, config.stop, prompting=config.prompting),
+            max_tokens=config.max_tokens_for(task),
             temperature=config.temperature,
             top_p=config.top_p,
             grader=grader,

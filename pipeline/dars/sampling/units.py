@@ -20,10 +20,10 @@ from dars.sampling.shards import shard_key
 
 
 def work_units(queries: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
-    """The accepted variants joined to their query's grader and reference, sorted."""
+    """The accepted variants joined to their query's grader, reference (and task), sorted."""
     acc = variants[variants["accepted"].astype(bool)]
     units = acc.merge(
-        queries[["query_id", "grader", "reference"]],
+        queries[["query_id", "grader", "reference"] + (["task"] if "task" in queries else [])],
         on="query_id",
         how="left",
         validate="many_to_one",
@@ -44,7 +44,11 @@ def render_prompt(*, config: ModelConfig, message: str, grader: str) -> str:
         message=message,
         grader=grader,
         prompting=config.prompting,
-        examples=few_shot_examples(grader)[: config.shots or None],
+        examples=(
+            few_shot_examples(grader)[: config.shots or None]
+            if config.prompting == "few_shot"
+            else []  # zero_shot and chat use no examples (math/f1 have none)
+        ),
     )
 
 
@@ -58,6 +62,7 @@ class WorkUnit:
     grader: str
     reference: str
     shard: Path
+    task: str | None = None  # picks a per-task max_tokens
 
     def as_row(self) -> dict[str, Any]:
         return {**asdict(self), "shard": str(self.shard)}
@@ -95,6 +100,7 @@ def plan_units(
                 grader=u.grader,
                 reference=u.reference,
                 shard=shard_dir / f"{key}.parquet",
+                task=getattr(u, "task", None),
             )
         )
     return plan

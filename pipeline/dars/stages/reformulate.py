@@ -6,7 +6,11 @@ Params (section `reformulate`):
 - `method` (default `template`): the rewriter, `template` or `llm` (see below);
 - `llm` (only for `method: llm`): `model` (a model configuration with the same keys as
   under `models:`, default gemma-3-270m through llama.cpp), `seed`, `attempts`
-  (candidates drawn per wanted variant) and `checks` (`dars.prompting.rewrite_checks`).
+  (candidates drawn per wanted variant) and `checks` (`dars.prompting.rewrite_checks`);
+- `instructions` (default `templates`): the instruction wrapped around every variant,
+  `templates` (below) or `final_answer` (DARS's chat prompts: one instruction per grader
+  asking for a last line `Final Answer: <...>`, options shown as `A. ...`;
+  `dars.prompting.templates.FINAL_ANSWER`).
 
 The variant `prompt` is the FULL user message sent to the model: an instruction template
 wrapped around the problem. The `template` method combines
@@ -29,8 +33,8 @@ reject_reason. It draws up to `attempts * (k - 1)` candidates to get k - 1 accep
 ones, so a query can end with fewer than k accepted variants.
 
 To add a rewriter: write a function
-`(*, query: Mapping[str, str], k: int) -> list[dict]` returning K variant rows (variant 0
-the original; rejected paraphrases with accepted=False and a reject_reason) and register
+`(*, query: Mapping[str, str], k: int, instructions: str) -> list[dict]` returning K variant
+rows (variant 0 the original; rejected paraphrases with accepted=False and a reject_reason) and register
 it with `@REWRITERS.register("<name>")`.
 """
 
@@ -52,7 +56,7 @@ from dars.core.errors import InputDataError, ParamsError, UnknownNameError
 from dars.core.params import ModelConfig, load_params
 from dars.core.registry import Registry, unknown_name_message
 from dars.core.schema import GRADERS, QUERIES, VARIANTS, names
-from dars.prompting.templates import TEMPLATES, wrap
+from dars.prompting.templates import INSTRUCTIONS, TEMPLATES, wrap
 from dars.prompting.rewrite_checks import CheckConfig
 from dars.tasks import arithmetic
 
@@ -103,12 +107,25 @@ def variant_row(*, query_id: str, variant_id: int, prompt: str, method: str) -> 
     }
 
 
+def instructions_setting(params: Mapping[str, Any]) -> str:
+    """`reformulate.instructions` (checked by the schema; `templates` without params)."""
+    if not params or "reformulate" not in params:
+        return "templates"
+    value = params_schema.section(params, "reformulate").instructions
+    assert value in INSTRUCTIONS
+    return str(value)
+
+
 @REWRITERS.register("template")
-def template_variants(*, query: Mapping[str, Any], k: int) -> list[dict[str, Any]]:
+def template_variants(
+    *, query: Mapping[str, Any], k: int, instructions: str = "templates"
+) -> list[dict[str, Any]]:
     """K distinct template (+ surface) variants of one query; variant 0 the original."""
     grader = query["grader"]
     problem = arithmetic_problem(query)
     available = max_variants(grader=grader, has_surface=problem is not None)
+    if instructions == "final_answer":  # one instruction: only surface rewrites differ
+        available = arithmetic.N_STYLES if problem is not None else 1
     if k > available:
         raise ParamsError(
             f"Parameter 'reformulate.k' = {k} is more than the {available} distinct "
@@ -118,7 +135,7 @@ def template_variants(*, query: Mapping[str, Any], k: int) -> list[dict[str, Any
     n_templates = len(TEMPLATES[grader])
     rows = []
     for i in range(k):
-        template = i % n_templates
+        template = 0 if instructions == "final_answer" else i % n_templates
         surface = i % arithmetic.N_STYLES if problem is not None else 0
         text = (
             arithmetic.render(problem, surface)
@@ -129,7 +146,9 @@ def template_variants(*, query: Mapping[str, Any], k: int) -> list[dict[str, Any
             variant_row(
                 query_id=query["query_id"],
                 variant_id=i,
-                prompt=wrap(grader=grader, template=template, problem=text),
+                prompt=wrap(
+                    grader=grader, template=template, problem=text, instructions=instructions
+                ),
                 method=method_name(template=template, surface=surface),
             )
         )
@@ -179,7 +198,7 @@ def reformulate(
     paraphraser: LLMParaphraser | None = None,
 ) -> list[dict[str, Any]]:
     fn = rewriter(method)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"instructions": instructions_setting(params or {})}
     if method == "llm":
         extra["paraphraser"] = paraphraser or LLMParaphraser.from_params(params or {})
     try:
@@ -243,7 +262,8 @@ DEFAULT_REWRITER_MODEL = params_schema.DEFAULT_REWRITER_MODEL
 def paraphrase_prompt(*, grader: str, problem: str) -> str:
     """Completion-style few-shot prompt; the model continues after the last `Rewrite:`."""
     shots = "".join(
-        f"Original:\n{o.strip()}\nRewrite:\n{r.strip()}\n\n" for o, r in PARAPHRASE_EXAMPLES[grader]
+        f"Original:\n{o.strip()}\nRewrite:\n{r.strip()}\n\n"
+        for o, r in PARAPHRASE_EXAMPLES.get(grader, PARAPHRASE_EXAMPLES["exact"])
     )
     return f"{PARAPHRASE_HEADER}{shots}Original:\n{problem.strip()}\nRewrite:\n"
 
@@ -304,7 +324,7 @@ class LLMParaphraser:
                 seed=paraphrase_seed(seed=self.seed, query_id=query["query_id"], attempt=a),
                 prompt=prompt,
                 stop=stop,
-                max_tokens=self.config.max_tokens,
+                max_tokens=self.config.max_tokens_for(query.get("task")),
                 temperature=self.config.temperature,
                 top_p=self.config.top_p,
                 grader=grader,
@@ -328,7 +348,11 @@ class LLMParaphraser:
 
 @REWRITERS.register("llm")
 def llm_variants(
-    *, query: Mapping[str, Any], k: int, paraphraser: LLMParaphraser
+    *,
+    query: Mapping[str, Any],
+    k: int,
+    paraphraser: LLMParaphraser,
+    instructions: str = "templates",
 ) -> list[dict[str, Any]]:
     """Variant 0 the original; then checked LLM paraphrases until k - 1 are accepted or
     `attempts * (k - 1)` candidates are spent. Rejected ones are kept with their reason."""
@@ -339,7 +363,7 @@ def llm_variants(
         variant_row(
             query_id=query["query_id"],
             variant_id=0,
-            prompt=wrap(grader=grader, template=0, problem=original),
+            prompt=wrap(grader=grader, template=0, problem=original, instructions=instructions),
             method="original",
         )
     ]
@@ -369,7 +393,11 @@ def llm_variants(
             row = variant_row(
                 query_id=query["query_id"],
                 variant_id=attempt + 1,
-                prompt=wrap(grader=grader, template=0, problem=cand) if cand else "",
+                prompt=(
+                    wrap(grader=grader, template=0, problem=cand, instructions=instructions)
+                    if cand
+                    else ""
+                ),
                 method=f"llm:{paraphraser.config.name}",
             )
             row["accepted"] = ok
@@ -383,6 +411,7 @@ def run(*, params_path: str | Path, queries: str | Path, out: str | Path) -> dic
     settings = params_schema.section(params, "reformulate")
     k, method = settings.k, settings.method
     rewriter(method)  # fail on a bad method before reading any data
+    instructions_setting(params)
     df = io.read_frame(queries, required=names(QUERIES), what="queries")
     rows = df[names(QUERIES)].to_dict("records")
     check_queries(rows, path=str(queries))
