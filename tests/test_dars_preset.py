@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
+
 from dars.backends.base import GenResult
 from dars.cli import main
 from dars.core import io, schema

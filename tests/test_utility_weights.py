@@ -4,6 +4,7 @@ number): parsing, aggregate, train targets and the routing metrics use the same 
 import numpy as np
 import pandas as pd
 import pytest
+
 from dars.core.errors import InputDataError, ParamsError
 from dars.core.params import check_all, errors, section
 from dars.evaluation import metrics as M

@@ -4,6 +4,7 @@ and `evaluate` reporting every router under each view next to the full label."""
 import numpy as np
 import pandas as pd
 import pytest
+
 from dars.core.errors import InputDataError
 from dars.core.io import write_frame
 from dars.evaluation import metrics as M

@@ -44,6 +44,10 @@ import numpy as np
 import pandas as pd
 
 from dars.core.errors import InputDataError, RouterInterfaceError
+from dars.core.io import write_json
+from dars.labels import utility as W
+from dars.labels import views as V
+from dars.routers import ROUTERS, make_router
 from dars.stages.evaluate import (
     DEFAULT_LAMBDAS,
     EvalSettings,
@@ -51,10 +55,6 @@ from dars.stages.evaluate import (
     evaluate_systems,
     evaluate_views,
 )
-from dars.core.io import write_json
-from dars.labels import utility as W
-from dars.labels import views as V
-from dars.routers import ROUTERS, make_router
 from dars.stages.train import LABEL_COLUMNS, dars_targets
 
 CONFIGS = ("queries", "labels")
