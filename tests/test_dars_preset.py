@@ -128,6 +128,28 @@ def test_chat_prompting_sends_the_variant_as_is_with_the_tasks_token_budget(tmp_
         assert all(r.stop == () and r.temperature == 0.7 for r in reqs)
 
 
+def test_the_rewriter_does_not_stop_at_a_drop_passages_blank_line():
+    seen = []
+
+    class Recorder:
+        def generate_variant(self, requests):
+            seen.extend(requests)
+            return [GenResult("x", 1, 1, "stop", 0.0) for _ in requests]
+
+    p = load_params(PRESET)
+    llm = p["reformulate"]["llm"]
+    para = reformulate.LLMParaphraser(
+        config=model_config({"models": {"rewriter": llm["model"]}}, "rewriter"),
+        backend=Recorder(),
+        embed=None,
+        checks=check_config(llm["checks"]),
+    )
+    for grader in ("f1", "math", "choice"):
+        para.draw(query={"query_id": "q", "grader": grader, "prompt": "P.\n\nQ?"}, attempts=[0])
+    stops = [r.stop for r in seen]
+    assert "\n\n" not in stops[0] and "\n\n" not in stops[1] and "\n\n" in stops[2]
+
+
 # ------------------------------------------------------------------ fixture rows per schema
 
 GPQA_ROWS = [

@@ -33,9 +33,9 @@ reject_reason. It draws up to `attempts * (k - 1)` candidates to get k - 1 accep
 ones, so a query can end with fewer than k accepted variants.
 
 To add a rewriter: write a function
-`(*, query: Mapping[str, str], k: int, instructions: str) -> list[dict]` returning K variant
-rows (variant 0 the original; rejected paraphrases with accepted=False and a reject_reason) and register
-it with `@REWRITERS.register("<name>")`.
+`(*, query: Mapping[str, str], k: int, instructions: str) -> list[dict]` returning K
+variant rows (variant 0 the original; rejected paraphrases with accepted=False and a
+reject_reason) and register it with `@REWRITERS.register("<name>")`.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ from dars.core.errors import InputDataError, ParamsError, UnknownNameError
 from dars.core.params import ModelConfig, load_params
 from dars.core.registry import Registry, unknown_name_message
 from dars.core.schema import GRADERS, QUERIES, VARIANTS, names
-from dars.prompting.templates import INSTRUCTIONS, TEMPLATES, wrap
 from dars.prompting.rewrite_checks import CheckConfig
+from dars.prompting.templates import INSTRUCTIONS, TEMPLATES, wrap
 from dars.tasks import arithmetic
 
 # Methods that are designed but not built yet: asking for one fails with this note.
@@ -315,7 +315,10 @@ class LLMParaphraser:
 
         grader = query["grader"]
         prompt = paraphrase_prompt(grader=grader, problem=query["prompt"])
-        stop = ("\nOriginal:", "\n\n") if grader != "code" else ("\nOriginal:",)
+        # multi-paragraph problems (code, a DROP passage then its question, MATH) must not
+        # stop at a blank line: the rewrite would lose everything after the first paragraph
+        multi = grader in ("code", "f1", "math")
+        stop = ("\nOriginal:",) if multi else ("\nOriginal:", "\n\n")
         reqs = [
             GenRequest(
                 query_id=query["query_id"],
