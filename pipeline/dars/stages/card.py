@@ -55,6 +55,7 @@ from dars.core.params import (
     model_names,
     section,
 )
+from dars.versioning.report import card_changes
 
 CONFIGS = ("queries", "labels", "outcomes", "generations")
 CONTRACT = {
@@ -662,6 +663,18 @@ def run(
             "router_metrics": metric_table(metrics),
         }
         text = render_card(template_path=template, context=context)
+        changes = card_changes(  # `card.previous`: a "Changes since" section (or None)
+            params=params,
+            queries=tables["queries"],
+            labels=tables["labels"],
+            outcomes=tables["outcomes"],
+            splits=assignment,
+            router_metrics=metrics,
+            contract_version=schema.CONTRACT_VERSION,
+            package_version=dars.__version__,
+        )
+        if changes:
+            text = text.rstrip("\n") + "\n\n" + changes[0]
         write_text(text, tmp / "README.md")
 
         inputs = [Path(queries), Path(labels), Path(splits), report_path, metrics_path]
@@ -676,6 +689,8 @@ def run(
             lock_path=Path(lock),
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
+        if changes:
+            manifest["previous"] = changes[1]
         write_json(manifest, tmp / MANIFEST)
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
