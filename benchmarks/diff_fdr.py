@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from dars.versioning.compare import bh_flags, label_changes
 from dars.versioning.simulate import simulated_truth, simulated_version
 
@@ -60,7 +59,9 @@ def one_diff(truth, *, seed: int, n: int, shift: dict[str, float], method: str) 
     pairs = label_changes(old, new, fdr=0.05)
     p = pairs["p_value"].to_numpy()
     if method == "beta_exact":
-        p = exact_beta_p(pairs["alpha_old"], pairs["beta_old"], pairs["alpha_new"], pairs["beta_new"])
+        p = exact_beta_p(
+            pairs["alpha_old"], pairs["beta_old"], pairs["alpha_new"], pairs["beta_new"]
+        )
     shifted = pairs["model"].isin(list(shift)).to_numpy()
     out = {"tested": int((~np.isnan(p)).sum()), "pairs": len(p)}
     nulls = p[~shifted & ~np.isnan(p)]
@@ -79,7 +80,7 @@ def one_diff(truth, *, seed: int, n: int, shift: dict[str, float], method: str) 
             "power": float(flags[shifted].mean()) if shifted.any() else None,
         }
         if shift:
-            (model, d), = shift.items()
+            ((model, d),) = shift.items()
             big = np.abs(_true_delta(truth, model, d)) >= 0.1
             order = pairs.loc[shifted, "query_id"].to_numpy()
             idx = np.searchsorted(truth.query_ids, order)
@@ -154,7 +155,14 @@ def main() -> None:
         print(method, json.dumps(result["null"][method]["q0.05"]))
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     result["loadavg"] = os.getloadavg()
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    import scipy
+
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {a.out} ({result['wall_s']} s)")

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from dars import cli
 from dars.core import schema
-from dars.versioning import compare, report, sources
+from dars.versioning import compare, report
 from dars.versioning.simulate import simulated_truth, simulated_version
+
 from tests.conftest import REPO, DvcRepo
 
 ABILITIES = {"m-a": 1.0, "m-b": 0.0, "m-c": -1.0}
@@ -132,7 +132,11 @@ def test_beta_test_uses_the_posterior_pseudo_counts():
     assert 0.005 < p[0] < 0.05  # between the raw pooled test (0/10 vs 5/10) and Fisher's
     t, p = compare.beta_test(np.array([2.0]), np.array([3.0]), np.array([2.0]), np.array([3.0]))
     assert t[0] == 0.0 and p[0] == pytest.approx(1.0)
-    assert np.isnan(compare.beta_test(np.array([np.nan]), np.array([1.0]), np.array([1.0]), np.array([1.0]))[1][0])
+    assert np.isnan(
+        compare.beta_test(np.array([np.nan]), np.array([1.0]), np.array([1.0]), np.array([1.0]))[1][
+            0
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------- simulator
@@ -160,10 +164,14 @@ def test_shifted_model_is_flagged_and_no_other(truth, labels_only):
         old.scores = new.scores = None
     diff = compare.diff_versions(old, new, fdr=Q)
     pairs = compare.label_changes(old, new, fdr=Q)
-    assert set(pairs.loc[pairs["changed"], "model"]) == {"m-b"}
+    flagged = pairs.loc[pairs["changed"], "model"]
+    # with these seeds no other model's pair is flagged; in general BH allows q of the
+    # flags to be false (measured: benchmarks/results/diff_fdr.json)
+    assert set(flagged) == {"m-b"}
+    assert (flagged != "m-b").sum() <= Q * len(flagged)
     by_model = diff["labels"]["by_model"]
     assert by_model["m-b"]["share"] > 0.25  # measured power: benchmarks/diff_fdr.py
-    assert by_model["m-a"]["changed"] == by_model["m-c"]["changed"] == 0
+    assert by_model["m-a"]["share"] <= Q and by_model["m-c"]["share"] <= Q
     assert all(r["delta"] > 0 for r in by_model["m-b"]["largest"])
     # decisions: the shifted model now wins more queries; changes name it
     dec = diff["decisions"]
@@ -198,18 +206,30 @@ def test_diff_of_two_publish_folders_through_the_cli(truth, tmp_path, capsys):
         tmp_path / "b", simulated_version(truth, n=5, seed=2, shift={"m-a": -3.0}, name="0.2.0")
     )
     rc = cli.main(
-        ["diff", str(a), str(b), "--out", str(tmp_path / "d.json"), "--markdown", str(tmp_path / "d.md")]
+        [
+            "diff",
+            str(a),
+            str(b),
+            "--out",
+            str(tmp_path / "d.json"),
+            "--markdown",
+            str(tmp_path / "d.md"),
+        ]
     )
     assert rc == 0, capsys.readouterr().err
     diff = json.loads((tmp_path / "d.json").read_text())
     assert diff["old"]["kind"] == "folder" and diff["new"]["name"].startswith("0.2.0")
-    assert diff["labels"]["methods"] == {"scores": diff["labels"]["tested"]} or "untestable" in diff[
-        "labels"
-    ]["methods"]
+    assert (
+        diff["labels"]["methods"] == {"scores": diff["labels"]["tested"]}
+        or "untestable" in diff["labels"]["methods"]
+    )
     assert diff["labels"]["by_model"]["m-a"]["changed"] > 0
     assert diff["labels"]["by_model"]["m-b"]["changed"] == 0
     assert diff["shape"]["params"]["changed"]["sample.seed"]["new"].endswith("seed2")
-    assert diff["old"]["manifest_sha256"] == hashlib.sha256((a / "MANIFEST.json").read_bytes()).hexdigest()
+    assert (
+        diff["old"]["manifest_sha256"]
+        == hashlib.sha256((a / "MANIFEST.json").read_bytes()).hexdigest()
+    )
     assert diff["routers"]["systems"]["routers/knn/dars"]["utility"]["delta"] == 0.0
     md = (tmp_path / "d.md").read_text()
     assert md.startswith("# Changes from 0.1.0") and "## Decisions" in md
@@ -259,14 +279,14 @@ from dars.versioning.simulate import simulated_truth, simulated_version
 from tests.test_diff import write_build
 p = yaml.safe_load(open("params.yaml"))
 truth = simulated_truth(n_queries=30, abilities=p["models"], k=2)
-write_build(Path("."), simulated_version(truth, n=4, seed=p["sample"]["seed"],
+write_build(Path("."), simulated_version(truth, n=10, seed=p["sample"]["seed"],
             shift=p.get("shift") or {{}}, name=p["dataset_version"]))
 """
 
 
 def test_git_revision_diff_reads_through_dvc_from_a_local_remote(tmp_path, capsys):
-    repo = DvcRepo(tmp_path / "repo", {"dataset_version": "0.1.0", "sample": {"seed": 1},
-                                       "models": {"m-a": 1.0, "m-b": 0.0}, "shift": {}})  # fmt: skip
+    params = {"dataset_version": "0.1.0", "sample": {"seed": 1}, "shift": {}}
+    repo = DvcRepo(tmp_path / "repo", {**params, "models": {"m-a": 1.0, "m-b": 0.0}})
     (repo.root / "make_build.py").write_text(MAKE_BUILD.format(repo=str(REPO)))
     outs = ["data/queries.parquet", "data/labels.parquet", "data/splits.parquet", "data/outcomes"]
     stage = {
@@ -283,8 +303,9 @@ def test_git_revision_diff_reads_through_dvc_from_a_local_remote(tmp_path, capsy
     repo.git("add", "-A")
     repo.git("commit", "-qm", "0.1.0")
     repo.git("tag", "v0.1.0")
+    repo.dvc("push")
     repo.write_params({**repo.params(), "dataset_version": "0.2.0", "sample": {"seed": 2},
-                       "shift": {"m-b": 3.0}})  # fmt: skip
+                       "shift": {"m-b": 4.0}})  # fmt: skip
     repo.dvc("repro")
     repo.git("add", "-A")
     repo.git("commit", "-qm", "0.2.0")
@@ -292,7 +313,9 @@ def test_git_revision_diff_reads_through_dvc_from_a_local_remote(tmp_path, capsy
     shutil.rmtree(repo.root / ".dvc" / "cache")  # the data must come from the remote
     shutil.rmtree(repo.root / "data")
 
-    rc = cli.main(["diff", "v0.1.0", "HEAD", "--repo", str(repo.root), "--out", str(tmp_path / "d.json")])
+    rc = cli.main(
+        ["diff", "v0.1.0", "HEAD", "--repo", str(repo.root), "--out", str(tmp_path / "d.json")]
+    )
     assert rc == 0, capsys.readouterr().err
     diff = json.loads((tmp_path / "d.json").read_text())
     assert diff["old"]["kind"] == diff["new"]["kind"] == "git"
@@ -337,7 +360,10 @@ def test_card_changes_section_and_previous_manifest_hash(truth, tmp_path):
     text, record = out
     assert text.startswith("## Changes since 0.1.0\n")
     assert "### Labels" in text and "m-c" in text
-    assert record["manifest_sha256"] == hashlib.sha256((prev / "MANIFEST.json").read_bytes()).hexdigest()
+    assert (
+        record["manifest_sha256"]
+        == hashlib.sha256((prev / "MANIFEST.json").read_bytes()).hexdigest()
+    )
     assert record["labels_changed"] > 0
     assert report.card_changes(
         params={"card": {}}, queries=None, labels=None, outcomes=None, splits={},

@@ -71,7 +71,9 @@ def render_markdown(diff: Mapping[str, Any], *, title: str | None = None, level:
     )
     lines.append(f"- queries per split: {per_split}")
     dv, cv = s["dataset_version"], s["contract_version"]
-    lines.append(f"- dataset version: {dv['old']} -> {dv['new']}; contract: v{cv['old']} -> v{cv['new']}")
+    lines.append(
+        f"- dataset version: {dv['old']} -> {dv['new']}; contract: v{cv['old']} -> v{cv['new']}"
+    )
     go, gn = s["generators"]["old"], s["generators"]["new"]
     lines.append(f"- package: dars {go['package_version']} -> {gn['package_version']}")
     for m in sorted(set(go["models"]) | set(gn["models"])):
@@ -104,7 +106,11 @@ def render_markdown(diff: Mapping[str, Any], *, title: str | None = None, level:
             f"| {m} | {g['pairs']} | {g['tested']} | {g['changed']} | {_pct(g['share'])} | "
             f"{_f(g['mean_delta'], '+.3f')} |"
         )
-    lines += ["", "| task | pairs | tested | changed | share | mean change |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| task | pairs | tested | changed | share | mean change |",
+        "|---|---|---|---|---|---|",
+    ]
     for t, g in lab["by_task"].items():
         lines.append(
             f"| {t} | {g['pairs']} | {g['tested']} | {g['changed']} | {_pct(g['share'])} | "

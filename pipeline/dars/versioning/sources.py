@@ -219,9 +219,7 @@ def load_folder(folder: str | Path, *, spec: str | None = None, kind: str = "fol
     if not folder.is_dir():
         raise VersionNotFoundError(f"folder {str(folder)!r} does not exist")
     missing = [MANIFEST] if not (folder / MANIFEST).is_file() else []
-    missing += [
-        f"{c}/<split>.parquet" for c in ("queries", "labels") if not (folder / c).is_dir()
-    ]
+    missing += [f"{c}/<split>.parquet" for c in ("queries", "labels") if not (folder / c).is_dir()]
     if missing:
         raise NotPublishLayoutError(
             f"folder {str(folder)!r} is not a publish layout: it lacks {', '.join(missing)} "
