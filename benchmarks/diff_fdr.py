@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from dars.versioning.compare import bh_flags, label_changes
 from dars.versioning.simulate import simulated_truth, simulated_version
 

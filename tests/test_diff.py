@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from dars import cli
 from dars.core import schema
 from dars.versioning import compare, report
 from dars.versioning.simulate import simulated_truth, simulated_version
-
-from tests.conftest import REPO, DvcRepo
+from tests.conftest import REPO, DvcRepo, base_params
 
 ABILITIES = {"m-a": 1.0, "m-b": 0.0, "m-c": -1.0}
 Q = 0.05
@@ -349,7 +349,10 @@ def test_card_changes_section_and_previous_manifest_hash(truth, tmp_path):
     import pyarrow as pa
 
     out = report.card_changes(
-        params={"dataset_version": "0.2.0", "card": {"previous": str(prev)}},
+        params={
+            "dataset_version": "0.2.0",
+            "card": {**base_params()["card"], "previous": str(prev)},
+        },
         queries=pa.Table.from_pandas(cur.queries),
         labels=pa.Table.from_pandas(cur.labels),
         outcomes=pa.Table.from_pandas(outcome_rows(cur)),
@@ -367,7 +370,7 @@ def test_card_changes_section_and_previous_manifest_hash(truth, tmp_path):
     )
     assert record["labels_changed"] > 0
     assert report.card_changes(
-        params={"card": {}}, queries=None, labels=None, outcomes=None, splits={},
+        params={"card": base_params()["card"]}, queries=None, labels=None, outcomes=None, splits={},
         router_metrics=None, contract_version="1", package_version="0",
     ) is None  # fmt: skip
 
