@@ -356,8 +356,9 @@ def splits_section(old: Version, new: Version) -> dict[str, Any]:
             for r in moved.sort_values("query_id").head(LIST_LIMIT).itertuples()
         ],
         "warning": (
-            f"{len(moved)} queries moved between splits: router results on the two versions "
-            "are not comparable (a query may now be tested on after being trained on)"
+            f"{len(moved)} {'query' if len(moved) == 1 else 'queries'} moved between splits: "
+            "router results on the two versions are not comparable (a query may now be "
+            "tested on after being trained on)"
             if len(moved)
             else None
         ),

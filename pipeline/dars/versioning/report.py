@@ -56,7 +56,8 @@ def render_markdown(diff: Mapping[str, Any], *, title: str | None = None, level:
     sp = diff["splits"]
     if sp["moved"]:
         lines += [
-            f"> **WARNING: {sp['moved']} of {sp['queries']} queries moved between splits** "
+            f"> **WARNING: {sp['moved']} of {sp['queries']} queries in both versions moved "
+            "between splits** "
             f"({', '.join(f'{k}: {v}' for k, v in sp['transitions'].items())}). Router "
             "results on the two versions are not comparable.",
             "",
@@ -81,7 +82,7 @@ def render_markdown(diff: Mapping[str, Any], *, title: str | None = None, level:
         if a != b:
             lines.append(f"- generator `{m}`: {_gen(a)} -> {_gen(b)}")
     changed = s["params"]["changed"]
-    lines.append(f"- params.yaml ({s['params']['source']}): {len(changed)} keys changed")
+    lines.append(f"- params.yaml ({s['params']['source']}): {len(changed)} changed key(s)")
     for k, v in list(changed.items())[:15]:
         lines.append(f"  - `{k}`: `{v['old']}` -> `{v['new']}`")
     if len(changed) > 15:
@@ -152,7 +153,7 @@ def render_markdown(diff: Mapping[str, Any], *, title: str | None = None, level:
         ]
         for system, rows in routers["systems"].items():
             for metric, r in rows.items():
-                if metric not in ("utility", "quality", "cost"):
+                if metric != "utility":
                     continue
                 ci = (
                     f"[{_f(r['ci_low'], '+.3f')}, {_f(r['ci_high'], '+.3f')}]"
@@ -164,7 +165,10 @@ def render_markdown(diff: Mapping[str, Any], *, title: str | None = None, level:
                     f"{_f(r.get('delta'), '+.3f')} | {ci} |"
                 )
         lines.append("")
-        lines.append("All headline metrics (regret, apgr, nauc, verdict_flip too) are in the JSON.")
+        lines.append(
+            "Utility only here; every headline metric (quality, cost, regret, apgr, nauc, "
+            "verdict_flip) is in the JSON."
+        )
     return "\n".join(lines) + "\n"
 
 
