@@ -310,7 +310,8 @@ def run(
     print(
         f"diff {a.name} -> {b.name}: {lab['changed']}/{lab['tested']} labels changed "
         f"(BH q={fdr:g}); best model changed for {dec['changed']}/{dec['queries']} queries "
-        f"({dec['significant']} significant); {sp['moved']} queries moved between splits"
+        f"({dec['significant']} significant); {sp['moved']} "
+        f"{'query' if sp['moved'] == 1 else 'queries'} moved between splits"
         + "".join(f"; -> {p}" for p in (out, markdown) if p)
     )
     if not (out or markdown):
