@@ -13,7 +13,8 @@ Both tests of `dars diff` are measured: `scores` (outcomes on both sides) and `b
 (labels only: the Beta posteriors' pseudo-counts), plus `beta_exact`, the exact posterior
 probability of a difference, which `dars diff` does not use (it is anti-conservative).
 
-    python benchmarks/diff_fdr.py [--replicates 200] [--out benchmarks/results/diff_fdr.json]
+    python benchmarks/diff_fdr.py [--replicates 100] [--out benchmarks/results/diff_fdr.json]
+    python benchmarks/diff_fdr.py --table     # the Markdown table of docs/diff.md
 """
 
 from __future__ import annotations
@@ -116,6 +117,30 @@ def summarise(runs: list[dict], shift: bool) -> dict:
     return s
 
 
+def table(result: dict, q: float = 0.05) -> str:
+    """The Markdown table of docs/diff.md (one q), from a result JSON."""
+    rows = [
+        f"| test | versions | realised FDR at q = {q:g} | P(any false flag) | share flagged "
+        "| power | power, Δ ≥ 0.1 | null pairs p ≤ 0.05 / 0.01 / 0.001 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    cases = [(m, "null", result["null"][m]) for m in result["null"]]
+    cases += [
+        (k.split("_mid")[0], f"shift {k.split('_')[-1]}", v) for k, v in result["shift"].items()
+    ]
+    for method, what, s in cases:
+        r = s[f"q{q}"]
+        power = f"{r['power']:.3f}" if "power" in r else "-"
+        big = f"{r['power_delta_ge_0.1']:.3f}" if "power" in r else "-"
+        type1 = " / ".join(f"{s[f'null_type1_at_{a}']:.4f}" for a in ("0.05", "0.01", "0.001"))
+        rows.append(
+            f"| {method} | {what} | {r['realised_fdr']:.3f} ± {r['fdr_se']:.3f} | "
+            f"{r['any_false_discovery']:.2f} | {r['share_flagged_mean']:.4f} | {power} | {big} "
+            f"| {type1} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--replicates", type=int, default=100)
@@ -124,7 +149,11 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results/diff_fdr.json")
+    ap.add_argument("--table", action="store_true", help="print the table of --out and exit")
     a = ap.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.out).read_text())))
+        return
     t0 = time.perf_counter()
     truth = simulated_truth(n_queries=a.queries, abilities=ABILITIES, k=a.k)
     result = {
