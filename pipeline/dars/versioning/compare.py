@@ -12,9 +12,9 @@ mean is tested two-sidedly against sampling noise:
   gives p = 1 when every score is equal, and is conservative when a label mixes rewrites
   of different difficulty (ignoring the stratification can only widen the null
   variance). At very small n the normal tail is too light (0/6 vs 6/6: p = 0.0009, the
-  exact permutation p is 0.0022); Student t with n1 + n2 - 2 df was measured too and is
-  more conservative still at the DARS size (K x N = 25: null type I 0.034 vs 0.040 at
-  0.05, power 0.27 vs 0.36 for a 2-logit shift), so the normal reference is used.
+  exact permutation p is 0.0022); Student t with n1 + n2 - 2 df was tried too and is
+  more conservative still at the DARS size (K x N = 25), with less power, so the normal
+  reference is used (its measured calibration: benchmarks/results/diff_fdr.json).
 * `beta` (a side has no outcomes for the pair, e.g. a labels-only version): the two Beta
   posteriors Beta(a1, b1) and Beta(a2, b2) of the labels, by a normal approximation of
   the difference of their means with the variance pooled under H0: the same statistic
