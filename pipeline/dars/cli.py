@@ -183,9 +183,7 @@ def _registry_checks() -> list[Callable[[dict[str, Any]], Any]]:
 def _diff(a: argparse.Namespace) -> Any:
     from dars.versioning import report
 
-    return report.run(
-        old=a.old, new=a.new, out=a.out, markdown=a.markdown, fdr=a.fdr, repo=a.repo
-    )
+    return report.run(old=a.old, new=a.new, out=a.out, markdown=a.markdown, fdr=a.fdr, repo=a.repo)
 
 
 def _check_params(a: argparse.Namespace) -> Any:
