@@ -182,6 +182,12 @@ def _registry_checks() -> list[Callable[[dict[str, Any]], Any]]:
     ]
 
 
+def _diff(a: argparse.Namespace) -> Any:
+    from dars.versioning import report
+
+    return report.run(old=a.old, new=a.new, out=a.out, markdown=a.markdown, fdr=a.fdr, repo=a.repo)
+
+
 def _check_params(a: argparse.Namespace) -> Any:
     from dars.core import params
     from dars.core.errors import DarsError
@@ -353,6 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     sp.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser("diff", help="what changed between two dataset versions")
+    sp.set_defaults(func=_diff)
+    for name in ("old", "new"):
+        sp.add_argument(
+            name, help="git revision, publish folder, or Hub id@revision (hub:ORG/NAME@REV)"
+        )
+    sp.add_argument("--out", default=None, help="diff JSON output")
+    sp.add_argument("--markdown", default=None, help="diff Markdown output")
+    sp.add_argument("--fdr", type=float, default=0.05, help="BH false discovery rate of labels")
+    sp.add_argument("--repo", default=".", help="git/DVC repository of revisions (default: .)")
 
     cmd("check-params", _check_params, "validate params.yaml without running anything")
     return p

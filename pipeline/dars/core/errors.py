@@ -105,3 +105,19 @@ class UntrustedModelError(DarsError):
 
 class RouterInterfaceError(DarsError):
     """A user router for `dars bench` breaks the interface (missing method, bad output)."""
+
+
+class VersionNotFoundError(DarsError):
+    """A dataset version given to `dars diff` (or `card.previous`) does not exist."""
+
+
+class NotPublishLayoutError(DarsError):
+    """A folder given as a dataset version is not a publish layout (`dars card` output)."""
+
+
+class VersionUnreadableError(DarsError):
+    """A dataset version exists but its data cannot be read (DVC cache/remote, network)."""
+
+
+class ContractVersionMismatchError(DarsError):
+    """Two dataset versions follow different data contract versions."""

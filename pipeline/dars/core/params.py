@@ -700,6 +700,14 @@ class CardParams:
     license: str = p(doc="licence of the compilation", kind="str", nonempty=True)
     task_categories: list[str] = p([], "Hub task categories", kind="list", item="str")
     tags: list[str] = p([], "Hub tags", kind="list", item="str")
+    previous: str | None = p(
+        None,
+        "the version before this one (git revision, publish folder or Hub ORG/NAME@REV): "
+        "the card gets 'Changes since <it>' (`dars diff`) and MANIFEST.json its manifest hash",
+        kind="str",
+        optional=True,
+        nonempty=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ from dars.core.params import (
     section,
 )
 from dars.labels import utility as W
+from dars.versioning.report import card_changes
 
 CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
 CONTRACT = {
@@ -684,6 +685,18 @@ def run(
             "router_metrics": metric_table(metrics),
         }
         text = render_card(template_path=template, context=context)
+        changes = card_changes(  # `card.previous`: a "Changes since" section (or None)
+            params=params,
+            queries=tables["queries"],
+            labels=tables["labels"],
+            outcomes=tables["outcomes"],
+            splits=assignment,
+            router_metrics=metrics,
+            contract_version=schema.CONTRACT_VERSION,
+            package_version=dars.__version__,
+        )
+        if changes:
+            text = text.rstrip("\n") + "\n\n" + changes[0]
         write_text(text, tmp / "README.md")
 
         inputs = [Path(queries), Path(variants), Path(labels), Path(splits), report_path]
@@ -700,6 +713,8 @@ def run(
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
         manifest["utility"] = {k: W.as_json(v) for k, v in context["utility"].items()}
+        if changes:
+            manifest["previous"] = changes[1]
         write_json(manifest, tmp / MANIFEST)
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
