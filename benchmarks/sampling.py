@@ -32,21 +32,22 @@ and after is recorded.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from dars.stages import prepare, reformulate
-from dars.prompting import format as prompting
 from dars.backends.base import GenRequest
 from dars.core.params import ModelConfig
+from dars.prompting import format as prompting
+from dars.stages import prepare, reformulate
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("batched", "batched_reprefill", "naive", "naive_reprefill")
@@ -174,11 +175,41 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workloads", nargs="+", default=["decode", "pipeline"])
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/sampling.json"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--pool",
+        choices=["default"],
+        default=None,
+        help="compare naive / per-variant / scheduler on params.yaml's pool",
+    )
+    ap.add_argument("--params", default=str(REPO / "params.yaml"))
+    ap.add_argument("--units-per-model", type=int, default=16)
+    ap.add_argument("--slots", type=int, default=None, help="max_num_seqs of the scheduler")
+    ap.add_argument(
+        "--compare-slots",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run the scheduler with these slot counts (same groups)",
+    )
+    ap.add_argument(
+        "--compare-at",
+        type=int,
+        nargs="*",
+        default=[3],
+        help="the N at which --compare-slots arms run",
+    )
     a = ap.parse_args()
+    a.argv = sys.argv[1:]
+    if a.pool:
+        from dars.backends.llama_cpp import DEFAULT_MAX_NUM_SEQS
+
+        a.slots = a.slots or DEFAULT_MAX_NUM_SEQS
+        a.out = a.out or str(REPO / "benchmarks/results/sampling_scheduler.json")
+        return main_pool(a)
+    a.out = a.out or str(REPO / "benchmarks/results/sampling.json")
 
     import llama_cpp
-
     from dars.backends.llama_cpp import LlamaCppBackend, resolve_model_path
 
     prompts = real_prompts(arithmetic=a.arithmetic, humaneval=a.humaneval, shots=3)
@@ -303,6 +334,222 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['prompt_sharing_speedup']:>7.2f}x{r['naive_prompt_reuse_speedup']:>12.2f}x"
             f"{r['identical_to_naive']:>6d}/{r['samples']}"
         )
+
+
+# ---------------------------------------------------------------------------------------
+# `--pool default`: the scheduler on the default params.yaml pool (issue 13)
+
+POOL_ARMS = ("naive", "per_variant", "scheduler")
+
+
+def default_pool(params_path: Path, *, units_per_model: int) -> dict[str, Any]:
+    """The default build's queries and variants (prepare + reformulate on params.yaml),
+    rendered for every model configuration of the pool, as the sample stage renders them."""
+    import pandas as pd
+    from dars.core.params import load_params, model_config, model_names
+
+    params = load_params(params_path)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        prepare.run(
+            params_path=params_path,
+            out=tmp / "q.parquet",
+            quarantine_out=tmp / "quarantine.parquet",
+            stats_out=tmp / "prepare.json",
+        )
+        reformulate.run(params_path=params_path, queries=tmp / "q.parquet", out=tmp / "v.parquet")
+        q = pd.read_parquet(tmp / "q.parquet")
+        v = pd.read_parquet(tmp / "v.parquet")
+    models = {m: model_config(params, m) for m in model_names(params)}
+    return {"params": params, "queries": q, "variants": v, "models": models,
+            "units_per_model": units_per_model}  # fmt: skip
+
+
+def pool_units(pool: dict[str, Any], *, n: int, slots: int) -> list[tuple[Any, list[Any]]]:
+    """(model config, requests of each unit) per scheduler group, model by model: the
+    first `units_per_model` units of each model in the stage's order, grouped as the
+    sample stage groups them for `slots` slots."""
+    from dars.backends.llama_cpp import units_per_group
+    from dars.core.params import SampleConfig
+    from dars.sampling.requests import plan_requests
+    from dars.sampling.units import plan_units
+
+    sample = SampleConfig(n=n, seed=int(pool["params"]["sample"]["seed"]), max_retries=0)
+    out = []
+    for config in pool["models"].values():
+        config = dataclasses.replace(config, max_num_seqs=slots)
+        with tempfile.TemporaryDirectory() as d:
+            units = plan_units(config=config, sample=sample, queries=pool["queries"],
+                               variants=pool["variants"], checkpoint_dir=Path(d))  # fmt: skip
+        units = units[: pool["units_per_model"]]
+        reqs = [
+            plan_requests(
+                config=config,
+                sample=sample,
+                query_id=u.query_id,
+                variant_id=u.variant_id,
+                prompt=u.prompt,
+                grader=u.grader,
+                reference=u.reference,
+            )  # fmt: skip
+            for u in units
+        ]
+        size = units_per_group(config, n)
+        out += [(config, reqs[i : i + size]) for i in range(0, len(reqs), size)]
+    return out
+
+
+def run_pool_arm(arm: str, engines: dict[str, Any], group: list[list[GenRequest]]) -> list[Any]:
+    """One group of units through one arm: (text, completion tokens) per sample."""
+    if arm.startswith("scheduler"):
+        res = [r for u in engines[arm].generate_units(group) for r in u]
+    elif arm == "per_variant":
+        res = [r for reqs in group for r in engines[arm].generate_variant(reqs)]
+    else:
+        out = []
+        for reqs in group:
+            engines["naive"].reset()  # every unit starts cold, as in the backend
+            out += run_naive(engines["naive"], reqs, reprefill=False)
+        return out
+    bad = [r.error for r in res if r.status != "ok"]
+    if bad:
+        raise RuntimeError(f"{arm}: {len(bad)} samples failed, e.g. {bad[0]}")
+    return [(str(r.completion), r.completion_tokens) for r in res]
+
+
+def main_pool(a: argparse.Namespace) -> None:
+    import llama_cpp
+    from dars.backends.llama_cpp import LlamaCppBackend, effective_threads, resolve_model_path
+
+    pool = default_pool(Path(a.params), units_per_model=a.units_per_model)
+    path, revision = resolve_model_path("auto")
+    threads, cpus = effective_threads(a.threads)
+
+    def backend(slots: int | None) -> Any:
+        cfg = ModelConfig(name="gemma", backend="llama_cpp", n_ctx=2048, n_threads=threads,
+                          max_num_seqs=slots)  # fmt: skip
+        return LlamaCppBackend(cfg, adapt_threads=False)  # like for like: fixed threads
+
+    extra = [f"scheduler_b{k}" for k in a.compare_slots]
+    arms = list(POOL_ARMS) + extra
+    engines = {
+        "naive": llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=threads,
+                                 n_threads_batch=threads, seed=0, verbose=False),
+        "per_variant": backend(None),
+        "scheduler": backend(a.slots),
+    }  # fmt: skip
+    for k in a.compare_slots:
+        engines[f"scheduler_b{k}"] = backend(k)
+    rows = []
+    load_start = os.getloadavg()
+    for n in a.n:
+        groups = pool_units(pool, n=n, slots=a.slots)
+        use = [x for x in arms if x not in extra or n in a.compare_at]
+        acc = {x: {"wall_s": 0.0, "tokens": 0, "texts": []} for x in use}
+        measurements = []
+        for gi, (config, group) in enumerate(groups):
+            k = gi % len(use)
+            for arm in use[k:] + use[:k]:  # interleaved, the order rotating per group
+                before = os.getloadavg()
+                t0 = time.perf_counter()
+                pairs = run_pool_arm(arm, engines, group)
+                wall = time.perf_counter() - t0
+                acc[arm]["wall_s"] += wall
+                acc[arm]["tokens"] += sum(t for _, t in pairs)
+                acc[arm]["texts"] += [t for t, _ in pairs]
+                measurements.append({
+                    "n": n, "group": gi, "model": config.name, "arm": arm,
+                    "units": len(group), "samples": len(pairs),
+                    "tokens": sum(t for _, t in pairs), "wall_s": round(wall, 3),
+                    "loadavg_before": [round(x, 2) for x in before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                })  # fmt: skip
+            print(f"N={n} group {gi + 1}/{len(groups)} ({config.name}, {len(group)} units): "
+                  + "  ".join(f"{x} {acc[x]['tokens'] / max(acc[x]['wall_s'], 1e-9):.1f}"
+                              for x in use) + f" tok/s  load {os.getloadavg()[0]:.1f}",
+                  flush=True)  # fmt: skip
+        tok_s = {x: round(acc[x]["tokens"] / acc[x]["wall_s"], 2) for x in use}
+        texts = {x: acc[x]["texts"] for x in use}
+        row = {
+            "n": n,
+            "units": sum(len(g) for _, g in groups),
+            "groups": len(groups),
+            "samples": len(texts["naive"]),
+            "completion_tokens": {x: acc[x]["tokens"] for x in use},
+            "wall_s": {x: round(acc[x]["wall_s"], 2) for x in use},
+            "tok_s": tok_s,
+            "speedup_default_params": round(tok_s["scheduler"] / tok_s["naive"], 3),
+            "scheduler_vs_per_variant": round(tok_s["scheduler"] / tok_s["per_variant"], 3),
+            "per_variant_vs_naive": round(tok_s["per_variant"] / tok_s["naive"], 3),
+            "same_text_scheduler_vs_per_variant": _same(texts["scheduler"], texts["per_variant"]),
+            "same_text_per_variant_vs_naive": _same(texts["per_variant"], texts["naive"]),
+            "measurements": measurements,
+        }
+        if any(x in use for x in extra):
+            row["other_slot_counts"] = {
+                x: {
+                    "slots": int(x.rsplit("b", 1)[1]),
+                    "tok_s": tok_s[x],
+                    "samples": len(texts[x]),
+                    f"differ_from_{a.slots}_slots": len(texts[x])
+                    - _same(texts[x], texts["scheduler"]),
+                    "same_as_per_variant": _same(texts[x], texts["per_variant"]),
+                }
+                for x in extra
+                if x in use
+            }  # fmt: skip
+        rows.append(row)
+        write_result(a, pool, revision, threads, cpus, load_start, rows, llama_cpp.__version__)
+        print(f"N={n}: " + "  ".join(f"{x} {tok_s[x]:.1f}" for x in use)
+              + f" tok/s  speedup_default_params {row['speedup_default_params']:.2f}x",
+              flush=True)  # fmt: skip
+    for e in engines.values():
+        e.close()
+    print(f"-> {a.out}")
+
+
+def write_result(a, pool, revision, threads, cpus, load_start, rows, version) -> None:
+    result = {
+        "benchmark": "llama_cpp scheduler (continuous batching across work units) vs the "
+        "per-variant path vs the naive create_completion loop, default params.yaml pool",
+        "command": "python benchmarks/sampling.py " + " ".join(a.argv),
+        "model": revision,
+        "pool": {
+            "params": str(a.params),
+            "models": {
+                m: {
+                    "prompting": c.prompting,
+                    "shots": c.shots,
+                    "temperature": c.temperature,
+                    "top_p": c.top_p,
+                    "max_tokens": c.max_tokens,
+                }
+                for m, c in pool["models"].items()
+            },
+            "units_per_model": a.units_per_model,
+        },  # fmt: skip
+        "settings": {
+            "max_num_seqs": a.slots,
+            "n_threads": threads,
+            "cpus_allowed": cpus,
+            "llama_cpp_python": version,
+            "tok_s": "completion tokens / wall time of the arm, prompt evaluation included",
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": [round(x, 2) for x in load_start],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "note": "shared with other agents' jobs: see each measurement's load average",
+        },
+        "results": rows,
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _same(x: list[str], y: list[str]) -> int:
+    return sum(a == b for a, b in zip(x, y, strict=True))
 
 
 if __name__ == "__main__":

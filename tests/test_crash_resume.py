@@ -5,7 +5,9 @@ checkpoint shards), restarted, and finally left to finish; torn, empty, garbage 
 foreign shards are planted before the last run. The output must hold every sample
 exactly once and equal an uninterrupted run in every column except `latency_s` (the
 engine's wall time, which differs between any two runs). Done on the simulated backend
-at a larger size and on the real llama.cpp backend (gemma-3-270m GGUF) at a tiny one.
+at a larger size and on the real llama.cpp backend (gemma-3-270m GGUF) at a tiny one,
+where the scheduler decodes fixed groups of units together: a resume after a kill at
+any point must give the same bytes. No temporary shard file may survive the resume.
 
 Last, engine failures through `dvc repro`: failed generations (the simulated backend's
 `sim_error_rate`, no retries) are kept with status=error and score null, left out of the
@@ -29,9 +31,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from dars.core import schema
 from dars.core.io import write_frame
+
 from tests.conftest import base_params
 
 KEYS = schema.KEYS["generations"]
@@ -120,6 +122,8 @@ def crash_and_resume(root: Path, *, total_shards: int, kills: int, seed: int, ti
     assert not (root / "out.parquet").exists(), "output written before every unit was done"
     plant_damage(shards(root, "ckpt"))
     finish(start(root, out="out.parquet", ckpt="ckpt"), timeout=timeout)
+    left = list((root / "ckpt" / "m").glob(".*.tmp"))
+    assert not left, f"temporary files left after the resume: {left}"
     return points, hit
 
 
@@ -169,7 +173,8 @@ def test_llama_cpp_small_run_survives_random_sigkills(tmp_path: Path) -> None:
         tmp_path,
         n=n,
         model={"backend": "llama_cpp", "model_path": "auto", "temperature": 0.8,
-               "top_p": 0.95, "max_tokens": 8, "n_ctx": 512},
+               "top_p": 0.95, "max_tokens": 8, "n_ctx": 512,
+               "max_num_seqs": 3, "group_units": 2},  # 4 fixed groups of 2 units
     )  # fmt: skip
     finish(start(tmp_path, out="reference.parquet", ckpt="ckpt_ref"), timeout=600)
     points, hit = crash_and_resume(

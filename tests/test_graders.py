@@ -10,12 +10,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
+from dars.core.errors import InputDataError, ParamsError, UnknownNameError
+from dars.core.schema import GENERATIONS, OUTCOMES
+from dars.graders import GRADERS, GradeConfig, GradeResult, get_grader
 from dars.graders.settings import grade_settings
 from dars.stages import grade
-from dars.core.errors import InputDataError, ParamsError, UnknownNameError
-from dars.graders import GRADERS, GradeConfig, GradeResult, get_grader
-from dars.core.schema import GENERATIONS, OUTCOMES
 
 CONFIG = GradeConfig(code_timeout_s=5.0)
 

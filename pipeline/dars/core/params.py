@@ -322,6 +322,14 @@ class ModelConfig:
     max_num_seqs: int | None = p(
         None, "sequences decoded together (null: engine default)", kind="int", lo=1, optional=True
     )
+    group_units: int | None = p(
+        None,
+        "llama_cpp: work units decoded and checkpointed together (null: about 4 x "
+        "max_num_seqs samples)",
+        kind="int",
+        lo=1,
+        optional=True,
+    )
     tensor_parallel_size: int = p(1, "vllm: GPUs per engine", kind="int", lo=1)
     gpu_memory_utilization: float = p(
         0.9,

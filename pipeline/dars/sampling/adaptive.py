@@ -447,6 +447,7 @@ def sample_model_adaptive(
     from dars.sampling.requests import plan_requests
     from dars.sampling.retries import generate_with_retries
     from dars.sampling.rows import rows_for
+    from dars.sampling.shards import remove_temp_files
     from dars.sampling.units import render_prompt, work_units
 
     if executor != "local":
@@ -476,6 +477,7 @@ def sample_model_adaptive(
     )
     folder = checkpoint_dir / config.name / f"adaptive-{key}"
     journal = Journal(folder)
+    remove_temp_files([folder])  # left by a kill during an atomic write
     pairs = [
         (q, config.name, sorted(int(v) for v in g["variant_id"]))
         for q, g in units.groupby("query_id", sort=True)

@@ -1,10 +1,11 @@
 """`dars sample --executor ray`: the sample stage's missing work units on a Ray cluster.
 
 Ray Data does the scheduling (this is not our own scheduler): the work units (one per
-accepted variant, N samples each) become a dataset with one block per unit, and
+accepted variant, N samples each) become a dataset with one block per unit (or per fixed
+group of units, for a backend that decodes a group together: llama_cpp), and
 `Dataset.map_batches` runs them on a fixed pool of `workers` actors (a callable class,
 `compute=ActorPoolStrategy(size=workers)`), each holding one inference engine built once by
-`build_backend`. A worker runs exactly the local code path (`sample_units`:
+`build_backend`. A worker runs exactly the local code path (`run_units`:
 `plan_requests` -> backend -> `rows_for`), so rows are identical in keys and seeds to
 the local executor's. Workers return rows, not files: the driver writes each unit's
 checkpoint shard atomically as results stream back (`iter_batches`), so the cluster
@@ -18,6 +19,7 @@ the `dars` package with `runtime_env={"py_modules": [...]}`. The engines themsel
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dars.core import schema
 from dars.backends import build_backend
+from dars.core import schema
 from dars.core.errors import ExecutorError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig, SampleConfig
-from dars.sampling.local import sample_units
-from dars.sampling.units import WorkUnit
+from dars.sampling.local import run_units
+from dars.sampling.units import WorkUnit, grouped
 
 SHARD_COL = "_shard"
+UNITS_COL = "units"  # one dataset row per group of units (a fixed group, or one unit)
 
 
 class SampleWorker:
@@ -43,8 +46,10 @@ class SampleWorker:
         self.backend = build_backend(config, params)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        units = [WorkUnit.from_row(r) for r in batch.to_pylist()]
-        tables = sample_units(
+        units = [
+            WorkUnit.from_row(r) for row in batch.to_pylist() for r in json.loads(row[UNITS_COL])
+        ]
+        tables = run_units(
             backend=self.backend, config=self.config, sample=self.sample, units=units
         )
         return pa.concat_tables(
@@ -106,8 +111,10 @@ def run_ray(
 
     try:
         by_shard = {str(u.shard): u for u in todo}
+        groups = grouped(todo)
         ds = ray.data.from_items(
-            [u.as_row() for u in todo], override_num_blocks=len(todo)
+            [{UNITS_COL: json.dumps([u.as_row() for u in g])} for g in groups],
+            override_num_blocks=len(groups),
         ).map_batches(
             SampleWorker,
             fn_constructor_kwargs={"config": config, "sample": sample, "params": params},

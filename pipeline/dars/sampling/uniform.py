@@ -35,6 +35,17 @@ from dars.sampling.units import WorkUnit, plan_units
 EXECUTORS = ("local", "ray")
 
 
+def cpu_note(config: ModelConfig) -> dict[str, str]:
+    """Threads used / CPUs allowed, and a warning when other processes hold the cores
+    (a 2-thread decode slowed to 1-2 tokens/s when another process held a core)."""
+    from dars.backends.llama_cpp import THREADS_IN_USE, effective_threads, load_note
+
+    threads, cpus = effective_threads(config.n_threads)
+    threads = THREADS_IN_USE.get("threads", threads)
+    note = load_note(cpus)
+    return {"threads": f"{threads}/{cpus}"} | ({"cpu": note} if note else {})
+
+
 def sample_model(
     *,
     config: ModelConfig,
@@ -65,7 +76,11 @@ def sample_model(
     shard_dir.mkdir(parents=True, exist_ok=True)
     remove_temp_files([shard_dir])
     tables = load_done(plan, n=sample.n)
-    todo = [u for u in plan if u.shard not in tables]
+    # a group with a missing unit is redone whole (its batch decides its samples' text)
+    redo = {u.group for u in plan if u.shard not in tables and u.group >= 0}
+    todo = [u for u in plan if u.shard not in tables or u.group in redo]
+    for u in todo:
+        tables.pop(u.shard, None)
     bar = tqdm(
         total=len(plan) * sample.n,
         initial=len(tables) * sample.n,
@@ -82,7 +97,10 @@ def sample_model(
         tables[unit.shard] = table
         tokens += int(pc.sum(table.column("completion_tokens")).as_py() or 0)
         bar.update(table.num_rows)
-        bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
+        info = {"tok_s": f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}"}
+        if config.backend == "llama_cpp":
+            info |= cpu_note(config)
+        bar.set_postfix(info)
 
     try:
         if executor == "ray":

@@ -6,7 +6,9 @@ with the rendered prompt and the checkpoint shard path of each.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +65,42 @@ class WorkUnit:
     reference: str
     shard: Path
     task: str | None = None  # picks a per-task max_tokens
+    group: int = -1  # the fixed group decoded and checkpointed together (-1: none)
 
     def as_row(self) -> dict[str, Any]:
         return {**asdict(self), "shard": str(self.shard)}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> WorkUnit:
-        return cls(**{**row, "variant_id": int(row["variant_id"]), "shard": Path(row["shard"])})
+        return cls(
+            **{
+                **row,
+                "variant_id": int(row["variant_id"]),
+                "group": int(row.get("group", -1)),
+                "shard": Path(row["shard"]),
+            }
+        )
+
+
+def group_size(config: ModelConfig, sample: SampleConfig) -> int | None:
+    """Units per fixed group when the backend decodes several units together (the
+    llama_cpp scheduler), else None (each unit is generated on its own)."""
+    if config.backend != "llama_cpp":
+        return None
+    from dars.backends.llama_cpp import units_per_group
+
+    return units_per_group(config, sample.n)
+
+
+def grouped(units: list[WorkUnit]) -> list[list[WorkUnit]]:
+    """`units` split into their groups, in order (a unit without a group is its own)."""
+    out: list[list[WorkUnit]] = []
+    for u in units:
+        if out and u.group >= 0 and out[-1][0].group == u.group:
+            out[-1].append(u)
+        else:
+            out.append([u])
+    return out
 
 
 def plan_units(
@@ -83,6 +114,7 @@ def plan_units(
     """Every work unit of one model, in the fixed output order (query_id, variant_id)."""
     shard_dir = checkpoint_dir / config.name
     plan = []
+    keys = []
     for u in work_units(queries, variants).itertuples(index=False):
         text = render_prompt(config=config, message=u.prompt, grader=u.grader)
         key = shard_key(
@@ -92,6 +124,7 @@ def plan_units(
             variant_id=int(u.variant_id),
             prompt=text,
         )
+        keys.append(key)
         plan.append(
             WorkUnit(
                 query_id=u.query_id,
@@ -103,4 +136,26 @@ def plan_units(
                 task=getattr(u, "task", None),
             )
         )
-    return plan
+    size = group_size(config, sample)
+    if size is None:
+        return plan
+    # Units decoded together: a sample's text can depend on its batch (llama.cpp's batched
+    # kernels are not batch-invariant), so a shard's name also hashes its group's members
+    # and the slot count. A shard is then reused only by the same group, and a rerun or a
+    # resume gives the same bytes as an uninterrupted run.
+    from dars.backends.llama_cpp import scheduler_slots
+
+    slots = scheduler_slots(config)
+    out = []
+    for g0 in range(0, len(plan), size):
+        members = keys[g0 : g0 + size]
+        tag = shard_key_in_group(members, slots=slots)
+        for u, key in zip(plan[g0 : g0 + size], members, strict=True):
+            name = hashlib.sha256(f"{key}|{tag}".encode()).hexdigest()[:24]
+            out.append(replace(u, shard=shard_dir / f"{name}.parquet", group=g0 // size))
+    return out
+
+
+def shard_key_in_group(members: list[str], *, slots: int) -> str:
+    blob = json.dumps({"slots": slots, "members": members})
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
