@@ -50,16 +50,16 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "pipeline"))
 
-from dars.sampling.adaptive import AdaptiveSettings, adaptive_rounds  # noqa: E402
-from dars.stages.aggregate import aggregate_labels  # noqa: E402
 from dars.backends.simulated import (  # noqa: E402
     SimulatedBackend,
     SimulatorSettings,
     true_probability,
 )
-from dars.graders import GradeConfig, get_grader  # noqa: E402
 from dars.core.params import ModelConfig, SampleConfig  # noqa: E402
+from dars.graders import GradeConfig, get_grader  # noqa: E402
+from dars.sampling.adaptive import AdaptiveSettings, adaptive_rounds  # noqa: E402
 from dars.sampling.requests import plan_requests  # noqa: E402
+from dars.stages.aggregate import aggregate_labels  # noqa: E402
 
 K, N = 5, 5
 N_MAX = 15  # sample ids drawn per variant, so adaptive may spend up to 75 on a pair
@@ -358,13 +358,12 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
     """A handful of real queries through the real sample stage: uniform 3 x 3 vs the
     adaptive stage (per-model rules), both on gemma-3-270m via llama.cpp."""
     import yaml
-
-    from dars.sampling import adaptive
-    from dars.stages import prepare, reformulate
-    from dars.graders.settings import grade_settings
-    from dars.stages import grade as grade_stage
     from dars.core.params import load_params, model_config, sample_config
+    from dars.graders.settings import grade_settings
+    from dars.sampling import adaptive
     from dars.sampling.uniform import sample_model
+    from dars.stages import grade as grade_stage
+    from dars.stages import prepare, reformulate
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["prepare"]["tasks"] = {

@@ -30,10 +30,9 @@ from typing import Any
 
 import pandas as pd
 import yaml
-
-from dars.stages import prepare, reformulate
 from dars.core.params import load_params, model_config, sample_config
 from dars.sampling.uniform import sample_model
+from dars.stages import prepare, reformulate
 
 REPO = Path(__file__).resolve().parents[1]
 
