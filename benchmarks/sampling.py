@@ -2,6 +2,15 @@
 
     .venv/bin/python benchmarks/sampling.py --out benchmarks/results/sampling.json
 
+`--pool default` (results in benchmarks/results/sampling_scheduler.json) compares, on
+the default params.yaml pool and its real prompts, the naive loop, the per-variant path
+(`generate_variant`) and the scheduler (`generate_units`, continuous batching across a
+fixed group of units) at each `--n`, interleaved group by group, with the load average
+recorded around every measurement; `speedup_default_params` = scheduler / naive tok/s.
+`--compare-slots 1` adds the scheduler with 1 slot on the same groups and counts the
+samples whose text differs from B = max_num_seqs. The rest of this docstring is about
+the per-variant comparison.
+
 Same prompts (real variants: arithmetic word problems and HumanEval, rendered as the
 default model pool renders them), same N, max_tokens, temperature, top_p and seeds for
 every arm:

@@ -74,6 +74,8 @@ def llama_params(backend: str = "llama_cpp") -> dict:
         "top_p": 0.95,
         "n_threads": 1,
         "n_ctx": 512,
+        "max_num_seqs": 3,
+        "group_units": 2,  # 3 fixed groups of 2 units, each decoded together
     }
     if backend == "simulated":
         model = {"backend": "simulated", "sim_ability": 0.3}
@@ -117,7 +119,8 @@ def test_ray_rows_match_local_and_resume_from_the_same_shards(ray_cluster, tmp_p
     names = {p.name for p in (tmp_path / "ck_ray" / "m").glob("*.parquet")}
     assert names == {p.name for p in (tmp_path / "ck_local" / "m").glob("*.parquet")}
 
-    # kill half the shards and tear one more: a Ray rerun redoes only those
+    # lose a group's shards and tear one shard of another: a Ray rerun redoes those two
+    # groups whole (a group is decoded together) and keeps the third
     units = plan_units(
         config=model_config(params, "m"),
         sample=sample_config(params),
@@ -125,7 +128,8 @@ def test_ray_rows_match_local_and_resume_from_the_same_shards(ray_cluster, tmp_p
         variants=v,
         checkpoint_dir=tmp_path / "ck_ray",
     )
-    gone, torn, kept = units[::2], units[1], units[3::2]
+    assert [u.group for u in units] == [0, 0, 1, 1, 2, 2]
+    gone, torn, kept = units[0:2], units[3], units[4:]
     for u in gone:
         u.shard.unlink()
     torn.shard.write_bytes(torn.shard.read_bytes()[:100])
