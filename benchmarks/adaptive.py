@@ -358,6 +358,7 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
     """A handful of real queries through the real sample stage: uniform 3 x 3 vs the
     adaptive stage (per-model rules), both on gemma-3-270m via llama.cpp."""
     import yaml
+
     from dars.core.params import load_params, model_config, sample_config
     from dars.graders.settings import grade_settings
     from dars.sampling import adaptive

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
 from dars.core.params import load_params, model_config, sample_config
 from dars.sampling.uniform import sample_model
 from dars.stages import prepare, reformulate

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from dars.backends.base import GenRequest
 from dars.core.params import ModelConfig
 from dars.prompting import format as prompting
@@ -219,6 +220,7 @@ def main() -> None:
     a.out = a.out or str(REPO / "benchmarks/results/sampling.json")
 
     import llama_cpp
+
     from dars.backends.llama_cpp import LlamaCppBackend, resolve_model_path
 
     prompts = real_prompts(arithmetic=a.arithmetic, humaneval=a.humaneval, shots=3)
@@ -355,6 +357,7 @@ def default_pool(params_path: Path, *, units_per_model: int) -> dict[str, Any]:
     """The default build's queries and variants (prepare + reformulate on params.yaml),
     rendered for every model configuration of the pool, as the sample stage renders them."""
     import pandas as pd
+
     from dars.core.params import load_params, model_config, model_names
 
     params = load_params(params_path)
@@ -428,6 +431,7 @@ def run_pool_arm(arm: str, engines: dict[str, Any], group: list[list[GenRequest]
 
 def main_pool(a: argparse.Namespace) -> None:
     import llama_cpp
+
     from dars.backends.llama_cpp import LlamaCppBackend, effective_threads, resolve_model_path
 
     pool = default_pool(Path(a.params), units_per_model=a.units_per_model)

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from scipy import stats
+
 from dars.core.errors import ParamsError
 from dars.core.params import model_config, sample_config
 from dars.sampling import adaptive
@@ -16,8 +18,6 @@ from dars.sampling.adaptive import AdaptiveSettings, Journal, PairState, adaptiv
 from dars.sampling.uniform import sample_model
 from dars.stages import validate
 from dars.stages.aggregate import aggregate_labels
-from scipy import stats
-
 from tests.conftest import base_params
 from tests.test_sample import K, make_inputs
 
@@ -244,6 +244,7 @@ def test_stage_resume_is_deterministic(tmp_path):
 
 def test_sample_run_dispatches_on_the_strategy(tmp_path):
     import yaml
+
     from dars.stages import sample
 
     q, v = make_inputs(tmp_path)

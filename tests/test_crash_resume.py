@@ -31,9 +31,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from dars.core import schema
 from dars.core.io import write_frame
-
 from tests.conftest import base_params
 
 KEYS = schema.KEYS["generations"]

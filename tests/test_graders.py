@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
 from dars.core.schema import GENERATIONS, OUTCOMES
 from dars.graders import GRADERS, GradeConfig, GradeResult, get_grader

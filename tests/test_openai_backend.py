@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from dars.backends.base import GenRequest
 from dars.backends.openai import backoff_delay, request_body
 from dars.core import schema

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from dars import cli
 from dars.core import schema
 from dars.core.errors import ParamsError

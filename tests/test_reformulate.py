@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
 from dars.prompting import templates

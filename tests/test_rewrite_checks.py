@@ -8,6 +8,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+
 from dars.backends import GenResult
 from dars.prompting import templates
 from dars.prompting.rewrite_checks import (

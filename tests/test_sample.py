@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from dars.backends.simulated import SimulatorSettings, true_probability
 from dars.core import schema
 from dars.core.io import write_frame

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from dars.backends.base import GenRequest
 from dars.backends.llama_cpp import (
     DEFAULT_MAX_NUM_SEQS,
@@ -222,6 +223,7 @@ def test_timeouts_in_the_scheduler_are_error_rows():
 
 def test_the_sample_stage_runs_groups_and_reruns_byte_identically(tmp_path):
     import pandas as pd
+
     from dars.sampling.uniform import sample_model
 
     q = pd.DataFrame(

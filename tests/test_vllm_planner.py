@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+
 from dars.backends import build_backend
 from dars.backends.base import GenRequest
 from dars.backends.vllm import (

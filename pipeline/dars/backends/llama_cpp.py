@@ -15,8 +15,8 @@ the group, so a group gives the same bytes on every run; the sample stage's grou
 fixed by the params and the unit list (`dars.sampling.units.plan_units`), which makes a
 rerun and a resume after a kill byte-identical. The thread count never exceeds the CPUs
 of `os.sched_getaffinity`; before each group it drops to the CPUs other processes leave
-free (`free_threads`: on this machine 2 threads on a busy machine were 9x slower than 1,
-with identical completions), and the progress line says when the machine is
+free (`free_threads`: on this busy machine 2 threads were 5.7x slower than 1, with
+identical completions), and the progress line says when the machine is
 oversubscribed.
 
 The per-variant path below (`generate_variant`: one variant's N samples, one batch) is
@@ -223,10 +223,10 @@ def free_threads(*, limit: int, cpus: int, own: int) -> int:
     """Threads to decode with now: at most `limit`, and no more than the CPUs the other
     processes leave free (1-minute load average minus our own `own` threads), at least 1.
 
-    Measured on this 2-core machine with the load average at 11-13: a group took 12.6 s
-    with 1 thread and 117 s with 2 (ggml's threads wait for each other at every graph
-    node, so a thread that loses its core stalls every step). The completions were
-    identical (15/15): the thread count does not change what is sampled.
+    Measured on this 2-core machine at load 15-16 (benchmarks/results/scheduler_threads.json):
+    a group took 35.1 s with 1 thread and 199.8 s with 2 (ggml's threads wait for each
+    other at every graph node, so a thread that loses its core stalls every step). The
+    completions were identical (15/15): the thread count does not change what is sampled.
     """
     try:
         others = max(0.0, os.getloadavg()[0] - own)

@@ -60,7 +60,6 @@ from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_json, write_table
 from dars.core.params import ModelConfig, SampleConfig, SamplingParams, section
-from dars.prompting import format as prompting
 
 log = logging.getLogger(__name__)
 
