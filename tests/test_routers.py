@@ -10,12 +10,11 @@ import pytest
 import skops.io as sio
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dars.stages import evaluate, train
-from dars.routers import features
-from dars.stages.aggregate import aggregate_labels
 from dars.core.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
 from dars.core.io import write_frame
-from dars.routers import ROUTERS, MFRouter, make_router
+from dars.routers import ROUTERS, MFRouter, features, make_router
+from dars.stages import evaluate, train
+from dars.stages.aggregate import aggregate_labels
 from dars.stages.split import assign_splits
 
 AGG = {
@@ -260,6 +259,20 @@ def test_train_and_evaluate_stages(build, tmp_path):
     for png in ("cost_quality.png", "label_noise.png"):
         data = (tmp_path / "plots" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    # DVC views: flat headline metrics keyed by router, plot data as CSV
+    head = json.loads((tmp_path / "metrics" / "routers_headline.json").read_text())
+    assert set(head) == set(r)
+    assert head["ridge"]["utility"] == round(r["ridge"]["dars"]["utility"]["value"], 6)
+    assert all(isinstance(v, float | None) for row in head.values() for v in row.values())
+    cq = pd.read_csv(tmp_path / "plots" / "cost_quality.csv")
+    assert set(cq["router"]) == set(r) | {"oracle"} and cq["quality"].between(0, 1).all()
+    noise = pd.read_csv(tmp_path / "plots" / "label_noise.csv")
+    assert noise["pairs"].sum() == p_labels_with_single_shot(p["labels"])
+
+
+def p_labels_with_single_shot(path: str) -> int:
+    lab = pd.read_parquet(path)
+    return int((lab["single_shot"].notna() & lab["mean"].notna()).sum())
 
 
 def index_names(index: dict) -> list[str]:
@@ -303,7 +316,9 @@ def test_minilm_embeddings_offline_from_site_packages(monkeypatch):
     assert np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
     assert X[0] @ X[1] > X[0] @ X[2]  # paraphrases are closer than an unrelated prompt
     # a router with embedding features persists without the model weights
-    assert sio.get_untrusted_types(data=sio.dumps(emb)) == ["dars.routers.features.SentenceEmbedder"]
+    assert sio.get_untrusted_types(data=sio.dumps(emb)) == [
+        "dars.routers.features.SentenceEmbedder"
+    ]
     assert len(sio.dumps(emb)) < 20_000
 
 
@@ -329,9 +344,11 @@ def test_dvc_repro_train_and_evaluate_on_the_simulator(dvc_repo_factory):
     index = json.loads((repo.root / "models" / "index.json").read_text())
     assert len(index["routers"]) == 3 * 3
     shown = repo.dvc("metrics", "show").stdout
-    assert "metrics/routers.json" in shown
+    assert "metrics/routers_headline.json" in shown and "ridge.utility" in shown
+    assert max(len(line) for line in shown.splitlines()) < 4000  # a view, not a data dump
     plots = repo.dvc("plots", "show", "--json").stdout
     assert "plots/cost_quality.png" in plots and "plots/label_noise.png" in plots
+    assert "plots/cost_quality.csv" in plots and "plots/label_noise.csv" in plots
     # nothing to do right after; changing only the evaluation reruns only `evaluate`
     assert "changed" not in repo.dvc("status", "evaluate").stdout
     p = repo.params()

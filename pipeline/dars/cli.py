@@ -151,6 +151,7 @@ def _evaluate(a: argparse.Namespace) -> Any:
         table_out=a.table,
         plots_dir=a.plots_dir,
         outcomes_dir=a.outcomes,
+        headline_out=a.headline,
     )
 
 
@@ -334,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of <model>.parquet: adds DARS's evaluation views (prompt_variation, "
         "decoding_variation) of the test split",
+    )
+    sp.add_argument(
+        "--headline", default=None, help="flat headline metrics JSON (default: beside --metrics)"
     )
 
     sp = sub.add_parser("bench", help="benchmark your router on a published DARS dataset")

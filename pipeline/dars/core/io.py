@@ -84,3 +84,80 @@ def read_frame(path: str | Path, required: Iterable[str] = (), what: str = "tabl
             f"{what} file {str(path)!r} lacks required columns {missing}; it has {list(df.columns)}"
         )
     return df
+
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+# Fitted attributes that hold a memory address (a cache, meaningless once loaded in
+# another process): scikit-learn's vectorisers remember id(stop_words).
+_ADDRESS_ATTRIBUTES = frozenset({"_stop_words_id"})
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops file, written reproducibly: skops names objects by their memory
+    address (`__id__` and the `<id>.npy` entries) and stamps zip entries with the current
+    time, so two saves of one model differ. Ids are renumbered in order of first
+    appearance in schema.json, every entry gets a fixed time, and cached addresses
+    (`_ADDRESS_ATTRIBUTES`) are dropped, so equal models give equal bytes."""
+    import io as _io
+    import zipfile
+
+    src = zipfile.ZipFile(_io.BytesIO(data))
+    tree = json.loads(src.read("schema.json"))
+    ids: dict[int, int] = {}
+
+    def number(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    ids.setdefault(value, len(ids))
+                elif key == "file" and isinstance(value, str) and value[:-4].isdigit():
+                    ids.setdefault(int(value[:-4]), len(ids))
+                number(value)
+        elif isinstance(node, list):
+            for value in node:
+                number(value)
+
+    def renamed(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    out[key] = ids[value]
+                elif key == "file" and isinstance(value, str) and value[:-4].isdigit():
+                    out[key] = f"{ids[int(value[:-4])]}{value[-4:]}"
+                else:
+                    out[key] = renamed(value)
+            return out
+        if isinstance(node, list):
+            return [renamed(v) for v in node]
+        return node
+
+    def forget_addresses(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: forget_addresses(v) for k, v in node.items() if k not in _ADDRESS_ATTRIBUTES}
+        if isinstance(node, list):
+            return [forget_addresses(v) for v in node]
+        return node
+
+    tree = forget_addresses(tree)
+    number(tree)
+    entries: dict[str, tuple[bytes, int]] = {}
+    for info in src.infolist():
+        name = info.filename
+        stem, dot, ext = name.partition(".")
+        if name == "schema.json":
+            body = json.dumps(renamed(tree), indent=2).encode()
+        else:
+            body = src.read(info)
+            if stem.isdigit() and int(stem) in ids:
+                name = f"{ids[int(stem)]}{dot}{ext}"
+        entries[name] = (body, info.compress_type)
+    buf = _io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as dst:
+        for name in sorted(entries):
+            body, compress = entries[name]
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = compress
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, body)
+    return buf.getvalue()

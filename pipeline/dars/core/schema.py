@@ -60,7 +60,6 @@ GENERATIONS = pa.schema(
         ("finish_reason", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
-        ("latency_s", pa.float64()),
         # beyond the minimum: provenance and cost
         ("backend", pa.string()),
         ("revision", pa.string()),
@@ -69,6 +68,15 @@ GENERATIONS = pa.schema(
         ("true_p", pa.float64()),  # simulated backend only (null otherwise)
     ]
 )
+
+# Measured wall-clock fields: never equal across two runs, so they are kept out of the
+# DVC-tracked tables (two clean builds give the same dvc.lock) and go to the run log
+# (dars.core.runlog, under .dars/runs/).
+WALL_CLOCK = (("latency_s", pa.float64()),)
+
+# What the sampler produces and checkpoints (untracked shards): the contract plus the
+# wall-clock fields, which `dars sample` moves to its run log when it writes the table.
+SAMPLED = pa.schema(list(GENERATIONS) + list(WALL_CLOCK))
 
 OUTCOMES = pa.schema(
     list(GENERATIONS)

@@ -411,7 +411,7 @@ def _load_round_shard(path: Path, expected: list[tuple[int, int]]) -> pa.Table |
     if not path.exists():
         return None
     try:
-        table = pq.read_table(path, schema=schema.GENERATIONS)
+        table = pq.read_table(path, schema=schema.SAMPLED)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         log.warning("corrupt adaptive shard %s (%s): redrawing it", path, exc)
         return None
@@ -458,7 +458,7 @@ def sample_model_adaptive(
     grade_config, _ = grade_settings(params)
     units = work_units(queries, variants)
     if units.empty:
-        return schema.GENERATIONS.empty_table()
+        return schema.SAMPLED.empty_table()
     texts: dict[tuple[str, int], str] = {}
     qrow: dict[str, dict[str, Any]] = {}
     for u in units.itertuples(index=False):

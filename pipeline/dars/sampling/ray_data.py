@@ -73,11 +73,9 @@ def _init_ray(*, address: str | None, progress: bool) -> bool:
     ray.data.DataContext.get_current().enable_progress_bars = progress
     if ray.is_initialized():
         return False
-    import dars
-
     runtime_env = None
-    if address:  # a remote cluster: ship this exact code to its workers
-        runtime_env = {"py_modules": [str(Path(dars.__file__).parent)]}
+    if address:  # a remote cluster: ship this exact code (the dars package) to its workers
+        runtime_env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
     ray.init(address=address, runtime_env=runtime_env, log_to_driver=progress)
     return True
 
@@ -132,7 +130,7 @@ def run_ray(
                 rows = pa.concat_tables(pending[shard])
                 if rows.num_rows == sample.n:
                     table = rows.drop_columns([SHARD_COL]).sort_by("sample_id")
-                    table = table.cast(schema.GENERATIONS)
+                    table = table.cast(schema.SAMPLED)
                     on_done(by_shard[shard], table)
                     del pending[shard]
                 elif rows.num_rows > sample.n:

@@ -19,7 +19,7 @@ def rows_for(
     results: list[GenResult],
     attempts: list[int],
 ) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in schema.names(schema.GENERATIONS)}
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names(schema.SAMPLED)}
     for req, res, att in zip(requests, results, attempts, strict=True):
         cost = (
             res.prompt_tokens * config.price_per_1k_prompt
@@ -46,4 +46,4 @@ def rows_for(
         }
         for k, v in row.items():
             cols[k].append(v)
-    return pa.Table.from_pydict(cols, schema=schema.GENERATIONS)
+    return pa.Table.from_pydict(cols, schema=schema.SAMPLED)

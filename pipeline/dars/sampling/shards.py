@@ -52,7 +52,7 @@ def shard_key(
 def load_shard(path: Path, *, n: int, query_id: str, variant_id: int) -> pa.Table | None:
     """A shard is used only if it is readable and holds exactly the expected keys."""
     try:
-        table = pq.read_table(path, schema=schema.GENERATIONS)
+        table = pq.read_table(path, schema=schema.SAMPLED)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         log.warning("corrupt checkpoint shard %s (%s): redoing it", path, exc)
         return None

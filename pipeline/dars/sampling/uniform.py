@@ -120,5 +120,5 @@ def sample_model(
     finally:
         bar.close()
     if not plan:
-        return schema.GENERATIONS.empty_table()
+        return schema.SAMPLED.empty_table()
     return pa.concat_tables([tables[u.shard] for u in plan])

@@ -32,6 +32,7 @@ from dars.core.errors import InputDataError
 from dars.core.io import write_json, write_text
 from dars.core.params import DEFAULT_LAMBDAS, load_params, section
 from dars.evaluation import metrics as M
+from dars.evaluation import views as dvc_views
 from dars.labels import utility as W
 from dars.labels import views as V
 from dars.stages.train import load_router, read_routing_inputs, split_queries
@@ -383,6 +384,7 @@ def run(
     table_out: str,
     plots_dir: str,
     outcomes_dir: str | None = None,
+    headline_out: str | None = None,
 ) -> Path:
     params = load_params(params_path)
     st = eval_settings(params)
@@ -439,5 +441,15 @@ def run(
     plots = Path(plots_dir)
     plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
     plot_label_noise(lab, plots / "label_noise.png")
+    curves = {n: {s: sc.curve for s, sc in sups.items()} for n, sups in scored.items()}
+    curves["oracle"] = {"reference": refs["oracle"].curve}
+    dvc_views.write_router_views(
+        result=result,
+        curves=curves,
+        lambdas=st.lambdas,
+        labels=lab,
+        metrics_path=headline_out or Path(metrics_out).with_name("routers_headline.json"),
+        plots_dir=plots,
+    )
     print(table)
     return Path(metrics_out)

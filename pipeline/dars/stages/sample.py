@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dars.core import schema
-from dars.core.io import read_frame, write_table
+from dars.core import runlog, schema
+from dars.core.io import read_frame
 from dars.core.params import load_params, model_config, sample_config
 from dars.sampling import adaptive
 from dars.sampling.uniform import sample_model
@@ -48,7 +48,7 @@ def run(
         executor=executor,
         ray_options=ray_options,
     )
-    path = write_table(table, out)
+    path = runlog.write_sampled(table, out, stage="sample", name=model)  # latency: run log
     n_err = pc_count(table, "error")
     print(f"sample {model}: {table.num_rows} generations ({n_err} errors) -> {path}")
     return path

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dars.core.io import read_frame, write_json
+from dars.evaluation.views import labels_by_model
 
 
 def summarise(labels: pd.DataFrame) -> pd.DataFrame:
@@ -80,6 +81,6 @@ def run(*, labels: str, out: str | None = None) -> pd.DataFrame:
             "Note: SIMULATED rows come from the simulated backend (known truth, "
             "no model); they are for method studies and must not be published."
         )
-    if out:
-        write_json({"labels": str(labels), "models": summ.to_dict(orient="records")}, out)
+    if out:  # keyed by model: `dvc metrics show` shows a dict as columns, a list not at all
+        write_json(labels_by_model(summ), out)
     return summ

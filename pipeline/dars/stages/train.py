@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
-from dars.core import schema
+from dars.core import runlog, schema
 from dars.core.errors import InputDataError, ParamsError, UntrustedModelError
-from dars.core.io import read_frame, write_json
+from dars.core.io import canonical_skops, read_frame, write_json
 from dars.core.params import load_params, section
 from dars.core.registry import unknown_name_message
 from dars.labels import utility as W
@@ -175,7 +175,7 @@ def fit_router(
 
 def save_router(obj: dict[str, Any], path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = sio.dumps(obj)
+    data = canonical_skops(sio.dumps(obj))  # reproducible bytes: same model, same file
     path.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
 
@@ -254,6 +254,7 @@ def run(
 
     out = Path(out_dir)
     entries = []
+    fit_s: dict[str, float] = {}
     for name in st.routers:
         for sup, r, y, c in targets:
             t0 = time.perf_counter()
@@ -284,9 +285,9 @@ def run(
                     "sha256": digest,
                     "n_train": len(ids) - dropped,
                     "n_dropped": dropped,
-                    "fit_s": round(time.perf_counter() - t0, 3),
                 }
             )
+            fit_s[fname] = round(time.perf_counter() - t0, 3)  # run log, not the output
     index = {
         "models": list(models),
         "features": st.features,
@@ -297,6 +298,7 @@ def run(
         "routers": entries,
     }
     write_json(index, out / "index.json")
+    runlog.write_log("train", "routers", {"output": str(out), "fit_s": fit_s})
     print(
         f"train: {len(st.routers)} routers x (dars + {st.repeats} single-shot draws) on "
         f"{len(ids)} train queries x {len(models)} models -> {out}/"

@@ -61,7 +61,6 @@ GENERATION_COLUMNS = [
     "finish_reason",
     "status",
     "error",
-    "latency_s",
 ]
 OUTCOME_COLUMNS = GENERATION_COLUMNS + ["score", "parsed", "grade_status"]
 NULLABLE = {
