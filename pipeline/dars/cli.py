@@ -1,13 +1,16 @@
-"""`dars <stage> ...`: one subcommand per DVC stage, each with explicit paths.
+"""The `dars` command: one subcommand per DVC stage, plus check-params, publish and bench.
 
-The work lives in each stage module's `run(**kwargs)`; this file only parses arguments.
+Each handler calls its stage module's `run(**kwargs)`; path flags default to dvc.yaml's
+layout. Errors are one line naming the problem (DARS_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dars.core.errors import DarsError
@@ -35,7 +38,7 @@ def _sample(a: argparse.Namespace) -> Any:
         model=a.model,
         queries=a.queries,
         variants=a.variants,
-        out=a.out,
+        out=a.out or f"{GENERATIONS}/{a.model}.parquet",
         checkpoint_dir=a.checkpoint_dir,
         executor=a.executor,
         ray_options={
@@ -50,7 +53,8 @@ def _sample(a: argparse.Namespace) -> Any:
 def _grade(a: argparse.Namespace) -> Any:
     from dars.stages import grade
 
-    return grade.run(params_path=a.params, generations=a.generations, queries=a.queries, out=a.out)
+    out = a.out or f"{OUTCOMES}/{Path(a.generations).name}"
+    return grade.run(params_path=a.params, generations=a.generations, queries=a.queries, out=out)
 
 
 def _validate(a: argparse.Namespace) -> Any:
@@ -210,37 +214,107 @@ def _check_params(a: argparse.Namespace) -> Any:
     print(f"{a.params}: OK")
 
 
+# The default of every path flag is where dvc.yaml puts that file (a test checks this).
+QUERIES = "data/queries.parquet"
+VARIANTS = "data/variants.parquet"
+GENERATIONS = "data/generations"
+OUTCOMES = "data/outcomes"
+LABELS = "data/labels.parquet"
+SPLITS = "data/splits.parquet"
+VALIDATION = "reports/validation.json"
+MODELS_DIR = "models"
+ROUTER_METRICS = "metrics/routers.json"
+
+DESCRIPTION = """\
+DARS builds LLM-routing datasets whose labels are capability distributions: for every
+(query, model) pair, many generations over meaning-preserving variants of the query.
+
+Each pipeline stage is a subcommand; `dvc repro` runs them all in order (see dvc.yaml).
+Path flags default to the layout of dvc.yaml, so a stage can be rerun by hand from the
+repository root with no flags at all."""
+
+EPILOG = """\
+jobs:
+  rebuild the dataset       dvc repro            (or: make repro)
+  check params.yaml         dars check-params
+  benchmark your router     dars bench --dataset DIR_OR_HUB_ID --router my_module:MyRouter
+docs: docs/ (mkdocs serve)"""
+
+
+def _version() -> str:
+    from dars import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dars", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="dars",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"dars {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(
-        name: str, fn: Callable[[argparse.Namespace], Any], help: str
+        name: str,
+        fn: Callable[[argparse.Namespace], Any],
+        help: str,
+        description: str = "",
+        *,
+        params: bool = True,
     ) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
-        sp.set_defaults(func=fn)
-        sp.add_argument(
-            "--params", default="params.yaml", help="params file (default: %(default)s)"
+        sp = sub.add_parser(
+            name,
+            help=help,
+            description=f"{help[0].upper()}{help[1:]}."
+            + (f"\n\n{description}" if description else ""),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        sp.set_defaults(func=fn)
+        if params:
+            sp.add_argument(
+                "--params", default="params.yaml", help="parameters file (default: %(default)s)"
+            )
         return sp
 
-    sp = cmd("prepare", _prepare, "load source tasks into the queries table")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--quarantine", required=True, help="Parquet file of rejected source rows")
-    sp.add_argument("--stats", required=True, help="JSON counts of kept/quarantined rows")
+    def path(sp: argparse.ArgumentParser, flag: str, default: str | None, help: str) -> None:
+        shown = " (default: %(default)s)" if default is not None else ""
+        sp.add_argument(flag, default=default, help=help + shown)
 
-    sp = cmd("reformulate", _reformulate, "write K meaning-preserving variants per query")
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--out", required=True)
-
-    sp = cmd("sample", _sample, "sample N generations per variant from one model config")
-    sp.add_argument("--model", required=True, help="a key of `models` in params.yaml")
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--variants", required=True)
-    sp.add_argument("--out", required=True)
-    sp.add_argument(
-        "--checkpoint-dir", required=True, help="resumable shard folder (kept across killed runs)"
+    sp = cmd(
+        "prepare",
+        _prepare,
+        "load the source tasks of params.yaml into the queries table",
+        "Rows that fail a check go to the quarantine table with a reason; the stage fails\n"
+        "when more than prepare.max_quarantine_fraction of a task's rows are quarantined.",
     )
+    path(sp, "--out", QUERIES, "queries table (Parquet)")
+    path(sp, "--quarantine", "data/quarantine.parquet", "rejected source rows (Parquet)")
+    path(sp, "--stats", "reports/prepare.json", "kept/quarantined counts per task (JSON)")
+
+    sp = cmd(
+        "reformulate",
+        _reformulate,
+        "write K meaning-preserving variants of every query",
+        "Variant 0 is the original; reformulate.method picks how the others are made.",
+    )
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--out", VARIANTS, "variants table (Parquet)")
+
+    sp = cmd(
+        "sample",
+        _sample,
+        "sample N generations per variant from one model configuration",
+        "Resumable: finished work is kept in --checkpoint-dir, so a killed run restarts\n"
+        "where it stopped. Engine time per generation goes to .dars/runs/sample/MODEL.json.",
+    )
+    sp.add_argument("--model", required=True, help="a name under `models` in params.yaml")
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--variants", VARIANTS, "variants table")
+    path(sp, "--out", None, f"generations table (default: {GENERATIONS}/MODEL.parquet)")
+    path(sp, "--checkpoint-dir", ".dars/checkpoints", "resumable shard folder")
     sp.add_argument(
         "--executor",
         choices=["local", "ray"],
@@ -256,96 +330,125 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--ray-workers", type=int, default=2, help="engines (Ray actors), one per worker"
     )
-    sp.add_argument("--ray-cpus-per-worker", type=float, default=1.0)
-    sp.add_argument("--ray-gpus-per-worker", type=float, default=0.0)
+    sp.add_argument("--ray-cpus-per-worker", type=float, default=1.0, help="(default: 1.0)")
+    sp.add_argument("--ray-gpus-per-worker", type=float, default=0.0, help="(default: 0.0)")
 
-    sp = cmd("grade", _grade, "score generations with the query's grader")
-    sp.add_argument("--generations", required=True)
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--out", required=True)
+    sp = cmd(
+        "grade",
+        _grade,
+        "score one model's generations with each query's grader",
+        "A failed generation is never graded as wrong: it gets score null.",
+    )
+    sp.add_argument(
+        "--generations", required=True, help=f"generations table, e.g. {GENERATIONS}/MODEL.parquet"
+    )
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--out", None, f"outcomes table (default: {OUTCOMES}/ + the generations file name)")
 
-    sp = cmd("validate", _validate, "Great Expectations suites over all tables")
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--variants", required=True)
-    sp.add_argument("--generations", required=True, help="folder of <model>.parquet")
-    sp.add_argument("--outcomes", required=True, help="folder of <model>.parquet")
-    sp.add_argument("--report", required=True)
-    sp.add_argument("--docs", required=True, help="folder for the Data Docs HTML")
+    sp = cmd(
+        "validate",
+        _validate,
+        "check every table against the data contract (Great Expectations)",
+        "Writes a JSON report and a Data Docs HTML site; fails when any expectation fails.",
+    )
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--variants", VARIANTS, "variants table")
+    path(sp, "--generations", GENERATIONS, "folder of MODEL.parquet generations")
+    path(sp, "--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes")
+    path(sp, "--report", VALIDATION, "validation report (JSON)")
+    path(sp, "--docs", "reports/data_docs", "folder for the Data Docs HTML")
 
-    sp = cmd("aggregate", _aggregate, "one capability distribution per (query, model)")
-    sp.add_argument("--outcomes", required=True, help="folder of <model>.parquet")
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--validation", required=True, help="validation report JSON (must pass)")
-    sp.add_argument("--out", required=True)
+    sp = cmd(
+        "aggregate",
+        _aggregate,
+        "turn scored outcomes into one capability distribution per (query, model)",
+    )
+    path(sp, "--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes")
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--validation", VALIDATION, "validation report (must have passed)")
+    path(sp, "--out", LABELS, "labels table (Parquet)")
 
-    sp = cmd("split", _split, "query-grouped split stratified by task")
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--out", required=True)
+    sp = cmd("split", _split, "assign every query to train/validation/test, stratified by task")
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--out", SPLITS, "splits table (Parquet)")
 
-    sp = sub.add_parser("summary", help="print a per-model summary of the labels")
-    sp.set_defaults(func=_summary)
-    sp.add_argument("--labels", required=True)
-    sp.add_argument("--out", default=None, help="optional JSON output")
+    sp = cmd("summary", _summary, "print a per-model summary of the labels", params=False)
+    path(sp, "--labels", LABELS, "labels table")
+    path(sp, "--out", None, "also write the summary as JSON, keyed by model (default: none)")
 
-    sp = cmd("card", _card, "write publish/: Hub dataset layout, rendered card, routers, manifest")
-    sp.add_argument("--template", required=True, help="Jinja dataset card (dataset_card.md)")
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--labels", required=True)
-    sp.add_argument("--splits", required=True)
-    sp.add_argument("--variants", required=True, help="the reformulate stage's variants")
-    sp.add_argument("--generations", required=True, help="folder of <model>.parquet")
-    sp.add_argument("--outcomes", required=True, help="folder of <model>.parquet")
-    sp.add_argument("--validation", required=True, help="validation report JSON")
-    sp.add_argument("--models-dir", required=True, help="folder of <router>.skops files")
-    sp.add_argument("--router-metrics", required=True, help="router test metrics JSON")
-    sp.add_argument("--lock", required=True, help="dvc.lock, recorded in the manifest")
-    sp.add_argument("--out", required=True, help="publish folder")
+    sp = cmd(
+        "card",
+        _card,
+        "write publish/: the Hub dataset layout, rendered card, routers and manifest",
+    )
+    path(sp, "--template", "dataset_card.md", "Jinja dataset card template")
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--labels", LABELS, "labels table")
+    path(sp, "--splits", SPLITS, "splits table")
+    path(sp, "--variants", VARIANTS, "variants table")
+    path(sp, "--generations", GENERATIONS, "folder of MODEL.parquet generations")
+    path(sp, "--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes")
+    path(sp, "--validation", VALIDATION, "validation report")
+    path(sp, "--models-dir", MODELS_DIR, "folder of ROUTER.skops files")
+    path(sp, "--router-metrics", ROUTER_METRICS, "router test metrics (JSON)")
+    path(sp, "--lock", "dvc.lock", "dvc.lock, recorded in the manifest")
+    path(sp, "--out", "publish", "publish folder")
 
-    sp = sub.add_parser("publish", help="upload publish/ to the Hugging Face Hub (not a stage)")
-    sp.set_defaults(func=_publish)
+    sp = cmd(
+        "publish",
+        _publish,
+        "upload publish/ to the Hugging Face Hub (not a pipeline stage)",
+        "Refuses a stale, failed or simulated build; needs HF_TOKEN.",
+        params=False,
+    )
     sp.add_argument("--repo-id", required=True, help="ORG/NAME of the Hub dataset")
     sp.add_argument("--revision", default=None, help="tag to create (default: dataset_version)")
     sp.add_argument("--private", action="store_true", help="create the repo as private")
     sp.add_argument("--dry-run", action="store_true", help="list what would be uploaded only")
-    sp.add_argument("--publish-dir", default="publish", help="(default: %(default)s)")
-    sp.add_argument(
-        "--validation", default="reports/validation.json", help="(default: %(default)s)"
-    )
-    sp.add_argument("--lock", default="dvc.lock", help="(default: %(default)s)")
+    path(sp, "--publish-dir", "publish", "folder written by `dars card`")
+    path(sp, "--validation", VALIDATION, "validation report (must have passed)")
+    path(sp, "--lock", "dvc.lock", "dvc.lock of the build")
 
-    sp = cmd("train", _train, "fit the reference routers on single-shot and DARS labels")
-    sp.add_argument("--labels", required=True)
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--splits", required=True)
-    sp.add_argument(
-        "--outcomes", required=True, help="folder of <model>.parquet (single-shot label draws)"
+    sp = cmd(
+        "train",
+        _train,
+        "fit the reference routers on DARS labels and on single-shot labels",
     )
-    sp.add_argument("--out-dir", required=True, help="folder for <router>-*.skops + index.json")
+    path(sp, "--labels", LABELS, "labels table")
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--splits", SPLITS, "splits table")
+    path(sp, "--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes (single-shot draws)")
+    path(sp, "--out-dir", MODELS_DIR, "folder for ROUTER-*.skops and index.json")
 
     sp = cmd("evaluate", _evaluate, "score the trained routers on the test split")
-    sp.add_argument("--labels", required=True)
-    sp.add_argument("--queries", required=True)
-    sp.add_argument("--splits", required=True)
-    sp.add_argument("--models-dir", required=True, help="the folder `dars train` wrote")
-    sp.add_argument("--metrics", required=True, help="metrics JSON output")
-    sp.add_argument("--table", required=True, help="Markdown table output")
-    sp.add_argument("--plots-dir", required=True, help="folder for the PNG plots")
-    sp.add_argument(
+    path(sp, "--labels", LABELS, "labels table")
+    path(sp, "--queries", QUERIES, "queries table")
+    path(sp, "--splits", SPLITS, "splits table")
+    path(sp, "--models-dir", MODELS_DIR, "the folder `dars train` wrote")
+    path(sp, "--metrics", ROUTER_METRICS, "full metrics (JSON)")
+    path(sp, "--table", "metrics/routers.md", "Markdown tables")
+    path(sp, "--plots-dir", "plots", "folder for the plots (PNG and CSV)")
+    path(sp, "--headline", "metrics/routers_headline.json", "flat headline metrics (JSON)")
+    path(
+        sp,
         "--outcomes",
-        default=None,
-        help="folder of <model>.parquet: adds DARS's evaluation views (prompt_variation, "
-        "decoding_variation) of the test split",
-    )
-    sp.add_argument(
-        "--headline", default=None, help="flat headline metrics JSON (default: beside --metrics)"
+        OUTCOMES,
+        "folder of MODEL.parquet outcomes: adds DARS's evaluation "
+        "views (prompt_variation, decoding_variation) of the test split",
     )
 
-    sp = sub.add_parser("bench", help="benchmark your router on a published DARS dataset")
-    sp.set_defaults(func=_bench)
+    sp = cmd(
+        "bench",
+        _bench,
+        "benchmark your router on a published DARS dataset",
+        "Your router is a class with fit(X, Y) and predict(X) (see docs/benchmarks.md); it is\n"
+        "scored next to the reference routers and the oracle, with paired-bootstrap intervals.",
+        params=False,
+    )
     sp.add_argument("--dataset", required=True, help="Hub dataset id or local folder")
     sp.add_argument("--router", required=True, help="my_module:MyRouter or path/file.py:MyRouter")
     sp.add_argument("--split", default="test", help="split to score on (default: %(default)s)")
-    sp.add_argument("--output", default=None, help="results JSON")
+    sp.add_argument("--output", default=None, help="results JSON (default: none)")
     sp.add_argument(
         "--baselines", default=None, help="comma-separated reference routers (default: all)"
     )
@@ -361,21 +464,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="β of the utility (default: the dataset's MANIFEST.json values, per task, else 0.2)",
     )
-    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)")
+    sp.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
 
-    sp = sub.add_parser("diff", help="what changed between two dataset versions")
-    sp.set_defaults(func=_diff)
+    sp = cmd(
+        "diff",
+        _diff,
+        "what changed between two dataset versions",
+        "Each version is a git revision, a publish folder, or a Hub id (hub:ORG/NAME@REV).",
+        params=False,
+    )
     for name in ("old", "new"):
         sp.add_argument(
             name, help="git revision, publish folder, or Hub id@revision (hub:ORG/NAME@REV)"
         )
-    sp.add_argument("--out", default=None, help="diff JSON output")
-    sp.add_argument("--markdown", default=None, help="diff Markdown output")
+    sp.add_argument("--out", default=None, help="diff JSON output (default: none)")
+    sp.add_argument("--markdown", default=None, help="diff Markdown output (default: none)")
     sp.add_argument("--fdr", type=float, default=0.05, help="BH false discovery rate of labels")
     sp.add_argument("--repo", default=".", help="git/DVC repository of revisions (default: .)")
 
-    cmd("check-params", _check_params, "validate params.yaml without running anything")
+    cmd(
+        "check-params",
+        _check_params,
+        "check params.yaml without running anything",
+        "Checks every section against the schema (docs/params.md) and lists every error.",
+    )
     return p
 
 
@@ -385,6 +498,18 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except DarsError as exc:
         print(f"dars {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dars {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError) as exc:
+        if os.environ.get("DARS_DEBUG"):
+            raise
+        kind = type(exc).__name__
+        print(
+            f"dars {args.command}: error: {kind}: {exc} (set DARS_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
