@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test test-fast lint summary clean-checkpoints dag
+.PHONY: install repro test test-fast lint docs summary clean-checkpoints dag
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ repro: $(STAMP)
 summary: $(STAMP)
 	$(BIN)/dars summary --labels data/labels.parquet
 
+# The suite includes tests/test_docs.py, which runs `mkdocs build --strict`.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
+
+docs: $(STAMP)
+	PYTHONPATH=pipeline $(BIN)/python -m dars.docgen
+	$(BIN)/mkdocs build --strict
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow"
