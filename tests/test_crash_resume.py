@@ -34,39 +34,17 @@ import pytest
 import yaml
 
 from dars.core import schema
-from dars.core.io import write_frame
+from tests import factories
 from tests.conftest import base_params
 
 KEYS = schema.KEYS["generations"]
 
 
 def make_inputs(root: Path, *, n_queries: int, k: int) -> None:
-    q = pd.DataFrame(
-        {
-            "query_id": [f"q{i:03d}" for i in range(n_queries)],
-            "task": "arith",
-            "prompt": [f"What is {i} + {i % 7}?" for i in range(n_queries)],
-            "reference": [str(i + i % 7) for i in range(n_queries)],
-            "grader": "numeric",
-            "source": "test",
-            "license": "MIT",
-            "metadata": "{}",
-        }
+    q = factories.queries(
+        n_queries, prompt=lambda i: f"What is {i} + {i % 7}?", reference=lambda i: str(i + i % 7)
     )
-    variants = [
-        {
-            "query_id": qid,
-            "variant_id": v,
-            "prompt": prompt if v == 0 else f"Question {v}: {prompt}",
-            "method": "template",
-            "accepted": True,
-            "reject_reason": None,
-        }
-        for qid, prompt in zip(q["query_id"], q["prompt"], strict=True)
-        for v in range(k)
-    ]
-    write_frame(q, root / "queries.parquet", schema=schema.QUERIES)
-    write_frame(pd.DataFrame(variants), root / "variants.parquet", schema=schema.VARIANTS)
+    factories.write_inputs(root, q, factories.variants(q, k))
 
 
 def start(root: Path, *, out: str, ckpt: str) -> subprocess.Popen:

@@ -33,10 +33,10 @@ from dars.backends.base import GenRequest
 from dars.backends.openai import backoff_delay, request_body
 from dars.core import schema
 from dars.core.errors import AuthenticationError, MissingCredentialError, ParamsError
-from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config
 from dars.sampling.uniform import sample_model
 from dars.sampling.units import plan_units
+from tests import factories
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 pytest.importorskip("aiohttp")
@@ -199,34 +199,14 @@ def start_proxy(upstream: str, schedule: Schedule) -> FaultProxy:
 
 # -- inputs ----------------------------------------------------------------------------
 def inputs(tmp: Path, n_queries: int = 2, k: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    q = pd.DataFrame(
-        {
-            "query_id": [f"q{i}" for i in range(n_queries)],
-            "task": "arith",
-            "prompt": [f"What is {i + 2} + {i + 3}?" for i in range(n_queries)],
-            "reference": [str(2 * i + 5) for i in range(n_queries)],
-            "grader": "numeric",
-            "source": "test",
-            "license": "MIT",
-            "metadata": "{}",
-        }
+    q = factories.queries(
+        n_queries,
+        ids=lambda i: f"q{i}",
+        prompt=lambda i: f"What is {i + 2} + {i + 3}?",
+        reference=lambda i: str(2 * i + 5),
     )
-    v = pd.DataFrame(
-        [
-            {
-                "query_id": qid,
-                "variant_id": j,
-                "prompt": (p if j == 0 else f"Question: {p}"),
-                "method": "template",
-                "accepted": True,
-                "reject_reason": None,
-            }
-            for qid, p in zip(q["query_id"], q["prompt"], strict=True)
-            for j in range(k)
-        ]
-    )
-    write_frame(q, tmp / "queries.parquet", schema=schema.QUERIES)
-    write_frame(v, tmp / "variants.parquet", schema=schema.VARIANTS)
+    v = factories.variants(q, k, rewrite=lambda j, p: p if j == 0 else f"Question: {p}")
+    factories.write_inputs(tmp, q, v)
     return q, v
 
 

@@ -16,44 +16,19 @@ import yaml
 
 from dars.backends.simulated import SimulatorSettings, true_probability
 from dars.core import schema
-from dars.core.io import write_frame
 from dars.core.params import model_config, sample_config
 from dars.sampling.requests import plan_requests, sample_seed
 from dars.sampling.uniform import sample_model
+from tests import factories
 
 N_QUERIES, K, N = 12, 3, 4
 
 
 def make_inputs(tmp: Path, n_queries: int = N_QUERIES) -> tuple[Path, Path]:
-    q = pd.DataFrame(
-        {
-            "query_id": [f"q{i:03d}" for i in range(n_queries)],
-            "task": "arith",
-            "prompt": [f"What is {i} + 1?" for i in range(n_queries)],
-            "reference": [str(i + 1) for i in range(n_queries)],
-            "grader": "numeric",
-            "source": "test",
-            "license": "MIT",
-            "metadata": "{}",
-        }
+    q = factories.queries(n_queries)
+    return factories.write_inputs(
+        tmp, q, factories.variants(q, K, rewrite=lambda k, p: f"[{k}] {p}")
     )
-    v = pd.DataFrame(
-        [
-            {
-                "query_id": qid,
-                "variant_id": k,
-                "prompt": f"[{k}] {p}",
-                "method": "template",
-                "accepted": True,
-                "reject_reason": None,
-            }
-            for qid, p in zip(q["query_id"], q["prompt"], strict=True)
-            for k in range(K)
-        ]
-    )
-    write_frame(q, tmp / "queries.parquet", schema=schema.QUERIES)
-    write_frame(v, tmp / "variants.parquet", schema=schema.VARIANTS)
-    return tmp / "queries.parquet", tmp / "variants.parquet"
 
 
 def write_params(tmp: Path, **model_overrides) -> Path:
