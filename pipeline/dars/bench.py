@@ -36,15 +36,16 @@ import numpy as np
 import pandas as pd
 
 from dars.core.errors import InputDataError, RouterInterfaceError
-from dars.stages.evaluate import (
+from dars.core.io import write_json
+from dars.evaluation.routing import (
     DEFAULT_LAMBDAS,
     EvalSettings,
     check_predictions,
     evaluate_systems,
+    test_label_matrix,
 )
-from dars.core.io import write_json
 from dars.routers import ROUTERS, make_router
-from dars.stages.train import LABEL_COLUMNS, dars_targets
+from dars.routers.targets import LABEL_COLUMNS, dars_targets
 
 CONFIGS = ("queries", "labels")
 
@@ -250,7 +251,6 @@ def run(
     cost_est = cost.mean(axis=0)
 
     from dars.evaluation import metrics as M
-    from dars.stages.evaluate import test_label_matrix
 
     q_te = data[f"queries/{split}"].sort_values("query_id")
     q_te = q_te[q_te["query_id"].isin(lab_te["query_id"])]

@@ -20,7 +20,6 @@ Every number in the card comes from the build; the template is rendered with
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -55,6 +54,7 @@ from dars.core.params import (
     model_names,
     section,
 )
+from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
 
 CONFIGS = ("queries", "labels", "outcomes", "generations")
 CONTRACT = {
@@ -63,7 +63,6 @@ CONTRACT = {
     "outcomes": schema.OUTCOMES,
     "generations": schema.GENERATIONS,
 }
-MANIFEST = "MANIFEST.json"
 ROUTERS_DIR = "routers"
 ROUTER_METRICS = "metrics.json"
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -93,28 +92,6 @@ def size_category(n_rows: int) -> str:
         if n_rows < bound:
             return name
     return "n>1T"
-
-
-# ---------------------------------------------------------------------------- hashing
-
-
-def file_digest(path: str | Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def lock_file_md5s(lock: Mapping[str, Any]) -> dict[str, str]:
-    """path -> md5 for every single-file output dvc.lock records (directories skipped)."""
-    found: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for entry in stage.get("outs") or []:
-            md5 = entry.get("md5")
-            if md5 and not md5.endswith(".dir"):
-                found[str(entry["path"])] = md5
-    return found
 
 
 def read_lock(path: str | Path) -> dict[str, Any]:
