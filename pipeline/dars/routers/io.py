@@ -17,7 +17,7 @@ import skops.io as sio
 
 from dars.core import schema
 from dars.core.errors import InputDataError, UntrustedModelError
-from dars.core.io import read_frame
+from dars.core.io import model_file, read_frame
 from dars.routers import ROUTERS
 from dars.routers.targets import LABEL_COLUMNS
 
@@ -68,8 +68,7 @@ def read_outcomes(outcomes_dir: str | Path, models: list[str]) -> pd.DataFrame:
     """The scored observations routers are drawn from: one file per model."""
     cols = ["query_id", "model", "variant_id", "sample_id", "score", "cost"]
     frames = [
-        read_frame(Path(outcomes_dir) / f"{m}.parquet", cols, what=f"outcomes[{m}]")[cols]
-        for m in models
+        read_frame(model_file(outcomes_dir, m), cols, what=f"outcomes[{m}]")[cols] for m in models
     ]
     return pd.concat(frames, ignore_index=True)
 

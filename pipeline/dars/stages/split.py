@@ -8,41 +8,18 @@ points), and one query is in exactly one split.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from dars.core import schema
 from dars.core.io import read_frame, write_frame
 from dars.core.params import load_params, section
+from dars.core.splits import assign_splits
 
 
 def split_settings(params: dict[str, Any]) -> tuple[int, dict[str, float]]:
     s = section(params, "split")
     return int(s.seed), {k: float(s.fractions[k]) for k in schema.SPLITS}
-
-
-def _rank_key(seed: int, query_id: str) -> str:
-    return hashlib.sha256(f"{seed}|{query_id}".encode()).hexdigest()
-
-
-def assign_splits(*, queries: pd.DataFrame, seed: int, fractions: dict[str, float]) -> pd.DataFrame:
-    df = queries[["query_id", "task"]].drop_duplicates("query_id").copy()
-    df["_key"] = [_rank_key(seed, q) for q in df["query_id"]]
-    df = df.sort_values(["task", "_key"], kind="stable")
-    df["_rank"] = df.groupby("task").cumcount()
-    df["_size"] = df.groupby("task")["query_id"].transform("size")
-    # cut points per task: round the cumulative fractions (largest-remainder style)
-    cum = np.cumsum([fractions[s] for s in schema.SPLITS])
-    pos = (df["_rank"] + 0.5) / df["_size"]
-    idx = np.searchsorted(cum, pos.to_numpy(), side="right").clip(max=len(cum) - 1)
-    df["split"] = np.asarray(schema.SPLITS)[idx]
-    return (
-        df[["query_id", "task", "split"]].sort_values(["task", "query_id"]).reset_index(drop=True)
-    )
 
 
 def run(*, params_path: str, queries: str, out: str) -> Path:
