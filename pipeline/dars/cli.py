@@ -158,6 +158,7 @@ def _bench(a: argparse.Namespace) -> Any:
     return bench.run(
         dataset=a.dataset,
         router=a.router,
+        router_args=bench.parse_router_args(a.router_arg),
         split=a.split,
         output=a.output,
         baselines=a.baselines.split(",") if a.baselines else None,
@@ -178,6 +179,50 @@ def _registry_checks() -> list[Callable[[dict[str, Any]], Any]]:
         lambda p: reformulate.rewriter(p["reformulate"].get("method", "template")),
         train.train_settings,
     ]
+
+
+def _import(a: argparse.Namespace) -> Any:
+    """Read a source release, write OUT as a workspace, then validate and aggregate it."""
+    from pathlib import Path
+
+    from dars.importers import import_source
+    from dars.stages import aggregate, validate
+
+    out = Path(a.out)
+    report = import_source(a.source, a.path, out=out, allow_pickle=a.allow_pickle)
+    data, params = out / "data", str(out / "params.yaml")
+    validate.run(
+        params_path=params,
+        queries=str(data / "queries.parquet"),
+        variants=str(data / "variants.parquet"),
+        generations_dir=str(data / "generations"),
+        outcomes_dir=str(data / "outcomes"),
+        report=str(out / "reports" / "validation.json"),
+        docs_dir=str(out / "reports" / "data_docs"),
+    )
+    aggregate.run(
+        params_path=params,
+        outcomes_dir=str(data / "outcomes"),
+        queries=str(data / "queries.parquet"),
+        validation_report=str(out / "reports" / "validation.json"),
+        out=str(data / "labels.parquet"),
+    )
+    dropped = report["dropped"]
+    print(
+        f"import {a.source}: {report['queries']} queries x {len(report['models'])} models, "
+        f"{report['observations']} observations ({report['failed_generations']} failed) -> "
+        f"{out}/; splits {report['splits']}; dropped {dropped} source rows"
+        + (
+            ": "
+            + "; ".join(
+                f"{r} {v['rows']} (first at {', '.join(v['first_at'])})"
+                for r, v in report["by_reason"].items()
+            )
+            if dropped
+            else ""
+        )
+    )
+    return report
 
 
 def _check_params(a: argparse.Namespace) -> Any:
@@ -288,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--validation", required=True, help="validation report JSON")
     sp.add_argument("--models-dir", required=True, help="folder of <router>.skops files")
     sp.add_argument("--router-metrics", required=True, help="router test metrics JSON")
-    sp.add_argument("--lock", required=True, help="dvc.lock, recorded in the manifest")
+    sp.add_argument(
+        "--lock",
+        default=None,
+        help="dvc.lock, recorded in the manifest (omit outside DVC, e.g. after `dars import`)",
+    )
     sp.add_argument("--out", required=True, help="publish folder")
 
     sp = sub.add_parser("publish", help="upload publish/ to the Hugging Face Hub (not a stage)")
@@ -330,10 +379,49 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--baselines", default=None, help="comma-separated reference routers (default: all)"
     )
-    sp.add_argument("--lambda-cost", type=float, default=0.05, help="λ of the utility")
-    sp.add_argument("--beta-risk", type=float, default=0.2, help="β of the utility")
+    sp.add_argument(
+        "--router-arg",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="keyword argument for your router's constructor (repeatable; V is read as YAML)",
+    )
+    sp.add_argument(
+        "--lambda",
+        "--lambda-cost",
+        dest="lambda_cost",
+        type=float,
+        default=None,
+        help="λ of the utility (default: the dataset's, from its MANIFEST.json, else 0.05)",
+    )
+    sp.add_argument(
+        "--beta",
+        "--beta-risk",
+        dest="beta_risk",
+        type=float,
+        default=None,
+        help="β of the utility (default: the dataset's, from its MANIFEST.json, else 0.2)",
+    )
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     sp.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser(
+        "import",
+        help="import another release (DARS release, RouterBench) as a ready workspace",
+        description="Write OUT as a workspace (params.yaml, data/, reports/) from a source "
+        "release, then run validate and aggregate on it.",
+    )
+    sp.set_defaults(func=_import)
+    sp.add_argument("source", choices=["dars-release", "routerbench"], help="source layout")
+    sp.add_argument(
+        "path", help="dars-release: the release folder; routerbench: the pickled DataFrame"
+    )
+    sp.add_argument("--out", required=True, help="workspace folder to write")
+    sp.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading a pickle (it runs code from the file: only for files you trust)",
+    )
 
     cmd("check-params", _check_params, "validate params.yaml without running anything")
     return p
