@@ -1,7 +1,12 @@
 """`dars bench`: fit a user's router on a published DARS dataset and score it on a split.
 
     dars bench --dataset <hub-id-or-local-folder> --router my_module:MyRouter
-               [--split test] [--output results.json]
+               [--router-arg k=v ...] [--split test] [--lambda L] [--beta B]
+               [--output results.json]
+
+    from dars.bench import run
+    results = run(dataset="./publish", router=MyRouter(alpha=0.5))  # or the class, or
+    results["versus"], results.table                                 # "module:Class"
 
 The dataset is read with `datasets.load_dataset(dataset, config, split=...)` for the
 configs `queries` and `labels` (a Hub repo or a local folder in the publish layout:
@@ -11,14 +16,27 @@ next to the reference routers (fitted the same way) and the oracle.
 
 Router interface (scikit-learn style; see README "Benchmark a router"):
 
-* `Router()` must work with no arguments (give every `__init__` argument a default);
+* `Router(**router_args)` must work with the given keyword arguments (`--router-arg k=v`;
+  none by default, so give every `__init__` argument a default). The Python API also
+  takes a class or an instance (used as it is);
 * `fit(X, Y)`: X is a list of n query prompts (str), Y a float array (n, n_models) of
   targets, mean - beta * std of the distributional label (risk-adjusted quality), columns
-  in the order of `models`. If `fit` also accepts keyword arguments named `models` (the
-  model names) or `cost` (a (n, n_models) array of normalised costs), they are passed.
+  in the order of `models`. `fit` gets more when it names these keyword arguments:
+  - `models`: the model names (the columns of Y);
+  - `cost`: a (n, n_models) array of normalised costs;
+  - `labels`: the train labels of those n queries as a DataFrame, one row per
+    (query_id, model) with `mean, std, ci_low, ci_high, alpha, beta, n, task` (and every
+    other published label column), so a distribution-aware router can use the spread,
+    the interval or the task;
+  - `tasks`: a list of the n queries' tasks, aligned with X.
   Returns self.
 * `predict(X)`: a finite float array (len(X), n_models), higher = better. The harness
   routes each query to argmax(prediction - lambda * mean train cost of the model).
+
+lambda and beta: `--lambda` / `--beta` when given, else the dataset's own (its
+MANIFEST.json: the `aggregate` section of the params.yaml it was built with), else 0.05
+and 0.2. The results record the values used, where they came from, and the dataset's
+version and revision. Scoring `--split train` warns: the router was fitted on it.
 """
 
 from __future__ import annotations
@@ -26,8 +44,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dars.core.errors import InputDataError, RouterInterfaceError
+from dars.core.errors import DarsWarning, InputDataError, RouterInterfaceError
 from dars.core.io import write_json
 from dars.evaluation.routing import (
     DEFAULT_LAMBDAS,
@@ -48,6 +68,24 @@ from dars.routers import ROUTERS, make_router
 from dars.routers.targets import LABEL_COLUMNS, dars_targets
 
 CONFIGS = ("queries", "labels")
+#: label columns a router's `fit(..., labels=...)` is promised (when the dataset has them)
+FIT_LABEL_COLUMNS = [
+    "query_id",
+    "model",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "alpha",
+    "beta",
+    "n",
+    "task",
+]
+DEFAULT_LAMBDA, DEFAULT_BETA = 0.05, 0.2
+
+
+def is_local(dataset: str) -> bool:
+    return Path(dataset).exists()
 
 
 def load_split(dataset: str, config: str, split: str) -> pd.DataFrame:
@@ -59,14 +97,75 @@ def load_split(dataset: str, config: str, split: str) -> pd.DataFrame:
         ds = datasets.load_dataset(dataset, config, split=split)
     except DatasetNotFoundError as exc:
         raise InputDataError(
-            f"dataset {dataset!r} was not found (neither a local folder nor a Hub repo): {exc}"
+            f"dataset {dataset!r} was not found (neither a local folder nor a Hub repo): "
+            f"{_first_line(exc)}"
         ) from exc
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise InputDataError(
             f"dataset {dataset!r} has no config {config!r} with split {split!r} in the publish "
             f"layout (README.md `configs:` with data_files `{config}/{split}.parquet`): {exc}"
         ) from exc
+    except Exception as exc:  # network: the HTTP client's own errors, offline mode, ...
+        if is_local(dataset):
+            raise
+        raise InputDataError(
+            f"dataset {dataset!r} could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {_first_line(exc)}); check the network, or pass a "
+            "local folder in the publish layout"
+        ) from exc
     return ds.to_pandas()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_manifest(dataset: str) -> tuple[dict[str, Any], str | None]:
+    """The dataset's MANIFEST.json ({} when it has none) and its revision: the Hub commit
+    sha for a Hub id, the sha256 of MANIFEST.json for a local folder."""
+    import hashlib
+
+    if is_local(dataset):
+        path = Path(dataset) / "MANIFEST.json"
+        if not path.is_file():
+            return {}, None
+        data = path.read_bytes()
+        return json.loads(data), "sha256:" + hashlib.sha256(data).hexdigest()
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+
+        revision = HfApi().dataset_info(dataset).sha
+        path = Path(
+            hf_hub_download(dataset, "MANIFEST.json", repo_type="dataset", revision=revision)
+        )
+        return json.loads(path.read_text(encoding="utf-8")), revision
+    except Exception as exc:  # the splits loaded, so the repo exists: it just has no manifest
+        warnings.warn(
+            f"dataset {dataset!r}: no MANIFEST.json read ({type(exc).__name__}: "
+            f"{_first_line(exc)}); its version is not recorded",
+            DarsWarning,
+            stacklevel=2,
+        )
+        return {}, None
+
+
+def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """lambda_cost, beta_risk (and per_task where the build has them) recorded in the
+    manifest's params.yaml `aggregate` section, and where they came from."""
+    import yaml
+
+    try:
+        params = yaml.safe_load(manifest.get("params_yaml") or "") or {}
+    except yaml.YAMLError:
+        params = {}
+    agg = params.get("aggregate") if isinstance(params, dict) else None
+    if not isinstance(agg, dict) or "lambda_cost" not in agg or "beta_risk" not in agg:
+        return {"lambda_cost": DEFAULT_LAMBDA, "beta_risk": DEFAULT_BETA}, "defaults"
+    out = {"lambda_cost": float(agg["lambda_cost"]), "beta_risk": float(agg["beta_risk"])}
+    if isinstance(agg.get("per_task"), dict):
+        out["per_task"] = agg["per_task"]
+    return out, "MANIFEST.json"
 
 
 def load_published(dataset: str, *, split: str) -> dict[str, pd.DataFrame]:
@@ -83,6 +182,39 @@ def load_published(dataset: str, *, split: str) -> dict[str, pd.DataFrame]:
                 )
             out[f"{cfg}/{sp}"] = df
     return out
+
+
+def parse_router_args(items: list[str] | None) -> dict[str, Any]:
+    """`k=v` strings -> keyword arguments; values are read as YAML (1, 0.5, true, [1, 2])."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise RouterInterfaceError(
+                f"--router-arg {item!r} must look like name=value, e.g. alpha=0.5"
+            )
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def resolve_router(router: Any, router_args: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """A router instance and its display name from an instance, a class or 'module:Class'."""
+    if isinstance(router, str):
+        router = import_router(router)
+    if inspect.isclass(router):
+        return instantiate(router, router_args), router.__name__
+    if router_args:
+        raise RouterInterfaceError(
+            f"router arguments {sorted(router_args)} were given with an instance of "
+            f"{type(router).__name__}; pass the class (or 'module:Class') to have them used"
+        )
+    check_interface(router, type(router).__name__)
+    return router, type(router).__name__
 
 
 def import_router(spec: str) -> type:
@@ -138,16 +270,29 @@ def _call(who: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         ) from exc
 
 
-def instantiate(cls: type) -> Any:
-    """`cls()` with its interface checked: fit(X, Y) and predict(X) must exist and bind."""
+def instantiate(cls: type, kwargs: dict[str, Any] | None = None) -> Any:
+    """`cls(**kwargs)` with its interface checked: fit(X, Y) and predict(X) must bind."""
     name = cls.__name__
+    kwargs = dict(kwargs or {})
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     try:
-        router = cls()
+        router = cls(**kwargs)
     except TypeError as exc:
+        need = (
+            "with the --router-arg keyword arguments only (give every other __init__ "
+            "argument a default, scikit-learn style)"
+            if kwargs
+            else "with no arguments (give every __init__ argument a default, scikit-learn "
+            "style, or pass them with --router-arg name=value)"
+        )
         raise RouterInterfaceError(
-            f"{name}() failed: {exc}. A router must be constructible with no arguments "
-            "(give every __init__ argument a default, scikit-learn style)"
+            f"{name}({shown}) failed: {exc}. A router must be constructible {need}"
         ) from exc
+    return check_interface(router, name)
+
+
+def check_interface(router: Any, name: str) -> Any:
+    """fit(X, Y) and predict(X) must exist and bind; returns the router."""
     for method, args in (("fit", ("X", "Y")), ("predict", ("X",))):
         fn = getattr(router, method, None)
         if not callable(fn):
@@ -166,29 +311,94 @@ def instantiate(cls: type) -> Any:
 
 
 def fit_user_router(
-    router: Any, *, texts: list[str], y: np.ndarray, cost: np.ndarray, models: list[str]
+    router: Any,
+    *,
+    texts: list[str],
+    y: np.ndarray,
+    cost: np.ndarray,
+    models: list[str],
+    labels: pd.DataFrame | None = None,
+    tasks: list[str] | None = None,
 ) -> Any:
+    """router.fit(X, Y, ...) with the named extras its signature asks for."""
     name = type(router).__name__
     params = inspect.signature(router.fit).parameters
-    extra: dict[str, Any] = {}
-    if "models" in params:
-        extra["models"] = list(models)
-    if "cost" in params:
-        extra["cost"] = cost
+    offered: dict[str, Any] = {"models": list(models), "cost": cost}
+    if labels is not None:
+        offered["labels"] = labels
+    if tasks is not None:
+        offered["tasks"] = tasks
+    extra = {k: v for k, v in offered.items() if k in params}
+    for k in ("labels", "tasks"):
+        if k in params and k not in offered:
+            raise RouterInterfaceError(
+                f"{name}.fit asks for {k!r}, but the dataset's labels have no "
+                f"{'task' if k == 'tasks' else 'distribution'} columns"
+            )
     _call(f"{name}.fit(X, Y)", router.fit, texts, y, **extra)
     return router
 
 
 def train_frame(
     queries: pd.DataFrame, labels: pd.DataFrame, *, models: list[str], beta_risk: float
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Train prompts and DARS targets, keeping queries whose targets are all known."""
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Train query ids, prompts and DARS targets, keeping queries whose targets are all
+    known."""
     q = queries[queries["query_id"].isin(labels["query_id"])].sort_values("query_id")
     ids = q["query_id"].tolist()
     y, c = dars_targets(labels, query_ids=ids, models=models, beta_risk=beta_risk)
     keep = np.isfinite(y).all(1) & np.isfinite(c).all(1)
     texts = [t for t, k in zip(q["prompt"], keep, strict=True) if k]
-    return texts, y[keep], c[keep]
+    kept = [i for i, k in zip(ids, keep, strict=True) if k]
+    return kept, texts, y[keep], c[keep]
+
+
+def fit_extras(
+    labels: pd.DataFrame, ids: list[str], models: list[str]
+) -> tuple[pd.DataFrame | None, list[str] | None]:
+    """The `labels` frame (rows of the kept train queries, ordered like X and models) and
+    the `tasks` list a router's fit may ask for; None where the dataset lacks columns."""
+    need = [c for c in FIT_LABEL_COLUMNS if c not in ("task",)]
+    lab = None
+    if all(c in labels.columns for c in need):
+        order = {q: i for i, q in enumerate(ids)}
+        col = {m: j for j, m in enumerate(models)}
+        lab = labels[labels["query_id"].isin(order) & labels["model"].isin(col)].copy()
+        lab["_o"] = lab["query_id"].map(order) * len(models) + lab["model"].map(col)
+        lab = lab.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    tasks = None
+    if "task" in labels.columns:
+        by_query = labels.drop_duplicates("query_id").set_index("query_id")["task"]
+        tasks = [str(by_query[q]) for q in ids]
+    return lab, tasks
+
+
+def results_table(result: dict[str, Any], user: str) -> pd.DataFrame:
+    """One row per system (yours, the reference routers, oracle, best single): every
+    metric's value and interval, and, for the baselines, yours minus it."""
+    rows = []
+    systems = [(n, r["dars"], "router") for n, r in result["routers"].items()]
+    systems += [(n, s, "reference") for n, s in result["reference"].items()]
+    for name, s, kind in systems:
+        row: dict[str, Any] = {"system": name, "kind": "yours" if name == user else kind}
+        for metric, v in s.items():
+            if isinstance(v, dict) and "value" in v:
+                row[metric] = v["value"]
+                row[f"{metric}_ci_low"] = v.get("ci_low")
+                row[f"{metric}_ci_high"] = v.get("ci_high")
+        for metric, d in (result.get("versus", {}).get(name) or {}).items():
+            row[f"yours_minus_{metric}"] = d["diff"]
+            row[f"yours_minus_{metric}_ci_low"] = d["ci_low"]
+            row[f"yours_minus_{metric}_ci_high"] = d["ci_high"]
+            row[f"yours_minus_{metric}_p"] = d["p_value"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class BenchResult(dict):
+    """The results dict (what `--output` writes), with `.table`: the same as a DataFrame."""
+
+    table: pd.DataFrame
 
 
 def print_table(result: dict[str, Any], user: str) -> None:
@@ -216,28 +426,66 @@ def print_table(result: dict[str, Any], user: str) -> None:
                 else f"{v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             )
         t.add_row(f"[bold]{n}[/bold]" if n == user else n, *cells)
-    Console(width=200).print(t)
+    console = Console(width=200)
+    console.print(t)
+    if result.get("versus"):
+        d = Table(
+            title=f"{user} minus each baseline (paired bootstrap, "
+            f"{int(result['settings']['ci'] * 100)}% interval, p-value)"
+        )
+        d.add_column("baseline")
+        for c in ("utility", "quality", "cost", "regret"):
+            d.add_column(f"Δ {c}", justify="right")
+        for b, cmp in result["versus"].items():
+            cells = []
+            for c in ("utility", "quality", "cost", "regret"):
+                v = cmp.get(c)
+                cells.append(
+                    "n/a"
+                    if not v or not np.isfinite(v["diff"])
+                    else f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] "
+                    f"p={v['p_value']:.3f}"
+                )
+            d.add_row(b, *cells)
+        console.print(d)
 
 
 def run(
     *,
     dataset: str,
-    router: str,
+    router: Any,
+    router_args: dict[str, Any] | None = None,
     split: str = "test",
     output: str | None = None,
     baselines: list[str] | None = None,
-    lambda_cost: float = 0.05,
-    beta_risk: float = 0.2,
+    lambda_cost: float | None = None,
+    beta_risk: float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict[str, Any]:
-    cls = import_router(router)
-    user = instantiate(cls)
-    user_name = f"{cls.__name__} (yours)"
+) -> BenchResult:
+    """Fit `router` (an instance, a class or 'module:Class') on the train split of
+    `dataset` and score it on `split`; returns the results dict with `.table`."""
+    user, cls_name = resolve_router(router, router_args)
+    user_name = f"{cls_name} (yours)"
     baselines = list(ROUTERS.names() if baselines is None else baselines)
     for b in baselines:
         ROUTERS.get(b)  # unknown name -> "Did you mean ...?"
+    if split == "train":
+        msg = (
+            "scoring the train split: the router (and the baselines) were fitted on it, so "
+            "these numbers measure fit, not generalisation; use --split test"
+        )
+        warnings.warn(msg, DarsWarning, stacklevel=2)
+        print(f"bench: warning: {msg}", file=sys.stderr)
     data = load_published(dataset, split=split)
+    manifest, revision = read_manifest(dataset)
+    recorded, weights_source = manifest_weights(manifest)
+    weights_from = {
+        "lambda_cost": weights_source if lambda_cost is None else "--lambda",
+        "beta_risk": weights_source if beta_risk is None else "--beta",
+    }
+    lambda_cost = recorded["lambda_cost"] if lambda_cost is None else float(lambda_cost)
+    beta_risk = recorded["beta_risk"] if beta_risk is None else float(beta_risk)
     lab_tr, lab_te = data["labels/train"], data[f"labels/{split}"]
     models = sorted(lab_tr["model"].unique())
     if sorted(lab_te["model"].unique()) != models:
@@ -245,7 +493,9 @@ def run(
             f"dataset {dataset!r}: split {split!r} has models {sorted(lab_te['model'].unique())}"
             f", train has {models}"
         )
-    texts, y, cost = train_frame(data["queries/train"], lab_tr, models=models, beta_risk=beta_risk)
+    ids, texts, y, cost = train_frame(
+        data["queries/train"], lab_tr, models=models, beta_risk=beta_risk
+    )
     if len(texts) < 2:
         raise InputDataError(f"dataset {dataset!r}: fewer than 2 usable train queries")
     cost_est = cost.mean(axis=0)
@@ -259,9 +509,12 @@ def run(
     if not test_texts:
         raise InputDataError(f"dataset {dataset!r}: no {split!r} query has complete labels")
 
-    fit_user_router(user, texts=texts, y=y, cost=cost, models=models)
-    pred = _call(f"{cls.__name__}.predict(X)", user.predict, test_texts)
-    pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls.__name__)
+    fit_labels, fit_tasks = fit_extras(lab_tr, ids, models)
+    fit_user_router(
+        user, texts=texts, y=y, cost=cost, models=models, labels=fit_labels, tasks=fit_tasks
+    )
+    pred = _call(f"{cls_name}.predict(X)", user.predict, test_texts)
+    pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls_name)
     systems = {user_name: {"dars": [(pred, cost_est)]}}
     for b in baselines:
         pipe = make_router(b, random_state=seed).fit(texts, y)
@@ -277,14 +530,24 @@ def run(
     result, scored, _, _ = evaluate_systems(systems, lm=lm, settings=settings)
     result.update(
         dataset=dataset,
+        dataset_version=manifest.get("dataset_version"),
+        dataset_revision=revision,
         split=split,
-        router=router,
+        router=router if isinstance(router, str) else f"{type(user).__module__}:{cls_name}",
+        router_args=dict(router_args or {}),
+        weights_source=weights_from,
+        weights_recorded=recorded,
         n_train_queries=len(texts),
         n_test_dropped=int((~ok).sum()),
-        versus={b: M.compare(scored[user_name]["dars"], scored[b]["dars"]) for b in baselines},
+        versus={
+            b: M.compare(scored[user_name]["dars"], scored[b]["dars"], level=settings.ci)
+            for b in baselines
+        },
     )
     print_table(result, user_name)
     if output:
         write_json(result, output)
         print(f"bench -> {output}")
-    return result
+    out = BenchResult(result)
+    out.table = results_table(result, user_name)
+    return out
