@@ -82,6 +82,8 @@ FIT_LABEL_COLUMNS = [
     "task",
 ]
 DEFAULT_LAMBDA, DEFAULT_BETA = 0.05, 0.2
+#: the keyword arguments `fit` gets when its signature names them
+FIT_EXTRAS = ("models", "cost", "labels", "tasks")
 
 
 def is_local(dataset: str) -> bool:
@@ -168,8 +170,32 @@ def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return out, "MANIFEST.json"
 
 
+def check_hub(dataset: str) -> None:
+    """A Hub id must be reachable: one request, so an offline machine fails at once in one
+    line (instead of the loader's retries). A missing or gated repo is left to the loader,
+    whose message says which."""
+    from huggingface_hub import constants
+
+    if is_local(dataset) or constants.HF_HUB_OFFLINE:
+        return  # offline mode: the loader reads its cache (or fails in one line)
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        HfApi().dataset_info(dataset)
+    except HfHubHTTPError:
+        return  # the Hub answered (404, 401, ...): the loader names the problem
+    except Exception as exc:  # the HTTP client's transport errors, offline mode, ...
+        raise InputDataError(
+            f"dataset {dataset!r} could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {_first_line(exc)}); check the network, or pass a "
+            "local folder in the publish layout"
+        ) from exc
+
+
 def load_published(dataset: str, *, split: str) -> dict[str, pd.DataFrame]:
     """labels and queries of the train split and of `split`, checked for contract columns."""
+    check_hub(dataset)
     out = {}
     for sp in dict.fromkeys(("train", split)):
         for cfg, cols in (("queries", ["query_id", "prompt"]), ("labels", LABEL_COLUMNS)):
@@ -300,8 +326,10 @@ def check_interface(router: Any, name: str) -> Any:
                 f"{name} has no method {method!r}. A router needs fit(X, Y) -> self and "
                 "predict(X) -> array of shape (n_queries, n_models)"
             )
+        sig = inspect.signature(fn)
+        extras = {k: None for k in FIT_EXTRAS if method == "fit" and k in sig.parameters}
         try:
-            inspect.signature(fn).bind(*args)
+            sig.bind(*args, **extras)
         except TypeError as exc:
             raise RouterInterfaceError(
                 f"{name}.{method}{inspect.signature(fn)} cannot be called as "
