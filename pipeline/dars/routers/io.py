@@ -9,6 +9,7 @@ A saved router is a skops file holding a dict: the fitted text -> scores Pipelin
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,9 @@ TRUSTED_TYPES = frozenset(
 
 
 def save_router(obj: dict[str, Any], path: Path) -> str:
-    """Write `obj` with skops; returns the file's sha256."""
+    """Write `obj` with skops (deflate-compressed); returns the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = sio.dumps(obj)
+    data = sio.dumps(obj, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     path.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
 

@@ -600,13 +600,14 @@ def run_check(*, context: Any, datasource: Any, check: TableCheck, k: int) -> li
     """Run one suite over one table; the results go to the context's (in-memory) results
     store, from which `build_data_docs` renders them. Returns the expectation results in
     suite order."""
-    asset = datasource.add_dataframe_asset(name=check.name)
-    batch = asset.add_batch_definition_whole_dataframe(f"{check.name} (whole table)")
+    name = check.name.replace("/", "__")  # GX store keys take no '/' (model ids have one)
+    asset = datasource.add_dataframe_asset(name=name)
+    batch = asset.add_batch_definition_whole_dataframe(f"{name} (whole table)")
     suite = context.suites.add(
-        gx.ExpectationSuite(name=check.name, expectations=list(check.expectations))
+        gx.ExpectationSuite(name=name, expectations=list(check.expectations))
     )
     vd = context.validation_definitions.add(
-        gx.ValidationDefinition(name=check.name, data=batch, suite=suite)
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
     )
     suite_result = vd.run(
         batch_parameters={"dataframe": check.frame},
