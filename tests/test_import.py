@@ -217,7 +217,7 @@ def test_routerbench_labels_have_n_1_and_eval_name_is_the_task(rb_out):
     assert set(q["task"]) == set(df["eval_name"])
     params = yaml.safe_load((out / "params.yaml").read_text())
     assert sorted(params["models"]) == sorted(RB_MODELS)
-    assert "n = 1" in params["import"]["note"]
+    assert "n = 1" in params["imported"]["note"]
 
 
 def test_routerbench_split_is_deterministic_and_grouped(rb_out, tmp_path):

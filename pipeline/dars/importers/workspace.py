@@ -5,7 +5,7 @@ per scored generation) plus a split assignment. `write_workspace` maps that fram
 the data contract and writes, under OUT:
 
     params.yaml                       one `models` entry per imported model (its source
-                                      id), backend `imported`; `import` records the source
+                                      id), backend `imported`; `imported` records the source
     data/queries.parquet              query_id = sha256("<source>:<task>:<source id>")[:16];
                                       metadata JSON keeps `source_id`
     data/variants.parquet             the source's prompt variants (variant 0 = original)
@@ -274,11 +274,9 @@ def workspace_params(
         "beta_risk": imp.beta_risk,
         "max_error_rate": 1.0,  # the source decides what it kept; failures are counted
     }
-    if imp.per_task:
-        aggregate["per_task"] = imp.per_task
     return {
         "dataset_version": f"{imp.source}-{revision}",
-        "import": {
+        "imported": {
             "source": imp.source,
             "revision": revision,
             "files": [p.name for p in imp.files],
@@ -412,6 +410,11 @@ def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
         "revision": revision,
         "files": {p.name: file_sha256(p) for p in sorted(imp.files)},
         "source_metadata": imp.source_metadata,
+        "utility_weights": {
+            "lambda_cost": imp.lambda_cost,
+            "beta_risk": imp.beta_risk,
+            "per_task": imp.per_task,  # recorded; aggregate uses the global pair for now
+        },
         "queries": int(len(queries)),
         "models": models,
         "model_files": {m: model_file_stem(m) for m in models},

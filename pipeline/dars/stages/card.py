@@ -766,7 +766,7 @@ def run(
             "max_router_share": settings["max_router_share"],
             "routers_left_out": [f.name for f in left_out],
             "model_provenance": model_provenance(params, models),
-            "imported": get(params, "import", None),
+            "imported": get(params, "imported", None),
             "single_observation": bool(pc.max(tables["labels"].column("n_total")).as_py() == 1),
             "default_config": DEFAULT_CONFIG,
         }
