@@ -161,6 +161,7 @@ def test_dars_release_becomes_a_ready_workspace(dars_out):
         assert (out / "data" / f"{name}.parquet").exists(), name
     report = json.loads((out / "reports" / "validation.json").read_text())
     assert report["success"] is True
+    assert main(["check-params", "--params", str(out / "params.yaml")]) == 0
     q = pd.read_parquet(out / "data" / "queries.parquet")
     source_ids = {json.loads(m)["source_id"] for m in q["metadata"]}
     assert source_ids == set(read_jsonl(src)["query_id"])

@@ -233,8 +233,11 @@ def _check_params(a: argparse.Namespace) -> Any:
     errors = params.errors(raw)
     if not errors:  # names in registries, once the shapes are right
         sections = ("prepare", "reformulate", "routers")
+        # a workspace `dars import` wrote names its source's tasks and rewrites, which no
+        # loader or rewriter produces here (nothing is prepared or reformulated again)
+        skip = {"prepare", "reformulate"} if (raw.get("imported") or {}).get("source") else set()
         for check, name in zip(_registry_checks(), sections, strict=True):
-            if name in raw:
+            if name in raw and name not in skip:
                 try:
                     check(raw)
                 except DarsError as exc:
