@@ -431,11 +431,12 @@ class BenchResult(dict):
 
 def print_table(result: dict[str, Any], user: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     cols = ["quality", "cost", "utility", "regret", "apgr", "nauc"]
     t = Table(
-        title=f"dars bench: {result['dataset']} [{result['split']}], "
+        title=f"dars bench: {escape(result['dataset'])} \\[{result['split']}], "
         f"{result['n_test_queries']} queries, λ={result['settings']['lambda_cost']}, "
         f"β={result['settings']['beta_risk']}"
     )
