@@ -211,7 +211,7 @@ def test_bench_scores_every_router_under_dars_views_with_the_manifest_weights(da
     res = bench.run(
         dataset=str(pub), router=f"{EXAMPLE}:TfidfRidgeRouter", n_boot=100, baselines=["ridge"]
     )
-    assert res["weights_source"] == "MANIFEST.json"
+    assert res["weights_source"] == {"lambda_cost": "MANIFEST.json", "beta_risk": "MANIFEST.json"}
     assert res["settings"]["lambda_cost"] == 0.1
     assert res["settings"]["beta_risk"] == {"synth": 0.3}
     assert set(res["views"]) == {"prompt_variation", "decoding_variation"}
@@ -228,6 +228,7 @@ def test_bench_scores_every_router_under_dars_views_with_the_manifest_weights(da
         beta_risk=0.2,
     )
     assert res["settings"]["beta_risk"] == 0.2 and res["settings"]["lambda_cost"] == 0.1
+    assert res["weights_source"] == {"lambda_cost": "MANIFEST.json", "beta_risk": "--beta"}
 
 
 def test_bench_without_published_outcomes_skips_the_views(dataset, tmp_path, capsys):
@@ -244,5 +245,164 @@ def test_bench_without_published_outcomes_skips_the_views(dataset, tmp_path, cap
     res = bench.run(
         dataset=str(pub), router=f"{EXAMPLE}:TfidfRidgeRouter", n_boot=100, baselines=["ridge"]
     )
-    assert res["views"] == {} and res["weights_source"] == "defaults"
+    assert res["views"] == {} and res["weights_source"] == {
+        "lambda_cost": "defaults",
+        "beta_risk": "defaults",
+    }
     assert "evaluation views skipped" in capsys.readouterr().out
+
+
+DISTRIBUTION_AWARE = """
+import numpy as np
+
+SEEN = {}
+
+class UsesLabels:
+    def __init__(self, shrink=0.0):
+        self.shrink = shrink
+
+    def fit(self, X, Y, *, models, labels, tasks):
+        SEEN.update(X=list(X), models=list(models), labels=labels, tasks=list(tasks), Y=Y)
+        width = (labels["ci_high"] - labels["ci_low"]).to_numpy().reshape(len(X), len(models))
+        self.mean_ = (Y - self.shrink * width).mean(axis=0)
+        return self
+
+    def predict(self, X):
+        return np.tile(self.mean_, (len(X), 1))
+"""
+
+
+@pytest.fixture
+def aware(tmp_path, monkeypatch):
+    path = tmp_path / "aware.py"
+    path.write_text(DISTRIBUTION_AWARE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    return importlib.import_module("aware")
+
+
+def test_fit_can_ask_for_the_labels_and_tasks(dataset, aware):
+    res = bench.run(dataset=str(dataset), router=aware.UsesLabels, baselines=[], n_boot=100)
+    seen = aware.SEEN
+    lab = seen["labels"]
+    n, m = len(seen["X"]), len(seen["models"])
+    assert {"mean", "std", "ci_low", "ci_high", "alpha", "beta", "n", "task"} <= set(lab.columns)
+    assert len(lab) == n * m and len(seen["tasks"]) == n
+    # rows follow X and the columns of Y: the label mean/std give back Y = mean - beta * std
+    beta = res["settings"]["beta_risk"]
+    y = (lab["mean"] - beta * lab["std"]).to_numpy().reshape(n, m)
+    assert np.allclose(y, seen["Y"])
+    assert list(lab["model"][:m]) == seen["models"]
+    assert res["n_train_queries"] == n
+
+
+def test_router_as_instance_class_or_string_with_router_args(dataset, aware, tmp_path, capsys):
+    by_instance = bench.run(
+        dataset=str(dataset), router=aware.UsesLabels(shrink=0.5), baselines=[], n_boot=100
+    )
+    by_class = bench.run(
+        dataset=str(dataset),
+        router=aware.UsesLabels,
+        router_args={"shrink": 0.5},
+        baselines=[],
+        n_boot=100,
+    )
+    key = "UsesLabels (yours)"
+    u1 = by_instance["routers"][key]["dars"]["utility"]["value"]
+    assert u1 == by_class["routers"][key]["dars"]["utility"]["value"]
+    assert by_class["router_args"] == {"shrink": 0.5}
+    with pytest.raises(RouterInterfaceError, match="pass the class"):
+        bench.run(dataset=str(dataset), router=aware.UsesLabels(), router_args={"shrink": 1})
+    out = tmp_path / "r.json"
+    rc = main(
+        ["bench", "--dataset", str(dataset), "--router", f"{EXAMPLE}:TfidfRidgeRouter",
+         "--router-arg", "alpha=0.5", "--baselines", "best-single,ridge", "--bootstrap", "100",
+         "--output", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["router_args"] == {"alpha": 0.5}
+    printed = capsys.readouterr().out
+    assert "TfidfRidgeRouter (yours) minus each baseline" in printed
+    deltas = printed[printed.index("minus each baseline") :].splitlines()
+    for b in ("best-single", "ridge"):
+        row = next(line for line in deltas if line.strip("│ ").startswith(f"{b} "))
+        assert "p=" in row and "[" in row  # a difference, its interval and p-value
+
+
+def test_results_record_weights_and_dataset_version(dataset, tmp_path):
+    import shutil
+
+    import yaml
+
+    res = bench.run(dataset=str(dataset), router=f"{EXAMPLE}:TfidfRidgeRouter", baselines=[],
+                    n_boot=100)  # fmt: skip
+    assert res["settings"]["lambda_cost"] == 0.05 and res["settings"]["beta_risk"] == 0.2
+    assert res["weights_source"] == {"lambda_cost": "defaults", "beta_risk": "defaults"}
+    assert res["dataset_version"] is None  # the fixture has no MANIFEST.json
+    # a dataset whose manifest records the build's params: its lambda/beta are used
+    copy = tmp_path / "published"
+    shutil.copytree(dataset, copy)
+    params = {"aggregate": {"lambda_cost": 0.3, "beta_risk": 0.1}}
+    manifest = {"dataset_version": "9.9.9", "params_yaml": yaml.safe_dump(params)}
+    (copy / "MANIFEST.json").write_text(json.dumps(manifest))
+    res = bench.run(dataset=str(copy), router=f"{EXAMPLE}:TfidfRidgeRouter", baselines=[],
+                    n_boot=100)  # fmt: skip
+    assert (res["settings"]["lambda_cost"], res["settings"]["beta_risk"]) == (0.3, 0.1)
+    assert res["weights_source"]["lambda_cost"] == "MANIFEST.json"
+    assert res["dataset_version"] == "9.9.9" and res["dataset_revision"].startswith("sha256:")
+    res = bench.run(dataset=str(copy), router=f"{EXAMPLE}:TfidfRidgeRouter", baselines=[],
+                    n_boot=100, lambda_cost=0.0)  # fmt: skip
+    assert res["settings"]["lambda_cost"] == 0.0 and res["settings"]["beta_risk"] == 0.1
+    assert res["weights_source"] == {"lambda_cost": "--lambda", "beta_risk": "MANIFEST.json"}
+    # .table: one row per system, with yours minus each baseline
+    res = bench.run(dataset=str(copy), router=f"{EXAMPLE}:TfidfRidgeRouter",
+                    baselines=["best-single"], n_boot=100)  # fmt: skip
+    table = res.table
+    assert set(table["system"]) >= {"TfidfRidgeRouter (yours)", "best-single", "oracle"}
+    row = table.set_index("system").loc["best-single"]
+    assert row["yours_minus_utility"] == pytest.approx(
+        res["versus"]["best-single"]["utility"]["diff"]
+    )
+
+
+def test_scoring_the_train_split_warns(dataset):
+    from dars.core.errors import DarsWarning
+
+    with pytest.warns(DarsWarning, match="train split"):
+        bench.run(dataset=str(dataset), router=f"{EXAMPLE}:TfidfRidgeRouter", split="train",
+                  baselines=[], n_boot=100)  # fmt: skip
+
+
+def test_an_unreachable_hub_id_fails_in_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "dars", "bench", "--dataset", "no-such-org/no-such-dars-data",
+         "--router", f"{EXAMPLE}:TfidfRidgeRouter"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert "'no-such-org/no-such-dars-data'" in lines[0]
+
+
+def test_manifest_weights_prefer_the_utility_record_then_params_yaml_then_defaults():
+    import yaml
+
+    from dars.core.errors import ParamsError
+
+    params = {"aggregate": {"lambda_cost": 0.3, "beta_risk": 0.1}}
+    both = {"utility": {"beta_risk": {"a": 0.4, "b": 0.0}}, "params_yaml": yaml.safe_dump(params)}
+    got, source = bench.manifest_weights(both)
+    assert got["beta_risk"] == {"a": 0.4, "b": 0.0} and got["lambda_cost"] == 0.3
+    assert source == {"lambda_cost": "MANIFEST.json", "beta_risk": "MANIFEST.json"}
+    got, source = bench.manifest_weights({})
+    assert (got["lambda_cost"], got["beta_risk"]) == (bench.DEFAULT_LAMBDA, bench.DEFAULT_BETA)
+    assert source == {"lambda_cost": "defaults", "beta_risk": "defaults"}
+    with pytest.raises(ParamsError, match="utility.lambda_cost"):
+        bench.manifest_weights({"utility": {"lambda_cost": -1}})

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,10 +19,10 @@ from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 
 import dars
-from dars.stages import card
 from dars.core import schema
 from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
 from dars.publishing.hub import verify_manifest
+from dars.stages import card
 from tests.conftest import BIN, REPO, DvcRepo, _run, base_params
 
 ROUTER_OUTS = {"models", "metrics/routers.json"}
@@ -42,11 +43,18 @@ def write_routers(root: Path) -> None:
     y = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])
     (root / "models").mkdir(parents=True, exist_ok=True)
     sio.dump(Ridge(alpha=1.0).fit(x, y), root / "models" / "ridge-dars.skops")
-    sio.dump(
-        KNeighborsRegressor(n_neighbors=2).fit(x, y), root / "models" / "knn-single_shot.skops"
-    )
+    for r in (0, 1):  # single-shot repeats: only r0 is published
+        sio.dump(
+            KNeighborsRegressor(n_neighbors=2).fit(x, y),
+            root / "models" / f"knn-single_shot-r{r}.skops",
+        )
     (root / "models" / "index.json").write_text(
-        json.dumps({"ridge-dars": "ridge-dars.skops", "knn-single_shot": "knn-single_shot.skops"})
+        json.dumps(
+            {
+                "ridge-dars": "ridge-dars.skops",
+                "knn-single_shot": ["knn-single_shot-r0.skops", "knn-single_shot-r1.skops"],
+            }
+        )
     )
     (root / "metrics").mkdir(parents=True, exist_ok=True)
     metric = {"value": 0.41, "ci_low": 0.3, "ci_high": 0.5, "std": 0.0}
@@ -97,6 +105,7 @@ def tiny_params(models: dict | None = None) -> dict:
     }
     p["reformulate"]["k"] = 2
     p["sample"]["n"] = 2
+    p["card"]["max_router_share"] = 1.0  # publish every selected router (the budget: below)
     p["models"] = models or {
         "sim-strong": {"backend": "simulated", "sim_ability": 1.0, "price_per_1k_prompt": 1.0},
         "sim-weak": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
@@ -275,18 +284,23 @@ def test_card_header_and_numbers_come_from_the_build(built):
     assert "| openai/human-eval | MIT |" in text
     report = json.loads((root / "reports" / "validation.json").read_text())
     assert "**passed**" in text and report["success"] is True
-    lines = text.splitlines()
-    header = next(line for line in lines if line.startswith("| system |"))
-    row = next(line for line in lines if line.startswith("| routers/ridge/dars |"))
-    cells = dict(zip(header.split("|")[1:-1], row.split("|")[1:-1], strict=True))
-    assert cells[" utility "] == " 0.410 [0.300, 0.500] " and cells[" apgr "].startswith(" n/a")
-    assert "0.020 [-0.010, 0.050] p=0.300" in text and "n_test_queries = 2" in text
+    # the short router table: DARS utility, single-shot (none here), the difference and p
+    assert "| ridge | 0.410 [0.300, 0.500] | n/a | +0.020 [-0.010, +0.050] | 0.300 |" in text
+    assert "n_test_queries = 2" in text
+    for metric in ("**apgr**", "**nauc**", "**verdict_flip**", "**regret**"):
+        assert metric in text  # every metric is defined
+    assert "Lai, Guannan" in text and "2606.06924" in text  # the citation names the authors
+    assert configs["labels"].get("default") is True  # load_dataset(repo) loads the labels
     assert "{{" not in text and "{%" not in text
 
 
 def test_routers_are_copied_with_metrics(built):
     root = built.root
-    for f in (root / "models").glob("*.skops"):
+    published = sorted(p.name for p in (root / "publish" / "routers").glob("*.skops"))
+    # the DARS-supervised router and single-shot repeat 0; the other repeats stay in models/
+    assert published == ["knn-single_shot-r0.skops", "ridge-dars.skops"]
+    for name in published:
+        f = root / "models" / name
         pub = root / "publish" / "routers" / f.name
         assert sha256(pub) == sha256(f)
         model = sio.load(pub, trusted=sio.get_untrusted_types(file=pub))
@@ -426,3 +440,32 @@ def test_variants_config_and_a_split_without_queries_is_left_out(built, tmp_path
     assert "β = arithmetic 0.1, humaneval 0.3" in text
     manifest = json.loads((out / "MANIFEST.json").read_text())
     assert manifest["utility"]["beta_risk"] == {"arithmetic": 0.1, "humaneval": 0.3}
+
+
+def test_routers_fit_in_their_share_of_the_bytes_best_first(tmp_path):
+    sizes = {"a-dars.skops": 300, "b-dars.skops": 200, "a-single_shot-r0.skops": 100}
+    files = []
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+        files.append(tmp_path / name)
+    metrics = {
+        "routers": {
+            "a": {"dars": {"utility": {"value": 0.5}}, "single_shot": {"utility": {"value": 0.4}}},
+            "b": {"dars": {"utility": {"value": 0.3}}},
+        }
+    }
+    # 20% of data + routers: at most 250 router bytes for 1000 data bytes
+    kept, left = card.within_budget(files, data_bytes=1000, share=0.2, metrics=metrics)
+    assert [f.name for f in kept] == ["b-dars.skops"]  # a-dars (300) does not fit
+    assert sorted(f.name for f in left) == ["a-dars.skops", "a-single_shot-r0.skops"]
+    # the best DARS router first, then the next DARS one; a's r0 no longer fits in 500
+    kept, left = card.within_budget(files, data_bytes=2000, share=0.2, metrics=metrics)
+    assert [f.name for f in kept] == ["a-dars.skops", "b-dars.skops"]
+    assert [f.name for f in left] == ["a-single_shot-r0.skops"]
+    kept, left = card.within_budget(files, data_bytes=10, share=1.0, metrics=metrics)
+    assert len(kept) == 3 and not left
+
+
+def test_load_dataset_without_a_config_loads_the_labels(built):
+    ds = datasets.load_dataset(str(built.root / "publish"), split="test")
+    assert {"query_id", "model", "mean", "std", "ci_low", "ci_high"} <= set(ds.column_names)

@@ -12,7 +12,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dars.core.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
 from dars.core.io import write_frame
-from dars.routers import ROUTERS, MFRouter, features, make_router
+from dars.routers import ROUTERS, MFRouter, features, make_router, targets
+from dars.routers import io as router_io
 from dars.stages import evaluate, train
 from dars.stages.aggregate import aggregate_labels
 from dars.stages.split import assign_splits
@@ -98,7 +99,7 @@ def test_sklearn_contract(estimator, check):
 def test_text_pipeline_predicts_one_column_per_model(build, name):
     lab, q = build["labels"], build["queries"]
     ids = q["query_id"].tolist()[1:]
-    y, _ = train.dars_targets(lab, query_ids=ids, models=sorted(POOL), beta_risk=0.2)
+    y, _ = targets.dars_targets(lab, query_ids=ids, models=sorted(POOL), beta_risk=0.2)
     texts = q.set_index("query_id").loc[ids, "prompt"].tolist()
     pipe = make_router(name).fit(texts, y)
     pred = pipe.predict(texts[:5])
@@ -111,7 +112,7 @@ def test_learned_routers_read_the_text(build, name):
     lab, q = build["labels"], build["queries"]
     models = sorted(POOL)
     ids = q["query_id"].tolist()[1:]
-    y, _ = train.dars_targets(lab, query_ids=ids, models=models, beta_risk=0.2)
+    y, _ = targets.dars_targets(lab, query_ids=ids, models=models, beta_risk=0.2)
     texts = q.set_index("query_id").loc[ids, "prompt"].tolist()
     pipe = make_router(name).fit(texts, y)
     new = ["A algebra question: solve equation sum", "A poetry question: sonnet rhyme verse"]
@@ -144,13 +145,14 @@ def test_unknown_router_and_bad_router_params():
 def test_skops_round_trip_and_untrusted_types_are_refused(build, tmp_path):
     lab, q = build["labels"], build["queries"]
     ids = q["query_id"].tolist()[1:]
-    y, _ = train.dars_targets(lab, query_ids=ids, models=sorted(POOL), beta_risk=0.2)
+    y, _ = targets.dars_targets(lab, query_ids=ids, models=sorted(POOL), beta_risk=0.2)
     texts = q.set_index("query_id").loc[ids, "prompt"].tolist()
     for name in ("knn", "mlp"):  # sparse matrices / an optimizer: types skops asks about
         pipe = make_router(name).fit(texts, y)
         path = tmp_path / f"{name}.skops"
-        train.save_router({"pipeline": pipe, "models": sorted(POOL), "cost_estimate": y[0]}, path)
-        obj = train.load_router(path)
+        obj = {"pipeline": pipe, "models": sorted(POOL), "cost_estimate": y[0]}
+        router_io.save_router(obj, path)
+        obj = router_io.load_router(path)
         assert np.allclose(obj["pipeline"].predict(texts), pipe.predict(texts))
     # a file holding a type outside the trusted set is refused, naming the type
     bad = tmp_path / "bad.skops"
@@ -158,7 +160,7 @@ def test_skops_round_trip_and_untrusted_types_are_refused(build, tmp_path):
     untrusted = sio.get_untrusted_types(file=bad)
     assert untrusted
     with pytest.raises(UntrustedModelError, match="outside the trusted set"):
-        train.load_router(bad)
+        router_io.load_router(bad)
 
 
 def test_single_shot_draws_are_valid_observations_and_vary_with_the_seed(build):
@@ -182,7 +184,7 @@ def test_single_shot_draws_are_valid_observations_and_vary_with_the_seed(build):
             assert lo - 1e-12 <= a_c[i, j] <= hi + 1e-12
     # the draws average to the label means (law of large numbers over pairs)
     ok = np.isfinite(a_s)
-    mean = train.wide(lab, "mean", ids, models)
+    mean = targets.wide(lab, "mean", ids, models)
     assert abs(a_s[ok].mean() - mean[ok].mean()) < 0.1
 
 

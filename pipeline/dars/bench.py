@@ -1,7 +1,12 @@
 """`dars bench`: fit a user's router on a published DARS dataset and score it on a split.
 
     dars bench --dataset <hub-id-or-local-folder> --router my_module:MyRouter
-               [--split test] [--output results.json]
+               [--router-arg k=v ...] [--split test] [--lambda L] [--beta B]
+               [--output results.json]
+
+    from dars.bench import run
+    results = run(dataset="./publish", router=MyRouter(alpha=0.5))  # or the class, or
+    results["versus"], results.table                                 # "module:Class"
 
 The dataset is read with `datasets.load_dataset(dataset, config, split=...)` for the
 configs `queries` and `labels` (a Hub repo or a local folder in the publish layout:
@@ -11,18 +16,29 @@ next to the reference routers (fitted the same way) and the oracle.
 
 Router interface (scikit-learn style; see README "Benchmark a router"):
 
-* `Router()` must work with no arguments (give every `__init__` argument a default);
+* `Router(**router_args)` must work with the given keyword arguments (`--router-arg k=v`;
+  none by default, so give every `__init__` argument a default). The Python API also
+  takes a class or an instance (used as it is);
 * `fit(X, Y)`: X is a list of n query prompts (str), Y a float array (n, n_models) of
   targets, mean - beta * std of the distributional label (risk-adjusted quality), columns
-  in the order of `models`. If `fit` also accepts keyword arguments named `models` (the
-  model names) or `cost` (a (n, n_models) array of normalised costs), they are passed.
+  in the order of `models`. `fit` gets more when it names these keyword arguments:
+  - `models`: the model names (the columns of Y);
+  - `cost`: a (n, n_models) array of normalised costs;
+  - `labels`: the train labels of those n queries as a DataFrame, one row per
+    (query_id, model) with `mean, std, ci_low, ci_high, alpha, beta, n, task` (and every
+    other published label column), so a distribution-aware router can use the spread,
+    the interval or the task;
+  - `tasks`: a list of the n queries' tasks, aligned with X.
   Returns self.
 * `predict(X)`: a finite float array (len(X), n_models), higher = better. The harness
   routes each query to argmax(prediction - lambda * mean train cost of the model).
 
-Utility weights: by default the dataset's own, recorded per task in its MANIFEST.json
-(`utility`; read from a local folder or the Hub repo), else lambda 0.05 and beta 0.2;
-`--lambda-cost` / `--beta-risk` override them with one number for every task.
+Utility weights (lambda, beta): `--lambda` / `--beta` when given (one number for every
+task); else the dataset's own from its MANIFEST.json: the `utility` record (per task where
+the build has per-task weights), else the `aggregate` section of the params.yaml it was
+built with; else 0.05 and 0.2. The results record the values used, where each came from
+(`weights_source`), and the dataset's version and revision. Scoring `--split train` warns:
+the router was fitted on it.
 
 Evaluation views: when the dataset publishes the `outcomes` config, every router is also
 scored under DARS's views of the split, `prompt_variation` (K variants, one decode each)
@@ -34,8 +50,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,21 +61,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dars.core.errors import InputDataError, RouterInterfaceError
+from dars.core.errors import DarsWarning, InputDataError, RouterInterfaceError
 from dars.core.io import write_json
-from dars.labels import utility as W
-from dars.labels import views as V
-from dars.routers import ROUTERS, make_router
-from dars.stages.evaluate import (
+from dars.evaluation.routing import (
     DEFAULT_LAMBDAS,
     EvalSettings,
     check_predictions,
     evaluate_systems,
     evaluate_views,
+    test_label_matrix,
 )
-from dars.stages.train import LABEL_COLUMNS, dars_targets
+from dars.labels import utility as W
+from dars.labels import views as V
+from dars.routers import ROUTERS, make_router
+from dars.routers.targets import LABEL_COLUMNS, dars_targets
 
 CONFIGS = ("queries", "labels")
+#: label columns a router's `fit(..., labels=...)` is promised (when the dataset has them)
+FIT_LABEL_COLUMNS = [
+    "query_id",
+    "model",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "alpha",
+    "beta",
+    "n",
+    "task",
+]
+DEFAULT_LAMBDA, DEFAULT_BETA = 0.05, 0.2
+#: the keyword arguments `fit` gets when its signature names them
+FIT_EXTRAS = ("models", "cost", "labels", "tasks")
+
+
+def is_local(dataset: str) -> bool:
+    return Path(dataset).exists()
 
 
 def load_split(dataset: str, config: str, split: str) -> pd.DataFrame:
@@ -69,18 +108,115 @@ def load_split(dataset: str, config: str, split: str) -> pd.DataFrame:
         ds = datasets.load_dataset(dataset, config, split=split)
     except DatasetNotFoundError as exc:
         raise InputDataError(
-            f"dataset {dataset!r} was not found (neither a local folder nor a Hub repo): {exc}"
+            f"dataset {dataset!r} was not found (neither a local folder nor a Hub repo): "
+            f"{_first_line(exc)}"
         ) from exc
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise InputDataError(
             f"dataset {dataset!r} has no config {config!r} with split {split!r} in the publish "
             f"layout (README.md `configs:` with data_files `{config}/{split}.parquet`): {exc}"
         ) from exc
+    except Exception as exc:  # network: the HTTP client's own errors, offline mode, ...
+        if is_local(dataset):
+            raise
+        raise InputDataError(
+            f"dataset {dataset!r} could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {_first_line(exc)}); check the network, or pass a "
+            "local folder in the publish layout"
+        ) from exc
     return ds.to_pandas()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_manifest(dataset: str) -> tuple[dict[str, Any], str | None]:
+    """The dataset's MANIFEST.json ({} when it has none) and its revision: the Hub commit
+    sha for a Hub id, the sha256 of MANIFEST.json for a local folder."""
+    import hashlib
+
+    if is_local(dataset):
+        path = Path(dataset) / "MANIFEST.json"
+        if not path.is_file():
+            return {}, None
+        data = path.read_bytes()
+        return json.loads(data), "sha256:" + hashlib.sha256(data).hexdigest()
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+
+        revision = HfApi().dataset_info(dataset).sha
+        path = Path(
+            hf_hub_download(dataset, "MANIFEST.json", repo_type="dataset", revision=revision)
+        )
+        return json.loads(path.read_text(encoding="utf-8")), revision
+    except Exception as exc:  # the splits loaded, so the repo exists: it just has no manifest
+        warnings.warn(
+            f"dataset {dataset!r}: no MANIFEST.json read ({type(exc).__name__}: "
+            f"{_first_line(exc)}); its version is not recorded",
+            DarsWarning,
+            stacklevel=2,
+        )
+        return {}, None
+
+
+def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """lambda_cost and beta_risk of the dataset, each a number or {task: number}, and where
+    each came from: the manifest's `utility` record (what the build used, per task), else
+    the `aggregate` section of the params.yaml it records (`per_task` kept where a build
+    has it), else the defaults ("MANIFEST.json" or "defaults" per weight)."""
+    import yaml
+
+    utility = manifest.get("utility")
+    utility = utility if isinstance(utility, dict) else {}
+    try:
+        params = yaml.safe_load(manifest.get("params_yaml") or "") or {}
+    except yaml.YAMLError:
+        params = {}
+    agg = params.get("aggregate") if isinstance(params, dict) else None
+    agg = agg if isinstance(agg, dict) else {}
+    out: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for key, default in (("lambda_cost", DEFAULT_LAMBDA), ("beta_risk", DEFAULT_BETA)):
+        for record, where in ((utility, "utility"), (agg, "params_yaml aggregate")):
+            if record.get(key) is not None:
+                out[key] = W.parse_weight(record[key], f"MANIFEST.json {where}.{key}")
+                source[key] = "MANIFEST.json"
+                break
+        else:
+            out[key], source[key] = default, "defaults"
+    if isinstance(agg.get("per_task"), dict):
+        out["per_task"] = agg["per_task"]
+    return out, source
+
+
+def check_hub(dataset: str) -> None:
+    """A Hub id must be reachable: one request, so an offline machine fails at once in one
+    line (instead of the loader's retries). A missing or gated repo is left to the loader,
+    whose message says which."""
+    from huggingface_hub import constants
+
+    if is_local(dataset) or constants.HF_HUB_OFFLINE:
+        return  # offline mode: the loader reads its cache (or fails in one line)
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        HfApi().dataset_info(dataset)
+    except HfHubHTTPError:
+        return  # the Hub answered (404, 401, ...): the loader names the problem
+    except Exception as exc:  # the HTTP client's transport errors, offline mode, ...
+        raise InputDataError(
+            f"dataset {dataset!r} could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {_first_line(exc)}); check the network, or pass a "
+            "local folder in the publish layout"
+        ) from exc
 
 
 def load_published(dataset: str, *, split: str) -> dict[str, pd.DataFrame]:
     """labels and queries of the train split and of `split`, checked for contract columns."""
+    check_hub(dataset)
     out = {}
     for sp in dict.fromkeys(("train", split)):
         for cfg, cols in (("queries", ["query_id", "prompt"]), ("labels", LABEL_COLUMNS)):
@@ -95,31 +231,6 @@ def load_published(dataset: str, *, split: str) -> dict[str, pd.DataFrame]:
     return out
 
 
-def published_weights(dataset: str) -> dict[str, Any] | None:
-    """The `utility` record ({lambda_cost, beta_risk}) of the dataset's MANIFEST.json, from a
-    local folder or the Hub repo; None when there is none (older builds, no network)."""
-    import json
-
-    folder = Path(dataset)
-    if folder.is_dir():
-        path: Path | None = folder / "MANIFEST.json"
-    else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-        try:
-            path = Path(hf_hub_download(dataset, "MANIFEST.json", repo_type="dataset"))
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
-            path = None  # no network, no such repo or file: the defaults apply
-    if path is None or not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8")).get("utility")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def view_outcomes(dataset: str, split: str, query_ids: list[str]) -> pd.DataFrame | None:
     """The split's outcomes (the columns the views need), or None if not published."""
     try:
@@ -130,6 +241,39 @@ def view_outcomes(dataset: str, split: str, query_ids: list[str]) -> pd.DataFram
         return None
     keep = V.OUTCOME_COLUMNS + (["true_p"] if "true_p" in df.columns else [])
     return df.loc[df["query_id"].isin(set(query_ids)), keep]
+
+
+def parse_router_args(items: list[str] | None) -> dict[str, Any]:
+    """`k=v` strings -> keyword arguments; values are read as YAML (1, 0.5, true, [1, 2])."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise RouterInterfaceError(
+                f"--router-arg {item!r} must look like name=value, e.g. alpha=0.5"
+            )
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def resolve_router(router: Any, router_args: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """A router instance and its display name from an instance, a class or 'module:Class'."""
+    if isinstance(router, str):
+        router = import_router(router)
+    if inspect.isclass(router):
+        return instantiate(router, router_args), router.__name__
+    if router_args:
+        raise RouterInterfaceError(
+            f"router arguments {sorted(router_args)} were given with an instance of "
+            f"{type(router).__name__}; pass the class (or 'module:Class') to have them used"
+        )
+    check_interface(router, type(router).__name__)
+    return router, type(router).__name__
 
 
 def import_router(spec: str) -> type:
@@ -185,16 +329,29 @@ def _call(who: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         ) from exc
 
 
-def instantiate(cls: type) -> Any:
-    """`cls()` with its interface checked: fit(X, Y) and predict(X) must exist and bind."""
+def instantiate(cls: type, kwargs: dict[str, Any] | None = None) -> Any:
+    """`cls(**kwargs)` with its interface checked: fit(X, Y) and predict(X) must bind."""
     name = cls.__name__
+    kwargs = dict(kwargs or {})
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     try:
-        router = cls()
+        router = cls(**kwargs)
     except TypeError as exc:
+        need = (
+            "with the --router-arg keyword arguments only (give every other __init__ "
+            "argument a default, scikit-learn style)"
+            if kwargs
+            else "with no arguments (give every __init__ argument a default, scikit-learn "
+            "style, or pass them with --router-arg name=value)"
+        )
         raise RouterInterfaceError(
-            f"{name}() failed: {exc}. A router must be constructible with no arguments "
-            "(give every __init__ argument a default, scikit-learn style)"
+            f"{name}({shown}) failed: {exc}. A router must be constructible {need}"
         ) from exc
+    return check_interface(router, name)
+
+
+def check_interface(router: Any, name: str) -> Any:
+    """fit(X, Y) and predict(X) must exist and bind; returns the router."""
     for method, args in (("fit", ("X", "Y")), ("predict", ("X",))):
         fn = getattr(router, method, None)
         if not callable(fn):
@@ -202,8 +359,10 @@ def instantiate(cls: type) -> Any:
                 f"{name} has no method {method!r}. A router needs fit(X, Y) -> self and "
                 "predict(X) -> array of shape (n_queries, n_models)"
             )
+        sig = inspect.signature(fn)
+        extras = {k: None for k in FIT_EXTRAS if method == "fit" and k in sig.parameters}
         try:
-            inspect.signature(fn).bind(*args)
+            sig.bind(*args, **extras)
         except TypeError as exc:
             raise RouterInterfaceError(
                 f"{name}.{method}{inspect.signature(fn)} cannot be called as "
@@ -213,38 +372,104 @@ def instantiate(cls: type) -> Any:
 
 
 def fit_user_router(
-    router: Any, *, texts: list[str], y: np.ndarray, cost: np.ndarray, models: list[str]
+    router: Any,
+    *,
+    texts: list[str],
+    y: np.ndarray,
+    cost: np.ndarray,
+    models: list[str],
+    labels: pd.DataFrame | None = None,
+    tasks: list[str] | None = None,
 ) -> Any:
+    """router.fit(X, Y, ...) with the named extras its signature asks for."""
     name = type(router).__name__
     params = inspect.signature(router.fit).parameters
-    extra: dict[str, Any] = {}
-    if "models" in params:
-        extra["models"] = list(models)
-    if "cost" in params:
-        extra["cost"] = cost
+    offered: dict[str, Any] = {"models": list(models), "cost": cost}
+    if labels is not None:
+        offered["labels"] = labels
+    if tasks is not None:
+        offered["tasks"] = tasks
+    extra = {k: v for k, v in offered.items() if k in params}
+    for k in ("labels", "tasks"):
+        if k in params and k not in offered:
+            raise RouterInterfaceError(
+                f"{name}.fit asks for {k!r}, but the dataset's labels have no "
+                f"{'task' if k == 'tasks' else 'distribution'} columns"
+            )
     _call(f"{name}.fit(X, Y)", router.fit, texts, y, **extra)
     return router
 
 
 def train_frame(
     queries: pd.DataFrame, labels: pd.DataFrame, *, models: list[str], beta_risk: W.Weight
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Train prompts and DARS targets, keeping queries whose targets are all known."""
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Train query ids, prompts and DARS targets, keeping queries whose targets are all
+    known."""
     q = queries[queries["query_id"].isin(labels["query_id"])].sort_values("query_id")
     ids = q["query_id"].tolist()
     y, c = dars_targets(labels, query_ids=ids, models=models, beta_risk=beta_risk)
     keep = np.isfinite(y).all(1) & np.isfinite(c).all(1)
     texts = [t for t, k in zip(q["prompt"], keep, strict=True) if k]
-    return texts, y[keep], c[keep]
+    kept = [i for i, k in zip(ids, keep, strict=True) if k]
+    return kept, texts, y[keep], c[keep]
+
+
+def fit_extras(
+    labels: pd.DataFrame, ids: list[str], models: list[str]
+) -> tuple[pd.DataFrame | None, list[str] | None]:
+    """The `labels` frame (rows of the kept train queries, ordered like X and models) and
+    the `tasks` list a router's fit may ask for; None where the dataset lacks columns."""
+    need = [c for c in FIT_LABEL_COLUMNS if c not in ("task",)]
+    lab = None
+    if all(c in labels.columns for c in need):
+        order = {q: i for i, q in enumerate(ids)}
+        col = {m: j for j, m in enumerate(models)}
+        lab = labels[labels["query_id"].isin(order) & labels["model"].isin(col)].copy()
+        lab["_o"] = lab["query_id"].map(order) * len(models) + lab["model"].map(col)
+        lab = lab.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    tasks = None
+    if "task" in labels.columns:
+        by_query = labels.drop_duplicates("query_id").set_index("query_id")["task"]
+        tasks = [str(by_query[q]) for q in ids]
+    return lab, tasks
+
+
+def results_table(result: dict[str, Any], user: str) -> pd.DataFrame:
+    """One row per system (yours, the reference routers, oracle, best single): every
+    metric's value and interval, and, for the baselines, yours minus it."""
+    rows = []
+    systems = [(n, r["dars"], "router") for n, r in result["routers"].items()]
+    systems += [(n, s, "reference") for n, s in result["reference"].items()]
+    for name, s, kind in systems:
+        row: dict[str, Any] = {"system": name, "kind": "yours" if name == user else kind}
+        for metric, v in s.items():
+            if isinstance(v, dict) and "value" in v:
+                row[metric] = v["value"]
+                row[f"{metric}_ci_low"] = v.get("ci_low")
+                row[f"{metric}_ci_high"] = v.get("ci_high")
+        for metric, d in (result.get("versus", {}).get(name) or {}).items():
+            row[f"yours_minus_{metric}"] = d["diff"]
+            row[f"yours_minus_{metric}_ci_low"] = d["ci_low"]
+            row[f"yours_minus_{metric}_ci_high"] = d["ci_high"]
+            row[f"yours_minus_{metric}_p"] = d["p_value"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class BenchResult(dict):
+    """The results dict (what `--output` writes), with `.table`: the same as a DataFrame."""
+
+    table: pd.DataFrame
 
 
 def print_table(result: dict[str, Any], user: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     cols = ["quality", "cost", "utility", "regret", "apgr", "nauc"]
     t = Table(
-        title=f"dars bench: {result['dataset']} [{result['split']}], "
+        title=f"dars bench: {escape(result['dataset'])} \\[{result['split']}], "
         f"{result['n_test_queries']} queries, λ={W.describe(result['settings']['lambda_cost'])}, "
         f"β={W.describe(result['settings']['beta_risk'])}"
     )
@@ -265,6 +490,26 @@ def print_table(result: dict[str, Any], user: str) -> None:
         t.add_row(f"[bold]{n}[/bold]" if n == user else n, *cells)
     console = Console(width=200)
     console.print(t)
+    if result.get("versus"):
+        d = Table(
+            title=f"{user} minus each baseline (paired bootstrap, "
+            f"{int(result['settings']['ci'] * 100)}% interval, p-value)"
+        )
+        d.add_column("baseline")
+        for c in ("utility", "quality", "cost", "regret"):
+            d.add_column(f"Δ {c}", justify="right")
+        for b, cmp in result["versus"].items():
+            cells = []
+            for c in ("utility", "quality", "cost", "regret"):
+                v = cmp.get(c)
+                cells.append(
+                    "n/a"
+                    if not v or not np.isfinite(v["diff"])
+                    else f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] "
+                    f"p={v['p_value']:.3f}"
+                )
+            d.add_row(b, *cells)
+        console.print(d)
     views = result.get("views") or {}
     if views:
         v = Table(title="utility by DARS evaluation view (same outcomes; queries scored)")
@@ -293,7 +538,8 @@ def _cell(summary: dict[str, Any] | None) -> str:
 def run(
     *,
     dataset: str,
-    router: str,
+    router: Any,
+    router_args: dict[str, Any] | None = None,
     split: str = "test",
     output: str | None = None,
     baselines: list[str] | None = None,
@@ -301,20 +547,33 @@ def run(
     beta_risk: float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict[str, Any]:
-    cls = import_router(router)
-    user = instantiate(cls)
-    user_name = f"{cls.__name__} (yours)"
+) -> BenchResult:
+    """Fit `router` (an instance, a class or 'module:Class') on the train split of
+    `dataset` and score it on `split`; returns the results dict with `.table`."""
+    user, cls_name = resolve_router(router, router_args)
+    user_name = f"{cls_name} (yours)"
     baselines = list(ROUTERS.names() if baselines is None else baselines)
     for b in baselines:
         ROUTERS.get(b)  # unknown name -> "Did you mean ...?"
+    if split == "train":
+        msg = (
+            "scoring the train split: the router (and the baselines) were fitted on it, so "
+            "these numbers measure fit, not generalisation; use --split test"
+        )
+        warnings.warn(msg, DarsWarning, stacklevel=2)
+        print(f"bench: warning: {msg}", file=sys.stderr)
     data = load_published(dataset, split=split)
-    recorded = published_weights(dataset) or {}
-    lam: W.Weight = W.parse_weight(
-        recorded.get("lambda_cost", 0.05) if lambda_cost is None else lambda_cost, "lambda_cost"
+    manifest, revision = read_manifest(dataset)
+    recorded, weights_source = manifest_weights(manifest)
+    weights_from = {
+        "lambda_cost": weights_source["lambda_cost"] if lambda_cost is None else "--lambda",
+        "beta_risk": weights_source["beta_risk"] if beta_risk is None else "--beta",
+    }
+    lam: W.Weight = (
+        recorded["lambda_cost"] if lambda_cost is None else W.parse_weight(lambda_cost, "--lambda")
     )
-    beta: W.Weight = W.parse_weight(
-        recorded.get("beta_risk", 0.2) if beta_risk is None else beta_risk, "beta_risk"
+    beta: W.Weight = (
+        recorded["beta_risk"] if beta_risk is None else W.parse_weight(beta_risk, "--beta")
     )
     lab_tr, lab_te = data["labels/train"], data[f"labels/{split}"]
     models = sorted(lab_tr["model"].unique())
@@ -323,13 +582,12 @@ def run(
             f"dataset {dataset!r}: split {split!r} has models {sorted(lab_te['model'].unique())}"
             f", train has {models}"
         )
-    texts, y, cost = train_frame(data["queries/train"], lab_tr, models=models, beta_risk=beta)
+    ids, texts, y, cost = train_frame(data["queries/train"], lab_tr, models=models, beta_risk=beta)
     if len(texts) < 2:
         raise InputDataError(f"dataset {dataset!r}: fewer than 2 usable train queries")
     cost_est = cost.mean(axis=0)
 
     from dars.evaluation import metrics as M
-    from dars.stages.evaluate import test_label_matrix
 
     q_te = data[f"queries/{split}"].sort_values("query_id")
     q_te = q_te[q_te["query_id"].isin(lab_te["query_id"])]
@@ -338,9 +596,12 @@ def run(
     if not test_texts:
         raise InputDataError(f"dataset {dataset!r}: no {split!r} query has complete labels")
 
-    fit_user_router(user, texts=texts, y=y, cost=cost, models=models)
-    pred = _call(f"{cls.__name__}.predict(X)", user.predict, test_texts)
-    pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls.__name__)
+    fit_labels, fit_tasks = fit_extras(lab_tr, ids, models)
+    fit_user_router(
+        user, texts=texts, y=y, cost=cost, models=models, labels=fit_labels, tasks=fit_tasks
+    )
+    pred = _call(f"{cls_name}.predict(X)", user.predict, test_texts)
+    pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls_name)
     systems = {user_name: {"dars": [(pred, cost_est)]}}
     for b in baselines:
         pipe = make_router(b, random_state=seed).fit(texts, y)
@@ -356,12 +617,19 @@ def run(
     result, scored, _, _ = evaluate_systems(systems, lm=lm, settings=settings)
     result.update(
         dataset=dataset,
+        dataset_version=manifest.get("dataset_version"),
+        dataset_revision=revision,
         split=split,
-        router=router,
+        router=router if isinstance(router, str) else f"{type(user).__module__}:{cls_name}",
+        router_args=dict(router_args or {}),
+        weights_source=weights_from,
+        weights_recorded=recorded,
         n_train_queries=len(texts),
         n_test_dropped=int((~ok).sum()),
-        versus={b: M.compare(scored[user_name]["dars"], scored[b]["dars"]) for b in baselines},
-        weights_source="MANIFEST.json" if recorded else "defaults",
+        versus={
+            b: M.compare(scored[user_name]["dars"], scored[b]["dars"], level=settings.ci)
+            for b in baselines
+        },
     )
     outcomes = view_outcomes(dataset, split, lm.query_ids)
     if outcomes is None:
@@ -379,4 +647,6 @@ def run(
     if output:
         write_json(result, output)
         print(f"bench -> {output}")
-    return result
+    out = BenchResult(result)
+    out.table = results_table(result, user_name)
+    return out

@@ -110,7 +110,7 @@ def _card(a: argparse.Namespace) -> Any:
         validation=a.validation,
         models_dir=a.models_dir,
         router_metrics=a.router_metrics,
-        lock=a.lock,
+        lock=None if a.no_lock else a.lock,
         out=a.out,
     )
 
@@ -165,6 +165,7 @@ def _bench(a: argparse.Namespace) -> Any:
     return bench.run(
         dataset=a.dataset,
         router=a.router,
+        router_args=bench.parse_router_args(a.router_arg),
         split=a.split,
         output=a.output,
         baselines=a.baselines.split(",") if a.baselines else None,
@@ -193,6 +194,50 @@ def _diff(a: argparse.Namespace) -> Any:
     return report.run(old=a.old, new=a.new, out=a.out, markdown=a.markdown, fdr=a.fdr, repo=a.repo)
 
 
+def _import(a: argparse.Namespace) -> Any:
+    """Read a source release, write OUT as a workspace, then validate and aggregate it."""
+    from pathlib import Path
+
+    from dars.importers import import_source
+    from dars.stages import aggregate, validate
+
+    out = Path(a.out)
+    report = import_source(a.source, a.path, out=out, allow_pickle=a.allow_pickle)
+    data, params = out / "data", str(out / "params.yaml")
+    validate.run(
+        params_path=params,
+        queries=str(data / "queries.parquet"),
+        variants=str(data / "variants.parquet"),
+        generations_dir=str(data / "generations"),
+        outcomes_dir=str(data / "outcomes"),
+        report=str(out / "reports" / "validation.json"),
+        docs_dir=str(out / "reports" / "data_docs"),
+    )
+    aggregate.run(
+        params_path=params,
+        outcomes_dir=str(data / "outcomes"),
+        queries=str(data / "queries.parquet"),
+        validation_report=str(out / "reports" / "validation.json"),
+        out=str(data / "labels.parquet"),
+    )
+    dropped = report["dropped"]
+    print(
+        f"import {a.source}: {report['queries']} queries x {len(report['models'])} models, "
+        f"{report['observations']} observations ({report['failed_generations']} failed) -> "
+        f"{out}/; splits {report['splits']}; dropped {dropped} source rows"
+        + (
+            ": "
+            + "; ".join(
+                f"{r} {v['rows']} (first at {', '.join(v['first_at'])})"
+                for r, v in report["by_reason"].items()
+            )
+            if dropped
+            else ""
+        )
+    )
+    return report
+
+
 def _check_params(a: argparse.Namespace) -> Any:
     from dars.core import params
     from dars.core.errors import DarsError
@@ -201,8 +246,11 @@ def _check_params(a: argparse.Namespace) -> Any:
     errors = params.errors(raw)
     if not errors:  # names in registries, once the shapes are right
         sections = ("prepare", "reformulate", "routers")
+        # a workspace `dars import` wrote names its source's tasks and rewrites, which no
+        # loader or rewriter produces here (nothing is prepared or reformulated again)
+        skip = {"prepare", "reformulate"} if (raw.get("imported") or {}).get("source") else set()
         for check, name in zip(_registry_checks(), sections, strict=True):
-            if name in raw:
+            if name in raw and name not in skip:
                 try:
                     check(raw)
                 except DarsError as exc:
@@ -392,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     path(sp, "--models-dir", MODELS_DIR, "folder of ROUTER.skops files")
     path(sp, "--router-metrics", ROUTER_METRICS, "router test metrics (JSON)")
     path(sp, "--lock", "dvc.lock", "dvc.lock, recorded in the manifest")
+    sp.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="record no dvc.lock (outside DVC, e.g. a workspace written by `dars import`)",
+    )
     path(sp, "--out", "publish", "publish folder")
 
     sp = cmd(
@@ -453,16 +506,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines", default=None, help="comma-separated reference routers (default: all)"
     )
     sp.add_argument(
-        "--lambda-cost",
-        type=float,
-        default=None,
-        help="λ of the utility (default: the dataset's MANIFEST.json values, per task, else 0.05)",
+        "--router-arg",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="keyword argument for your router's constructor (repeatable; V is read as YAML)",
     )
     sp.add_argument(
-        "--beta-risk",
+        "--lambda",
+        "--lambda-cost",
+        dest="lambda_cost",
         type=float,
         default=None,
-        help="β of the utility (default: the dataset's MANIFEST.json values, per task, else 0.2)",
+        help="λ of the utility (default: the dataset's, from its MANIFEST.json, else 0.05)",
+    )
+    sp.add_argument(
+        "--beta",
+        "--beta-risk",
+        dest="beta_risk",
+        type=float,
+        default=None,
+        help="β of the utility (default: the dataset's, from its MANIFEST.json, else 0.2)",
     )
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
@@ -482,6 +546,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--markdown", default=None, help="diff Markdown output (default: none)")
     sp.add_argument("--fdr", type=float, default=0.05, help="BH false discovery rate of labels")
     sp.add_argument("--repo", default=".", help="git/DVC repository of revisions (default: .)")
+
+    sp = sub.add_parser(
+        "import",
+        help="import another release (DARS release, RouterBench) as a ready workspace",
+        description="Write OUT as a workspace (params.yaml, data/, reports/) from a source "
+        "release, then run validate and aggregate on it.",
+    )
+    sp.set_defaults(func=_import)
+    sp.add_argument("source", choices=["dars-release", "routerbench"], help="source layout")
+    sp.add_argument(
+        "path", help="dars-release: the release folder; routerbench: the pickled DataFrame"
+    )
+    sp.add_argument("--out", required=True, help="workspace folder to write")
+    sp.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading a pickle (it runs code from the file: only for files you trust)",
+    )
 
     cmd(
         "check-params",

@@ -29,6 +29,11 @@ def build_backend(config: ModelConfig, params: dict[str, Any]) -> Backend:
         from dars.backends.simulated import SimulatedBackend, simulator_settings
 
         return SimulatedBackend(config, simulator_settings(params))
+    if config.backend == "imported":
+        raise ParamsError(
+            f"Model {config.name!r} was imported by `dars import` (backend 'imported'): its "
+            "rows come from another release and there is no engine to sample it with"
+        )
     if config.backend in BACKENDS:
         raise ParamsError(
             f"Backend {config.backend!r} (model {config.name!r}) is planned but not implemented "

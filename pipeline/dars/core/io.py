@@ -1,9 +1,11 @@
-"""Columnar I/O: atomic Parquet writes (temp file + rename) and checked reads."""
+"""Columnar I/O: atomic Parquet writes (temp file + rename), checked reads, and the
+file name of a model's table."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +16,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dars.core.errors import InputDataError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def model_file_stem(model: str) -> str:
+    """The file name stem of a model's table: the name itself when it is already safe
+    (letters, digits, '.', '_', '-'), else '/' -> '__' and any other character -> '_'.
+    So `google/gemma-3-12b-it` is stored as `google__gemma-3-12b-it.parquet` while the
+    tables' `model` column keeps the id."""
+    if not model or model in (".", ".."):
+        raise InputDataError(f"model name {model!r} cannot name a file")
+    return _UNSAFE.sub("_", model.replace("/", "__"))
+
+
+def model_file(folder: str | Path, model: str) -> Path:
+    """`<folder>/<model_file_stem(model)>.parquet`."""
+    return Path(folder) / f"{model_file_stem(model)}.parquet"
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:

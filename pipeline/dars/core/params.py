@@ -28,10 +28,11 @@ from dars.core.errors import ParamsError
 from dars.core.registry import unknown_name_message
 from dars.core.schema import SPLITS
 
-BACKENDS = ("llama_cpp", "simulated", "vllm", "openai")
+BACKENDS = ("llama_cpp", "simulated", "vllm", "openai", "imported")
+#: `imported`: rows brought in by `dars import` from another release; nothing is sampled.
 PROMPTINGS = ("zero_shot", "few_shot", "chat")
 INSTRUCTIONS = ("templates", "final_answer")  # reformulate.instructions
-STRATEGIES = ("uniform", "adaptive")
+STRATEGIES = ("uniform", "adaptive", "imported")  # imported: written by `dars import`
 OPENAI_ENDPOINTS = ("completions", "chat")
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 VERSION_RE = re.compile(r"[\w.+-]+")
@@ -534,7 +535,8 @@ class SamplingParams:
 
     strategy: str = p(
         "uniform",
-        "uniform: K x N per (query, model); adaptive: rounds with a Beta posterior per pair",
+        "uniform: K x N per (query, model); adaptive: rounds with a Beta posterior per pair; "
+        "imported: the source's counts (`dars import`), between min and max_per_pair",
         kind="str",
         choices=STRATEGIES,
         what="a known strategy",
@@ -716,6 +718,38 @@ class CardParams:
         optional=True,
         nonempty=True,
     )
+    models: dict[str, Any] = p(
+        {},
+        "model -> {upstream_id, license}: each model's upstream id and licence terms, named "
+        "in the card",
+        kind="map",
+    )
+    max_router_share: float = p(
+        0.2,
+        "largest share of publish/'s data + router bytes the published routers may fill",
+        kind="float",
+        lo=0.0,
+        hi=1.0,
+    )
+
+    def check(self, key: str) -> list[str]:
+        return [
+            f"Parameter '{key}.models.{m}' = {e!r} must map upstream_id and license to strings"
+            for m, e in self.models.items()
+            if not isinstance(e, Mapping)
+            or set(e) - {"upstream_id", "license"}
+            or not all(isinstance(v, str) for v in e.values())
+        ]
+
+
+@dataclass(frozen=True)
+class ImportedParams:
+    """`imported`: written by `dars import` into the workspace it creates (absent in a build)."""
+
+    source: str = p("", "the importer: dars-release | routerbench", kind="str")
+    revision: str = p("", "sha256 prefix of the source files", kind="str")
+    files: list[str] = p([], "the source files read", kind="list", item="str")
+    note: str = p("", "what the card says about the source", kind="str")
 
 
 @dataclass(frozen=True)
@@ -742,6 +776,7 @@ class Params:
     routers: RoutersParams = p(kind="section", section=RoutersParams)
     evaluate: EvaluateParams = p(kind="section", section=EvaluateParams)
     card: CardParams = p(kind="section", section=CardParams)
+    imported: ImportedParams = p(ImportedParams(), kind="section", section=ImportedParams)
 
 
 SECTIONS: dict[str, type] = {

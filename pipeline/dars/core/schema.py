@@ -8,6 +8,8 @@ import pyarrow as pa
 CONTRACT_VERSION = "1"
 
 GRADERS = ("numeric", "choice", "code", "exact", "math", "f1")
+#: the grader of queries brought in by `dars import`: their scores come from the source
+IMPORTED_GRADER = "imported"
 GRADE_STATUSES = ("ok", "unparsable", "timeout", "sandbox_violation", "error")
 GEN_STATUSES = ("ok", "error")
 SPLITS = ("train", "validation", "test")

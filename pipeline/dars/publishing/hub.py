@@ -36,7 +36,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from dars.stages.card import MANIFEST, file_digest, lock_file_md5s
 from dars.core.errors import (
     FailedValidationReportError,
     HubTagExistsError,
@@ -48,6 +47,7 @@ from dars.core.errors import (
     SimulatedBuildError,
     StalePublishError,
 )
+from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
 
 # Files a Hub snapshot has that the card stage did not write.
 HUB_EXTRA_FILES = (".gitattributes",)

@@ -30,6 +30,9 @@ class MLPRouter(BaseRouter):
             max_iter=self.max_iter,
             random_state=self.random_state,
         ).fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
+        # the optimizer's state (two moments per weight) only serves further training; it
+        # would triple the saved router
+        self.mlp_._optimizer = None
         self.n_iter_ = self.mlp_.n_iter_
 
     def _predict(self, X: Any) -> np.ndarray:

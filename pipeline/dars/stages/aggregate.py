@@ -35,7 +35,7 @@ import pandas as pd
 
 from dars.core import schema
 from dars.core.errors import ErrorRateExceededError, InputDataError, ValidationFailedError
-from dars.core.io import read_frame, write_frame
+from dars.core.io import model_file, read_frame, write_frame
 from dars.core.params import load_params, model_names, section
 from dars.labels import intervals, utility
 
@@ -172,7 +172,7 @@ def run(
     q = read_frame(queries, ["query_id", "task"], what="queries")
     frames = []
     for name in model_names(params):
-        path = Path(outcomes_dir) / f"{name}.parquet"
+        path = model_file(outcomes_dir, name)
         frames.append(read_frame(path, schema.names(schema.OUTCOMES), what=f"outcomes[{name}]"))
     outcomes = pd.concat(frames, ignore_index=True)
     rates = check_error_rates(outcomes, settings["max_error_rate"])

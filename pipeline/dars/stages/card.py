@@ -7,7 +7,9 @@ Layout (another command, `dars bench`, reads it; keep it stable):
                                          generations, split in train|validation|test
                                          (a split no query is assigned to is left out,
                                          e.g. validation in the DARS preset)
-    publish/routers/*.skops              the reference routers, copied from models/
+    publish/routers/*.skops              the reference routers: the DARS-supervised one and
+                                         single-shot repeat 0 of each router (the other
+                                         repeats stay in models/)
     publish/routers/metrics.json         their test metrics (metrics/routers.json)
     publish/MANIFEST.json                sha256 of every file, dvc.lock provenance,
                                          params.yaml, package and dataset version
@@ -22,7 +24,6 @@ Every number in the card comes from the build; the template is rendered with
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -47,8 +48,8 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import dars
 from dars.core import schema
-from dars.core.errors import CardRenderError, EmptySplitError, InputDataError
-from dars.core.io import write_json, write_text
+from dars.core.errors import CardRenderError, EmptySplitError, InputDataError, ParamsError
+from dars.core.io import model_file, write_json, write_text
 from dars.core.params import (
     dataset_version,
     get,
@@ -58,6 +59,7 @@ from dars.core.params import (
     section,
 )
 from dars.labels import utility as W
+from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
 from dars.versioning.report import card_changes
 
 CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
@@ -68,8 +70,8 @@ CONTRACT = {
     "outcomes": schema.OUTCOMES,
     "generations": schema.GENERATIONS,
 }
-MANIFEST = "MANIFEST.json"
 ROUTERS_DIR = "routers"
+DEFAULT_CONFIG = "labels"  # `load_dataset(repo)` without a config name loads this one
 ROUTER_METRICS = "metrics.json"
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 # Hub size categories (number of rows of the largest config)
@@ -107,29 +109,9 @@ def size_category(n_rows: int) -> str:
     return "n>1T"
 
 
-# ---------------------------------------------------------------------------- hashing
-
-
-def file_digest(path: str | Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def lock_file_md5s(lock: Mapping[str, Any]) -> dict[str, str]:
-    """path -> md5 for every single-file output dvc.lock records (directories skipped)."""
-    found: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for entry in stage.get("outs") or []:
-            md5 = entry.get("md5")
-            if md5 and not md5.endswith(".dir"):
-                found[str(entry["path"])] = md5
-    return found
-
-
-def read_lock(path: str | Path) -> dict[str, Any]:
+def read_lock(path: str | Path | None) -> dict[str, Any]:
+    if path is None:  # a workspace outside DVC (e.g. one `dars import` wrote)
+        return {}
     path = Path(path)
     if not path.exists():
         raise InputDataError(
@@ -165,8 +147,7 @@ def model_tables(*, folder: str | Path, models: Sequence[str], what: str) -> pa.
     """Concatenate `<folder>/<model>.parquet` for the models of params.yaml."""
     required = schema.names(CONTRACT[what])
     tables = [
-        read_table(Path(folder) / f"{m}.parquet", required=required, what=f"{what}[{m}]")
-        for m in models
+        read_table(model_file(folder, m), required=required, what=f"{what}[{m}]") for m in models
     ]
     return pa.concat_tables(tables, promote_options="default")
 
@@ -398,6 +379,107 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def published_router_files(models_dir: str | Path) -> list[Path]:
+    """The routers that are published: per router, the DARS-supervised one and single-shot
+    repeat 0 (by models/index.json when present, else by the train stage's file names)."""
+    files = router_files(models_dir)
+    index = Path(models_dir) / "index.json"
+    entries = (
+        json.loads(index.read_text(encoding="utf-8")).get("routers") if index.exists() else None
+    )
+    if isinstance(entries, list):
+        keep = {
+            e["path"]
+            for e in entries
+            if e.get("supervision") == "dars"
+            or (e.get("supervision") == "single_shot" and int(e.get("repeat", 0)) == 0)
+        }
+        chosen = [f for f in files if f.name in keep]
+    else:
+        chosen = [f for f in files if f.name.endswith(("-dars.skops", "-single_shot-r0.skops"))]
+    return chosen or files
+
+
+def within_budget(
+    files: Sequence[Path], *, data_bytes: int, share: float, metrics: Mapping[str, Any]
+) -> tuple[list[Path], list[Path]]:
+    """The routers that fit in `share` of the repository's data + router bytes: the
+    DARS-supervised ones first, then single-shot, each by test utility (best first, from
+    the router metrics); returns (kept, left out)."""
+    budget = share / (1 - share) * data_bytes if share < 1 else math.inf
+
+    def utility(f: Path) -> float:
+        name = f.name.split("-dars.")[0].split("-single_shot-")[0]
+        sup = "dars" if "-dars." in f.name else "single_shot"
+        r = (metrics.get("routers") or {}).get(name) or {}
+        value = ((r.get(sup) or {}).get("utility") or {}).get("value")
+        return float(value) if _is_number(value) and math.isfinite(value) else -math.inf
+
+    order = sorted(files, key=lambda f: ("-dars." not in f.name, -utility(f), f.name))
+    kept: list[Path] = []
+    used = 0
+    for f in order:
+        if used + f.stat().st_size <= budget:
+            kept.append(f)
+            used += f.stat().st_size
+    return sorted(kept), [f for f in files if f not in kept]
+
+
+def router_summary(metrics: Mapping[str, Any], files: Sequence[Path]) -> list[dict[str, Any]]:
+    """One row per router: its published files and test utility under both supervisions."""
+    names = {f.name for f in files}
+    rows = []
+    for name, r in sorted((metrics.get("routers") or {}).items()):
+        if not isinstance(r, Mapping):
+            continue
+
+        def cell(leaf: Any) -> dict[str, Any] | None:
+            return _metric_cell(leaf) if isinstance(leaf, Mapping) else None
+
+        d = (r.get("dars") or {}).get("utility")
+        ss = (r.get("single_shot") or {}).get("utility")
+        diff = (r.get("dars_minus_single_shot") or {}).get("utility")
+        rows.append(
+            {
+                "router": name,
+                "files": sorted(
+                    n for n in (f"{name}-dars.skops", f"{name}-single_shot-r0.skops") if n in names
+                ),
+                "dars": cell(d),
+                "single_shot": cell(ss),
+                "single_shot_std": _num(ss.get("std")) if isinstance(ss, Mapping) else None,
+                "diff": cell(diff),
+            }
+        )
+    return rows
+
+
+def model_provenance(params: dict[str, Any], models: Sequence[str]) -> list[dict[str, Any]]:
+    """Per model: its upstream id and the licence terms it is used under, from
+    `card.models.<model>: {upstream_id, license}` in params.yaml ("not stated" if absent)."""
+    given = get(params, "card.models", {}) or {}
+    if not isinstance(given, dict):
+        raise ParamsError(f"Parameter 'card.models' = {given!r} must map model -> entry")
+    rows = []
+    for name in models:
+        entry = given.get(name) or {}
+        if not isinstance(entry, dict):
+            raise ParamsError(
+                f"Parameter 'card.models' entry for {name!r} = {entry!r} must be a mapping "
+                "{upstream_id, license}"
+            )
+        missing = "**not stated** (set card.models in params.yaml)"
+        rows.append(
+            {
+                "model": name,
+                "backend": model_config(params, name).backend,
+                "upstream_id": str(entry.get("upstream_id") or missing),
+                "license": str(entry.get("license") or missing),
+            }
+        )
+    return rows
+
+
 def router_files(models_dir: str | Path) -> list[Path]:
     folder = Path(models_dir)
     if not folder.is_dir():
@@ -448,7 +530,10 @@ def card_header(
     )
     MetadataConfigs(
         {
-            c: {"data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in split_rows[c]]}
+            c: {
+                "data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in split_rows[c]],
+                **({"default": True} if c == DEFAULT_CONFIG else {}),
+            }
             for c in CONFIGS
         }
     ).to_dataset_card_data(data)
@@ -536,7 +621,7 @@ def build_manifest(
     folder: Path,
     settings: Mapping[str, Any],
     params_path: Path,
-    lock_path: Path,
+    lock_path: Path | None,
     inputs: Mapping[str, Any],
 ) -> dict[str, Any]:
     return {
@@ -547,7 +632,11 @@ def build_manifest(
         "contract_version": schema.CONTRACT_VERSION,
         "params_yaml": params_path.read_text(encoding="utf-8"),
         "params_sha256": file_digest(params_path, "sha256"),
-        "dvc_lock": {"path": lock_path.as_posix(), "sha256": file_digest(lock_path, "sha256")},
+        "dvc_lock": (
+            {"path": lock_path.as_posix(), "sha256": file_digest(lock_path, "sha256")}
+            if lock_path is not None
+            else None
+        ),
         "inputs": dict(inputs),
         "files": manifest_files(folder),
     }
@@ -569,7 +658,7 @@ def run(
     validation: str,
     models_dir: str,
     router_metrics: str,
-    lock: str,
+    lock: str | None,
     out: str,
 ) -> Path:
     params = load_params(params_path)
@@ -589,7 +678,7 @@ def run(
             f"validation report {validation!r} does not exist; run `dars validate`"
         )
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    routers = router_files(models_dir)
+    routers = published_router_files(models_dir)
     metrics_path = Path(router_metrics)
     if not metrics_path.exists():
         raise InputDataError(
@@ -624,6 +713,10 @@ def run(
                 split_bytes[c][s] = path.stat().st_size
             features[c] = datasets.Features.from_arrow_schema(tables[c].schema)
 
+        data_bytes = sum(sum(b.values()) for b in split_bytes.values())
+        routers, left_out = within_budget(
+            routers, data_bytes=data_bytes, share=settings["max_router_share"], metrics=metrics
+        )
         (tmp / ROUTERS_DIR).mkdir()
         router_rows = []
         for f in routers:
@@ -637,9 +730,14 @@ def run(
             )
         index = Path(models_dir) / "index.json"
         if index.exists():
-            shutil.copyfile(index, tmp / ROUTERS_DIR / "index.json")
+            idx = json.loads(index.read_text(encoding="utf-8"))
+            if isinstance(idx.get("routers"), list):  # list only the published files
+                published = {f.name for f in routers}
+                idx["routers"] = [e for e in idx["routers"] if e.get("path") in published]
+            write_json(idx, tmp / ROUTERS_DIR / "index.json")
         write_json(json_safe(metrics), tmp / ROUTERS_DIR / ROUTER_METRICS)
 
+        router_bytes = sum(r["size"] for r in router_rows)
         gens = tables["generations"]
         backends = sorted(set(gens.column("backend").drop_null().to_pylist()))
         label_backends = sorted(set(tables["labels"].column("backend").drop_null().to_pylist()))
@@ -683,6 +781,17 @@ def run(
             "licences": source_licences(tables["queries"]),
             "routers": router_rows,
             "router_metrics": metric_table(metrics),
+            "router_summary": router_summary(metrics, routers),
+            "router_types": sorted({t for r in router_rows for t in r["trusted"]}),
+            "router_bytes": router_bytes,
+            "data_bytes": data_bytes,
+            "router_share": router_bytes / max(1, router_bytes + data_bytes),
+            "max_router_share": settings["max_router_share"],
+            "routers_left_out": [f.name for f in left_out],
+            "model_provenance": model_provenance(params, models),
+            "imported": get(params, "imported", None),
+            "single_observation": bool(pc.max(tables["labels"].column("n_total")).as_py() == 1),
+            "default_config": DEFAULT_CONFIG,
         }
         text = render_card(template_path=template, context=context)
         changes = card_changes(  # `card.previous`: a "Changes since" section (or None)
@@ -701,15 +810,15 @@ def run(
 
         inputs = [Path(queries), Path(variants), Path(labels), Path(splits), report_path]
         inputs += [metrics_path]
-        inputs += [Path(generations_dir) / f"{m}.parquet" for m in models]
-        inputs += [Path(outcomes_dir) / f"{m}.parquet" for m in models]
+        inputs += [model_file(generations_dir, m) for m in models]
+        inputs += [model_file(outcomes_dir, m) for m in models]
         inputs += routers + ([index] if index.exists() else [])
         inputs += [Path(template)]
         manifest = build_manifest(
             folder=tmp,
             settings=settings,
             params_path=Path(params_path),
-            lock_path=Path(lock),
+            lock_path=Path(lock) if lock is not None else None,
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
         manifest["utility"] = {k: W.as_json(v) for k, v in context["utility"].items()}

@@ -19,13 +19,12 @@ Outputs, in `--out-dir`:
   <router>-dars.skops, <router>-single_shot-r<r>.skops (r = 0..R-1), and index.json
   listing every file with its router, supervision, repeat and sha256.
 Each .skops file holds a dict: the fitted text -> scores Pipeline ("pipeline"), the model
-names in column order ("models"), the cost estimate ("cost_estimate") and metadata.
-`load_router` refuses any type outside `TRUSTED_TYPES` (skops.io.get_untrusted_types).
+names in column order ("models"), the cost estimate ("cost_estimate") and metadata;
+`dars.routers.io.load_router` reads it back, refusing any type it does not trust.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,31 +32,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 
-from dars.core import runlog, schema
-from dars.core.errors import InputDataError, ParamsError, UntrustedModelError
-from dars.core.io import canonical_skops, read_frame, write_json
+from dars.core import runlog
+from dars.core.errors import InputDataError, ParamsError
+from dars.core.io import write_json
 from dars.core.params import load_params, section
 from dars.core.registry import unknown_name_message
 from dars.labels import utility as W
 from dars.routers import ROUTERS, make_router
 from dars.routers.features import FEATURIZERS
+from dars.routers.io import read_outcomes, read_routing_inputs, save_router
+from dars.routers.targets import dars_targets, split_queries, wide
 
 SUPERVISIONS = ("dars", "single_shot")
-LABEL_COLUMNS = ["query_id", "model", "mean", "std", "mean_cost", "cost_norm", "single_shot"]
-
-#: types skops does not trust by default but a saved router may hold. Anything else in a
-#: file (a class from another package, a function) makes `load_router` refuse it.
-TRUSTED_TYPES = frozenset(
-    [
-        "scipy.sparse._csr.csr_matrix",
-        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-        "dars.routers.features.SentenceEmbedder",
-        *(f"{cls.__module__}.{cls.__qualname__}" for cls in (ROUTERS.get(n) for n in ROUTERS)),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -98,29 +85,6 @@ def train_settings(params: dict[str, Any]) -> TrainSettings:
         lambda_cost=W.weight(agg.lambda_cost),
         beta_risk=W.weight(agg.beta_risk),
     )
-
-
-def split_queries(splits: pd.DataFrame, queries: pd.DataFrame, split: str) -> pd.DataFrame:
-    """query_id, prompt of one split, in a fixed (sorted) order."""
-    ids = splits.loc[splits["split"] == split, "query_id"]
-    q = queries[queries["query_id"].isin(ids)][["query_id", "prompt"]]
-    return q.sort_values("query_id", kind="stable").reset_index(drop=True)
-
-
-def wide(labels: pd.DataFrame, col: str, query_ids: list[str], models: list[str]) -> np.ndarray:
-    idx = pd.MultiIndex.from_product([query_ids, models], names=["query_id", "model"])
-    s = labels.set_index(["query_id", "model"])[col].reindex(idx)
-    return s.to_numpy(dtype=np.float64).reshape(len(query_ids), len(models))
-
-
-def dars_targets(
-    labels: pd.DataFrame, *, query_ids: list[str], models: list[str], beta_risk: W.Weight
-) -> tuple[np.ndarray, np.ndarray]:
-    """Y = mean - beta * std (n, m) and the per-query normalised cost (n, m); a per-task
-    beta uses each query's task (labels' `task` column)."""
-    beta = W.column(beta_risk, W.tasks_of(labels, query_ids), key="aggregate.beta_risk")
-    y = wide(labels, "mean", query_ids, models) - beta * wide(labels, "std", query_ids, models)
-    return y, wide(labels, "cost_norm", query_ids, models)
 
 
 def draw_single_shot(
@@ -171,54 +135,6 @@ def fit_router(
     )
     pipe.fit([t for t, k in zip(texts, keep, strict=True) if k], y[keep])
     return pipe, cost[keep].mean(axis=0), int((~keep).sum())
-
-
-def save_router(obj: dict[str, Any], path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = canonical_skops(sio.dumps(obj))  # reproducible bytes: same model, same file
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_router(path: str | Path) -> dict[str, Any]:
-    """Load a saved router, refusing any type that is not in TRUSTED_TYPES."""
-    path = Path(path)
-    if not path.exists():
-        raise InputDataError(f"router file {str(path)!r} does not exist; run `dars train`")
-    data = path.read_bytes()
-    untrusted = sio.get_untrusted_types(data=data)
-    unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
-    if unexpected:
-        raise UntrustedModelError(
-            f"router file {str(path)!r} holds types outside the trusted set: {unexpected}; "
-            "refusing to load it. Only files written by `dars train` load without review."
-        )
-    obj = sio.loads(data, trusted=list(untrusted))
-    if not isinstance(obj, dict) or not {"pipeline", "models", "cost_estimate"} <= set(obj):
-        raise InputDataError(
-            f"router file {str(path)!r} is not a `dars train` router (a dict with "
-            "'pipeline', 'models' and 'cost_estimate')"
-        )
-    return obj
-
-
-def read_outcomes(outcomes_dir: str | Path, models: list[str]) -> pd.DataFrame:
-    cols = ["query_id", "model", "variant_id", "sample_id", "score", "cost"]
-    frames = [
-        read_frame(Path(outcomes_dir) / f"{m}.parquet", cols, what=f"outcomes[{m}]")[cols]
-        for m in models
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
-def read_routing_inputs(
-    *, labels: str, queries: str, splits: str
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The labels, query texts and splits that `train` and `evaluate` both read."""
-    lab = read_frame(labels, LABEL_COLUMNS, what="labels")
-    q = read_frame(queries, ["query_id", "prompt"], what="queries")
-    spl = read_frame(splits, schema.names(schema.SPLIT), what="splits")
-    return lab, q, spl
 
 
 def run(

@@ -34,12 +34,13 @@ from great_expectations.data_context.types.base import (
 
 from dars.core import params as P
 from dars.core.errors import InputDataError, ValidationFailedError
-from dars.core.io import read_frame, write_json
+from dars.core.io import model_file, model_file_stem, read_frame, write_json
 from dars.core.schema import (
     CONTRACT_VERSION,
     GEN_STATUSES,
     GRADE_STATUSES,
     GRADERS,
+    IMPORTED_GRADER,
     KEYS,
     QUERIES,
     VARIANTS,
@@ -106,7 +107,8 @@ def read_config(params: dict[str, Any]) -> ValidateConfig:
     n = P.sample_config(params).n
     v = P.section(params, "validate")
     s = P.section(params, "sampling")
-    per_pair = (s.min_per_pair, s.max_per_pair) if s.strategy == "adaptive" else None
+    # adaptive: the sampler's per-pair counts; imported (`dars import`): the source's
+    per_pair = (s.min_per_pair, s.max_per_pair) if s.strategy in ("adaptive", "imported") else None
     return ValidateConfig(
         n=n,
         max_error_rate=float(v.max_error_rate),
@@ -126,7 +128,7 @@ def read_model_tables(
     folder = Path(folder)
     frames = {}
     for model in models:
-        path = folder / f"{model}.parquet"
+        path = model_file(folder, model)
         if not path.exists():
             raise InputDataError(
                 f"{what} file for model {model!r} ({str(path)!r}) does not exist; "
@@ -142,7 +144,8 @@ def ignored_files(*, folder: str | Path, models: Sequence[str]) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.glob("*.parquet") if p.stem not in set(models))
+    stems = {model_file_stem(m) for m in models}
+    return sorted(p.name for p in folder.glob("*.parquet") if p.stem not in stems)
 
 
 # --------------------------------------------------------------------------- derived columns
@@ -328,7 +331,12 @@ def queries_expectations(frame: pd.DataFrame) -> list[Any]:
     return exps + _if_present(
         frame,
         [
-            ("grader", gxe.ExpectColumnValuesToBeInSet(column="grader", value_set=list(GRADERS))),
+            (
+                "grader",
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="grader", value_set=[*GRADERS, IMPORTED_GRADER]
+                ),
+            ),
             (
                 "chk_variant0_accepted",
                 _derived(
@@ -591,13 +599,14 @@ def run_check(*, context: Any, datasource: Any, check: TableCheck, k: int) -> li
     """Run one suite over one table; the results go to the context's (in-memory) results
     store, from which `build_data_docs` renders them. Returns the expectation results in
     suite order."""
-    asset = datasource.add_dataframe_asset(name=check.name)
-    batch = asset.add_batch_definition_whole_dataframe(f"{check.name} (whole table)")
+    name = check.name.replace("/", "__")  # GX store keys take no '/' (model ids have one)
+    asset = datasource.add_dataframe_asset(name=name)
+    batch = asset.add_batch_definition_whole_dataframe(f"{name} (whole table)")
     suite = context.suites.add(
-        gx.ExpectationSuite(name=check.name, expectations=list(check.expectations))
+        gx.ExpectationSuite(name=name, expectations=list(check.expectations))
     )
     vd = context.validation_definitions.add(
-        gx.ValidationDefinition(name=check.name, data=batch, suite=suite)
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
     )
     suite_result = vd.run(
         batch_parameters={"dataframe": check.frame},

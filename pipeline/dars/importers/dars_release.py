@@ -1,0 +1,350 @@
+"""`dars import dars-release SRC_DIR`: the DARS reference release (scored JSONL).
+
+Layout: `SRC_DIR/<dataset>/{train,test}_scored_generations.jsonl` (one folder per
+source benchmark, e.g. gpqa, math, drop) plus `metadata.json` (in SRC_DIR or in a
+dataset folder; kept verbatim in reports/import.json). A SRC_DIR that holds the two
+JSONL files itself is one dataset named after the folder.
+
+Each line is one scored generation with the fields
+`query_id, model, prompt_variant_id, decode_id, observation_type, input_question,
+output_text, score, cost, usage{prompt_tokens, completion_tokens, cost}, finish_reason`
+(and, where present, `dataset, split, original_question, context`). Mapping:
+
+- task = the dataset folder (or the row's `dataset`); the query's prompt is
+  `original_question` (else the variant-0 `input_question`), with `context` before it
+  when the row has one; queries keep the release's `query_id` as `source_id`;
+- variant_id = `prompt_variant_id` (0 = the original), its prompt = `input_question`;
+- sample_id = the rank of the row within (query, model, variant), ordered by
+  `observation_type` then `decode_id`; both stay as columns, so the test views
+  (`prompt_variation`: K variants x 1 decode; `decoding_variation`: the original x N
+  decodes) can be told apart;
+- completion = `output_text`; tokens from `usage`; cost = `cost` (else `usage.cost`);
+- splits: the test file's queries are `test`; the train file's queries are cut into
+  `train` and `validation` (10%, seeded hash of the id, grouped by query, stratified by
+  task), because the release has no validation split and the publish layout needs one.
+
+Dropped, counted by reason with file:line: lines that are not JSON objects, missing
+fields, non-integer ids, a missing score on a row with an output (a row without
+`output_text` and without a score is kept as a failed generation), a score that is not a
+number in [0, 1], a duplicate (split, query, model, variant, decode, observation type),
+and a query that appears in both train and test (its test rows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dars.core.errors import InputDataError
+from dars.core.splits import assign_splits
+from dars.importers.workspace import DEFAULT_BETA, DEFAULT_LAMBDA, OBS_COLUMNS, Drops, Imported
+
+NAME = "dars-release"
+FILES = {"train": "train_scored_generations.jsonl", "test": "test_scored_generations.jsonl"}
+REQUIRED = ("query_id", "model", "prompt_variant_id", "decode_id", "input_question")
+VALIDATION_FRACTION = 0.1
+EXTRA_COLUMNS = ["observation_type", "decode_id", "source_split"]
+
+
+def find_datasets(src: Path) -> dict[str, dict[str, Path]]:
+    """dataset name -> {split: jsonl path}; an unknown layout fails naming what is there."""
+    if not src.is_dir():
+        raise InputDataError(
+            f"dars-release source {str(src)!r} is not a folder; expected "
+            f"<folder>/<dataset>/{FILES['train']} and {FILES['test']}"
+        )
+
+    def files_in(d: Path) -> dict[str, Path]:
+        return {s: d / f for s, f in FILES.items() if (d / f).is_file()}
+
+    found = {d.name: files_in(d) for d in sorted(src.iterdir()) if d.is_dir() and files_in(d)}
+    if not found and files_in(src):
+        found = {src.name: files_in(src)}
+    if not found:
+        seen = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())[:10]
+        raise InputDataError(
+            f"unknown layout in {str(src)!r}: no <dataset>/{FILES['train']} or "
+            f"<dataset>/{FILES['test']} (the DARS release layout); found {seen or 'no files'}"
+        )
+    return found
+
+
+def read_metadata(src: Path, datasets: dict[str, dict[str, Path]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for where, path in [("", src / "metadata.json")] + [
+        (name, src / name / "metadata.json") for name in datasets
+    ]:
+        if path.is_file():
+            try:
+                out[where or "."] = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise InputDataError(
+                    f"{str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
+                    f"{exc.msg}"
+                ) from exc
+    return out
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parse_row(
+    row: Any, *, task: str, split: str, where: str, drops: Drops
+) -> dict[str, Any] | None:
+    """One JSONL row -> one observation (OBS_COLUMNS + extras), or None (dropped)."""
+    if not isinstance(row, dict):
+        drops.add("not a JSON object", where)
+        return None
+    for key in REQUIRED:
+        if row.get(key) is None:
+            drops.add(f"missing field {key!r}", where)
+            return None
+    variant, decode = _int(row["prompt_variant_id"]), _int(row["decode_id"])
+    if variant is None or variant < 0:
+        drops.add("prompt_variant_id is not an integer >= 0", where)
+        return None
+    if decode is None or decode < 0:
+        drops.add("decode_id is not an integer >= 0", where)
+        return None
+    output = row.get("output_text")
+    raw_score = row.get("score")
+    if raw_score is None:
+        if output is not None:
+            drops.add("missing score", where)
+            return None
+        score = None  # no output and no score: a failed generation, never a wrong answer
+    else:
+        score = _number(raw_score)
+        if score is None or not math.isfinite(score):
+            drops.add("score is not a number", where)
+            return None
+        if not 0.0 <= score <= 1.0:
+            drops.add("score outside [0, 1]", where)
+            return None
+    usage = row.get("usage") if isinstance(row.get("usage"), dict) else {}
+    cost = _number(row.get("cost"))
+    if cost is None:
+        cost = _number(usage.get("cost"))
+    if cost is None or cost < 0:
+        drops.note("cost missing or negative in the source, set to 0")
+        cost = 0.0
+    tokens = {}
+    for k in ("prompt_tokens", "completion_tokens"):
+        t = _int(usage.get(k))
+        if t is None or t < 0:
+            drops.note(f"{k} missing in the source, set to 0")
+            t = 0
+        tokens[k] = t
+    context = row.get("context")
+    question = row.get("original_question")
+
+    def with_context(text: str) -> str:
+        return f"{context}\n\n{text}" if isinstance(context, str) and context.strip() else text
+
+    obs_type = row.get("observation_type")
+    return {
+        "source_id": str(row["query_id"]),
+        "task": str(row.get("dataset") or task),
+        "query_prompt": with_context(str(question)) if question is not None else None,
+        "variant_id": variant,
+        "variant_prompt": with_context(str(row["input_question"])),
+        "model": str(row["model"]),
+        "order": 0,  # set once all rows are read: by observation_type, then decode_id
+        "completion": None if output is None else str(output),
+        "finish_reason": str(row.get("finish_reason") or "unknown"),
+        "cost": cost,
+        "score": score,
+        "observation_type": None if obs_type is None else str(obs_type),
+        "decode_id": decode,
+        "source_split": split,
+        **tokens,
+    }
+
+
+def read_jsonl(
+    path: Path, *, name: str, task: str, split: str, drops: Drops
+) -> list[dict[str, Any]]:
+    """The rows of one JSONL file; `name` is how messages call the file."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{name}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                drops.add("not valid JSON", f"{where} (column {exc.colno})")
+                continue
+            parsed = parse_row(obj, task=task, split=split, where=where, drops=drops)
+            if parsed is not None:
+                parsed["_where"] = where
+                rows.append(parsed)
+    return rows
+
+
+def read_release(src: str | Path) -> Imported:
+    src = Path(src)
+    datasets = find_datasets(src)
+    drops = Drops()
+    rows: list[dict[str, Any]] = []
+    files: list[Path] = []
+    for name, by_split in datasets.items():
+        for split, path in by_split.items():
+            files.append(path)
+            shown = path.relative_to(src.parent).as_posix()
+            rows += read_jsonl(path, name=shown, task=name, split=split, drops=drops)
+    meta = read_metadata(src, datasets)
+    files += [
+        p
+        for p in [src / "metadata.json", *(src / n / "metadata.json" for n in datasets)]
+        if p.is_file()
+    ]
+    obs = pd.DataFrame(rows, columns=[*OBS_COLUMNS, *EXTRA_COLUMNS, "_where"])
+    if len(obs):
+        obs = _drop_conflicts(obs, drops)
+        ordering = obs.sort_values(
+            ["observation_type", "decode_id"], kind="stable", na_position="first"
+        ).index
+        obs.loc[ordering, "order"] = range(len(obs))
+    # the query's original prompt: original_question, else its variant-0 input_question
+    v0 = obs[obs["variant_id"] == 0].drop_duplicates(["task", "source_id"])
+    first = v0.set_index(["task", "source_id"])["variant_prompt"]
+    key = pd.MultiIndex.from_frame(obs[["task", "source_id"]])
+    fallback = pd.Series(first.reindex(key).to_numpy(), index=obs.index)
+    obs["query_prompt"] = obs["query_prompt"].fillna(fallback)
+    no_prompt = obs["query_prompt"].isna()
+    for where in obs.loc[no_prompt, "_where"]:
+        drops.add("query has neither original_question nor a variant 0", where)
+    obs = obs[~no_prompt]
+    splits = _splits(obs)
+    lam, beta, per_task = utility_weights(meta)
+    return Imported(
+        source=NAME,
+        obs=obs.drop(columns="_where").reset_index(drop=True),
+        extra_columns=EXTRA_COLUMNS,
+        splits=splits,
+        drops=drops,
+        files=files,
+        license=_licence(meta),
+        source_metadata=meta,
+        lambda_cost=lam,
+        beta_risk=beta,
+        per_task=per_task,
+        card_note=(
+            "Imported from the DARS reference release: the scores, costs and token counts "
+            "are the release's own; the test split keeps its prompt_variation and "
+            "decoding_variation observations (column observation_type)."
+        ),
+    )
+
+
+def _drop_conflicts(obs: pd.DataFrame, drops: Drops) -> pd.DataFrame:
+    key = [
+        "source_split",
+        "task",
+        "source_id",
+        "model",
+        "variant_id",
+        "decode_id",
+        "observation_type",
+    ]
+    dup = obs.duplicated(key, keep="first")
+    for where in obs.loc[dup, "_where"]:
+        drops.add("duplicate key", where)
+    obs = obs[~dup]
+    in_train = set(
+        obs.loc[obs["source_split"] == "train", ["task", "source_id"]].itertuples(index=False)
+    )
+    both = (obs["source_split"] == "test") & pd.Series(
+        [t in in_train for t in obs[["task", "source_id"]].itertuples(index=False)],
+        index=obs.index,
+    )
+    for where in obs.loc[both, "_where"]:
+        drops.add("query_id in both train and test", where)
+    return obs[~both]
+
+
+def _splits(obs: pd.DataFrame) -> pd.DataFrame:
+    q = obs.drop_duplicates(["task", "source_id"])[["task", "source_id", "source_split"]]
+    test = q[q["source_split"] == "test"]
+    train = q[q["source_split"] == "train"]
+    cut = assign_splits(
+        queries=train.rename(columns={"source_id": "query_id"}),
+        seed=0,
+        fractions={
+            "train": 1 - VALIDATION_FRACTION,
+            "validation": VALIDATION_FRACTION,
+            "test": 0.0,
+        },
+    ).rename(columns={"query_id": "source_id"})
+    return pd.concat(
+        [
+            cut[["source_id", "task", "split"]],
+            test.assign(split="test")[["source_id", "task", "split"]],
+        ],
+        ignore_index=True,
+    )
+
+
+def _licence(meta: dict[str, Any]) -> str:
+    for m in meta.values():
+        if isinstance(m, dict):
+            for key in ("license", "licence"):
+                if isinstance(m.get(key), str) and m[key].strip():
+                    return m[key]
+    return "unknown (see the DARS release)"
+
+
+def utility_weights(meta: dict[str, Any]) -> tuple[float, float, dict[str, dict[str, float]]]:
+    """lambda and beta from metadata.json (`lambda`/`lambda_cost`, `beta`/`beta_risk`, and
+    per dataset folder where a folder's metadata has them); the paper's 0.05 / 0.2 else."""
+
+    def pick(m: dict[str, Any], names: tuple[str, ...]) -> float | None:
+        for n in names:
+            v = _number(m.get(n))
+            if v is not None and v >= 0:
+                return v
+        return None
+
+    top = meta.get(".", {}) if isinstance(meta.get("."), dict) else {}
+    lam = pick(top, ("lambda_cost", "lambda"))
+    beta = pick(top, ("beta_risk", "beta"))
+    per_task = {}
+    for name, m in meta.items():
+        if name == "." or not isinstance(m, dict):
+            continue
+        t_lam, t_beta = pick(m, ("lambda_cost", "lambda")), pick(m, ("beta_risk", "beta"))
+        if t_lam is not None or t_beta is not None:
+            per_task[name] = {
+                "lambda_cost": t_lam
+                if t_lam is not None
+                else (lam if lam is not None else DEFAULT_LAMBDA),
+                "beta_risk": t_beta
+                if t_beta is not None
+                else (beta if beta is not None else DEFAULT_BETA),
+            }
+    return (
+        lam if lam is not None else DEFAULT_LAMBDA,
+        beta if beta is not None else DEFAULT_BETA,
+        per_task,
+    )
