@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dars.stages.aggregate import aggregate_labels, check_error_rates
 from dars.core.errors import ErrorRateExceededError
+from dars.stages.aggregate import aggregate_labels, check_error_rates
 
 SETTINGS = {
     "prior_alpha": 0.5,

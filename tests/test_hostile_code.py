@@ -28,10 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dars.graders import sandbox
-from dars.graders import GradeConfig, get_grader
-from dars.graders import code as code_grader
 from dars.core.schema import GENERATIONS
+from dars.graders import GradeConfig, get_grader, sandbox
+from dars.graders import code as code_grader
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="the sandbox's isolation needs root")

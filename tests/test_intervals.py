@@ -4,6 +4,8 @@ fixed-variant Jeffreys interval, containment of the mean, and coverage on simula
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import special, stats
+
 from dars.labels.intervals import (
     beta_posterior,
     design_effect,
@@ -12,7 +14,6 @@ from dars.labels.intervals import (
     rewrite_interval,
 )
 from dars.stages.aggregate import aggregate_labels
-from scipy import special, stats
 
 SETTINGS = {
     "prior_alpha": 0.5,

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dars.evaluation import metrics as M
 from dars.core.errors import InputDataError
+from dars.evaluation import metrics as M
 
 LAM, BETA = 0.1, 0.5
 

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from dars.stages import prepare
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, QuarantineThresholdError
+from dars.stages import prepare
 from dars.tasks import TASK_LOADERS, Candidate, arithmetic
 
 INTS = re.compile(r"\d+")

@@ -21,7 +21,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from dars.publishing import hub as publish
 from dars.core.errors import (
     FailedValidationReportError,
     HubTagExistsError,
@@ -30,6 +29,7 @@ from dars.core.errors import (
     SimulatedBuildError,
     StalePublishError,
 )
+from dars.publishing import hub as publish
 from tests.conftest import base_params
 from tests.test_card import Built, make_build, sim_build, tiny_params
 

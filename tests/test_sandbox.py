@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dars.graders import sandbox
-from dars.graders import GradeConfig, get_grader
+from dars.graders import GradeConfig, get_grader, sandbox
 
 LIMITS = {
     "timeout_s": 1.0,

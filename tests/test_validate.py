@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from dars.core import schema
-from dars.stages import validate
 from dars.core.errors import InputDataError, ParamsError, ValidationFailedError
 from dars.core.io import write_frame
+from dars.stages import validate
 
 MODEL = "m1"
 N = 2

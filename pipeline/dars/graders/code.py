@@ -33,13 +33,13 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from dars.graders import sandbox
 from dars.core.errors import MissingExtraError
 from dars.graders import (
     GRADERS,
     GradeConfig,
     GradeResult,
     error_result,
+    sandbox,
     unparsable_result,
 )
 

@@ -52,9 +52,7 @@ REASONS = (
 CheckConfig = RewriteChecks  # `reformulate.llm.checks`, declared in dars.core.params
 
 
-def check_config(
-    raw: dict[str, Any] | None, *, key: str = "reformulate.llm.checks"
-) -> CheckConfig:
+def check_config(raw: dict[str, Any] | None, *, key: str = "reformulate.llm.checks") -> CheckConfig:
     return read(RewriteChecks, raw, key)
 
 
