@@ -9,7 +9,8 @@ dars train --params $W/params.yaml --labels $D/labels.parquet --queries $D/queri
   --splits $D/splits.parquet --outcomes $D/outcomes --out-dir $W/models
 dars evaluate --params $W/params.yaml --labels $D/labels.parquet --queries $D/queries.parquet \
   --splits $D/splits.parquet --models-dir $W/models --metrics $W/metrics/routers.json \
-  --table $W/metrics/routers.md --plots-dir $W/plots
+  --table $W/metrics/routers.md --plots-dir $W/plots --outcomes $D/outcomes \
+  --headline $W/metrics/routers_headline.json
 dars card --params $W/params.yaml --template $TEMPLATE --queries $D/queries.parquet \
   --labels $D/labels.parquet --splits $D/splits.parquet --variants $D/variants.parquet \
   --generations $D/generations --outcomes $D/outcomes --validation $W/reports/validation.json \

@@ -338,10 +338,6 @@ def stage_to_stage_imports(root: Path) -> list[str]:
                   if i in mods and i != m)  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stage -> stage imports are being moved into libraries (issues 11 and 13)",
-)
 def test_no_stage_imports_another_stage() -> None:
     assert stage_to_stage_imports(REPO) == []
 

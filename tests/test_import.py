@@ -350,6 +350,10 @@ def test_bench_runs_on_an_imported_dataset_after_card(rb_out, tmp_path):
                 str(out / "metrics" / "routers.md"),
                 "--plots-dir",
                 str(out / "plots"),
+                "--outcomes",
+                str(d / "outcomes"),
+                "--headline",
+                str(out / "metrics" / "routers_headline.json"),
             ]
         )
         == 0
