@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dars.core.errors import InputDataError
+from dars.core.io import model_file
 
 VIEWS = ("prompt_variation", "decoding_variation")
 FULL = "full"  # the K x N label (data/labels.parquet), reported next to the views
@@ -119,7 +120,7 @@ def read_outcomes(
     ids = sorted(set(query_ids))
     frames = []
     for m in models:
-        path = Path(outcomes_dir) / f"{m}.parquet"
+        path = model_file(outcomes_dir, m)
         if not path.exists():
             raise InputDataError(f"outcomes[{m}] file {str(path)!r} does not exist")
         try:

@@ -40,6 +40,7 @@ from dars.core.errors import (
     VersionNotFoundError,
     VersionUnreadableError,
 )
+from dars.core.io import model_file
 
 MANIFEST = "MANIFEST.json"
 ROUTER_METRICS = "routers/metrics.json"
@@ -416,7 +417,7 @@ def load_git(rev: str, *, repo: str | Path = ".") -> Version:
         _check_columns(splits, ["query_id", "split"], f"splits at {rev!r}")
         outcomes = reader.fetch(GIT_PATHS["outcomes"])
         models = list((params.get("models") or {}) if isinstance(params, Mapping) else [])
-        files = [outcomes / f"{m}.parquet" for m in models if (outcomes / f"{m}.parquet").exists()]
+        files = [model_file(outcomes, m) for m in models if model_file(outcomes, m).exists()]
         files = files or sorted(outcomes.glob("*.parquet"))
         scores, generators = read_outcomes(files)
         metrics_text = reader.text(GIT_PATHS["router_metrics"])
