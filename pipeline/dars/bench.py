@@ -5,7 +5,7 @@
 
 The dataset is read with `datasets.load_dataset(dataset, config, split=...)` for the
 configs `queries` and `labels` (a Hub repo or a local folder in the publish layout:
-`<config>/<split>.parquet` declared under `configs:` in README.md). The router is fitted
+`<config>/<split>-*.parquet` declared under `configs:` in README.md). The router is fitted
 on the `train` split and scored on `--split` with the metrics of `dars.evaluation.metrics`,
 next to the reference routers (fitted the same way) and the oracle.
 
@@ -74,7 +74,7 @@ def load_split(dataset: str, config: str, split: str) -> pd.DataFrame:
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise InputDataError(
             f"dataset {dataset!r} has no config {config!r} with split {split!r} in the publish "
-            f"layout (README.md `configs:` with data_files `{config}/{split}.parquet`): {exc}"
+            f"layout (README.md `configs:` with data_files `{config}/{split}-*.parquet`): {exc}"
         ) from exc
     return ds.to_pandas()
 

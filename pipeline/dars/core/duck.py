@@ -23,7 +23,9 @@ from dars.core.errors import InputDataError
 DEFAULT_MEMORY = "2GB"
 
 
-def connect(*, memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    *, memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a memory cap and a private spill folder."""
     con = duckdb.connect(database=":memory:")
     limit = memory_limit or os.environ.get("DARS_DUCKDB_MEMORY") or DEFAULT_MEMORY

@@ -44,7 +44,17 @@ from dars.labels import intervals
 
 KEYS = ["query_id", "model"]
 # the outcome columns the labels are computed from
-COLUMNS = ["query_id", "model", "variant_id", "sample_id", "score", "status", "cost", "backend", "true_p"]
+COLUMNS = [
+    "query_id",
+    "model",
+    "variant_id",
+    "sample_id",
+    "score",
+    "status",
+    "cost",
+    "backend",
+    "true_p",
+]
 
 # Level 1: per (query, model, variant); level 2: per (query, model).
 PAIR_SQL = """
@@ -143,9 +153,7 @@ def error_rates(source: Source) -> pd.DataFrame:
     return rates
 
 
-def check_error_rates(
-    outcomes: pd.DataFrame | Source, max_error_rate: float
-) -> pd.DataFrame:
+def check_error_rates(outcomes: pd.DataFrame | Source, max_error_rate: float) -> pd.DataFrame:
     """Per-model failure counts; raise when a model's failure rate is above the threshold."""
     if isinstance(outcomes, Source):
         rates = error_rates(outcomes)
@@ -212,11 +220,7 @@ def labels_from_pairs(
         lab[col] = lab[col].astype("int64")
     for col in ("single_shot", "mean_cost", "true_p", "cost_norm"):
         lab[col] = lab[col].astype("float64")
-    return (
-        lab[schema.names(schema.LABELS)]
-        .sort_values(KEYS, kind="stable")
-        .reset_index(drop=True)
-    )
+    return lab[schema.names(schema.LABELS)].sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
 def aggregate_labels(

@@ -3,18 +3,21 @@
 Layout (another command, `dars bench`, reads it; keep it stable):
 
     publish/README.md                    the dataset card, rendered from dataset_card.md
-    publish/<config>/<split>.parquet     config in queries|variants|labels|outcomes|
-                                         generations, split in train|validation|test
-                                         (a split no query is assigned to is left out,
-                                         e.g. validation in the DARS preset)
+    publish/<config>/<split>-NNNNN-of-NNNNN.parquet
+                                         config in queries|labels|outcomes|generations,
+                                         split in train|validation|test; shards of at
+                                         most `card.max_shard_mb` (default 500 MB)
     publish/routers/*.skops              the reference routers, copied from models/
     publish/routers/metrics.json         their test metrics (metrics/routers.json)
     publish/MANIFEST.json                sha256 of every file, dvc.lock provenance,
                                          params.yaml, package and dataset version
 
 The card header holds a `configs:` block mapping every config and split to its Parquet
-file, so `datasets.load_dataset(<repo or folder>, "labels", split="test")` works with
-no loading script. Rows go to a split by their `query_id` through data/splits.parquet.
+shards (`<config>/<split>-*.parquet`), so
+`datasets.load_dataset(<repo or folder>, "labels", split="test")` works with no loading
+script. Rows go to a split by their `query_id` through data/splits.parquet.
+Tables are streamed (DuckDB over the Parquet files, `dars.publishing.shards` and
+`dars.publishing.summaries`), so memory does not grow with the generations and outcomes.
 Every number in the card comes from the build; the template is rendered with
 `jinja2.StrictUndefined`, so a missing value fails the stage instead of printing blank.
 """
@@ -30,14 +33,13 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import datasets
 import jinja2
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -46,24 +48,15 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import dars
-from dars.core import schema
+from dars.core import duck, schema
 from dars.core.errors import CardRenderError, EmptySplitError, InputDataError
 from dars.core.io import write_json, write_text
-from dars.core.params import (
-    dataset_version,
-    get,
-    load_params,
-    model_config,
-    model_names,
-    section,
-)
-from dars.labels import utility as W
-from dars.versioning.report import card_changes
+from dars.core.params import dataset_version, get, load_params, model_names, section
+from dars.publishing import shards, summaries
 
-CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
+CONFIGS = ("queries", "labels", "outcomes", "generations")
 CONTRACT = {
     "queries": schema.QUERIES,
-    "variants": schema.VARIANTS,
     "labels": schema.LABELS,
     "outcomes": schema.OUTCOMES,
     "generations": schema.GENERATIONS,
@@ -85,13 +78,6 @@ SIZE_CATEGORIES = (
 
 
 # ---------------------------------------------------------------------------- settings
-
-
-def utility_weights(params: dict[str, Any]) -> dict[str, W.Weight]:
-    """`aggregate.lambda_cost` / `beta_risk` (a number or task -> number), as the labels,
-    train, evaluate and `dars bench` use them; recorded in MANIFEST.json (`utility`)."""
-    agg = section(params, "aggregate")
-    return {k: W.weight(getattr(agg, k)) for k in ("lambda_cost", "beta_risk")}
 
 
 def card_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -161,16 +147,6 @@ def read_table(path: str | Path, *, required: Iterable[str], what: str) -> pa.Ta
     return table.replace_schema_metadata(None)
 
 
-def model_tables(*, folder: str | Path, models: Sequence[str], what: str) -> pa.Table:
-    """Concatenate `<folder>/<model>.parquet` for the models of params.yaml."""
-    required = schema.names(CONTRACT[what])
-    tables = [
-        read_table(Path(folder) / f"{m}.parquet", required=required, what=f"{what}[{m}]")
-        for m in models
-    ]
-    return pa.concat_tables(tables, promote_options="default")
-
-
 def split_map(splits: pa.Table) -> dict[str, str]:
     ids = splits.column("query_id").to_pylist()
     names = splits.column("split").to_pylist()
@@ -178,29 +154,6 @@ def split_map(splits: pa.Table) -> dict[str, str]:
     if bad:
         raise InputDataError(f"splits hold unknown split names {bad}; valid: {list(schema.SPLITS)}")
     return dict(zip(ids, names, strict=True))
-
-
-def present_splits(splits: Mapping[str, str]) -> tuple[str, ...]:
-    """The splits that hold at least one query, in contract order."""
-    used = set(splits.values())
-    return tuple(s for s in schema.SPLITS if s in used)
-
-
-def split_table(*, table: pa.Table, splits: Mapping[str, str], what: str) -> dict[str, pa.Table]:
-    """Rows of `table` per split, by query_id; sorted by the config's key columns."""
-    qids = table.column("query_id")
-    unassigned = pc.unique(pc.filter(qids, pc.invert(pc.is_in(qids, pa.array(list(splits))))))
-    if len(unassigned):
-        raise InputDataError(
-            f"{what} has rows for query ids that data/splits.parquet does not assign to a "
-            f"split, e.g. {unassigned.to_pylist()[:5]}; rebuild the split stage"
-        )
-    keys = [(k, "ascending") for k in schema.KEYS[what]]
-    out = {}
-    for name in present_splits(splits):
-        members = pa.array([q for q, s in splits.items() if s == name], type=pa.string())
-        out[name] = table.filter(pc.is_in(qids, members)).sort_by(keys)
-    return out
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -211,83 +164,6 @@ def _num(x: Any) -> float | None:
         return None
     x = float(x)
     return None if math.isnan(x) else x
-
-
-def label_stats(labels: pa.Table) -> list[dict[str, Any]]:
-    """Per-model label statistics (means over the model's (query, model) pairs)."""
-    df = labels.to_pandas()
-    both = df["single_shot"].notna() & df["mean"].notna()
-    df["disagree"] = ((df["single_shot"] >= 0.5) != (df["mean"] >= 0.5)).where(both)
-    df["ci_width"] = df["ci_high"] - df["ci_low"]
-    rows = []
-    for model, g in df.groupby("model", sort=True):
-        rows.append(
-            {
-                "model": model,
-                "pairs": int(len(g)),
-                "n_valid": int(g["n"].sum()),
-                "n_error": int(g["n_error"].sum()),
-                "mean": _num(g["mean"].mean()),
-                "std": _num(g["std"].mean()),
-                "var_within": _num(g["var_within"].mean()),
-                "var_between": _num(g["var_between"].mean()),
-                "ci_width": _num(g["ci_width"].mean()),
-                "single_shot": _num(g["single_shot"].mean()),
-                "disagree": _num(g["disagree"].astype(float).mean()),
-                "mean_cost": _num(g["mean_cost"].mean()),
-                "utility": _num(g["utility"].mean()),
-            }
-        )
-    return rows
-
-
-def sampling_setup(
-    *, params: dict[str, Any], generations: pa.Table, models: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Per model: backend and revision as recorded in the rows, settings from params."""
-    df = generations.select(["model", "backend", "revision", "status", "seed"]).to_pandas()
-    rows = []
-    for name in models:
-        cfg = model_config(params, name)
-        g = df[df["model"] == name]
-        rows.append(
-            {
-                "model": name,
-                "backends": sorted(g["backend"].dropna().unique().tolist()),
-                "revisions": sorted(g["revision"].dropna().unique().tolist()),
-                "prompting": cfg.prompting,
-                "shots": cfg.shots,
-                "temperature": cfg.temperature,
-                "top_p": cfg.top_p,
-                "max_tokens": cfg.max_tokens,
-                "price_per_1k_prompt": cfg.price_per_1k_prompt,
-                "price_per_1k_completion": cfg.price_per_1k_completion,
-                "generations": int(len(g)),
-                "failed": int((g["status"] == "error").sum()),
-                "distinct_seeds": int(g["seed"].nunique()),
-            }
-        )
-    return rows
-
-
-def grading_summary(*, outcomes: pa.Table, queries: pa.Table) -> list[dict[str, Any]]:
-    """Per (task, grader): grade_status counts and the mean score of valid rows."""
-    o = outcomes.select(["query_id", "score", "grade_status"]).to_pandas()
-    q = queries.select(["query_id", "task", "grader"]).to_pandas()
-    df = o.merge(q, on="query_id", how="left")
-    rows = []
-    for (task, grader), g in df.groupby(["task", "grader"], sort=True):
-        counts = g["grade_status"].value_counts()
-        rows.append(
-            {
-                "task": task,
-                "grader": grader,
-                "rows": int(len(g)),
-                "status": {s: int(counts.get(s, 0)) for s in schema.GRADE_STATUSES},
-                "mean_score": _num(g["score"].mean()),
-            }
-        )
-    return rows
 
 
 def source_licences(queries: pa.Table) -> list[dict[str, Any]]:
@@ -436,8 +312,7 @@ def card_header(
     split_rows: Mapping[str, Mapping[str, int]],
     split_bytes: Mapping[str, Mapping[str, int]],
 ) -> str:
-    """The YAML header: license, task categories, size, configs and dataset_info (the
-    splits of each config are those of `split_rows`)."""
+    """The YAML header: license, task categories, size, configs and dataset_info."""
     largest = max(sum(rows.values()) for rows in split_rows.values())
     data = DatasetCardData(
         license=settings["license"],
@@ -448,14 +323,18 @@ def card_header(
     )
     MetadataConfigs(
         {
-            c: {"data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in split_rows[c]]}
+            c: {
+                "data_files": [
+                    {"split": s, "path": shards.data_files_glob(c, s)} for s in schema.SPLITS
+                ]
+            }
             for c in CONFIGS
         }
     ).to_dataset_card_data(data)
     infos = {}
     for c in CONFIGS:
         sd = SplitDict()
-        for s in split_rows[c]:
+        for s in schema.SPLITS:
             sd.add(SplitInfo(name=s, num_bytes=split_bytes[c][s], num_examples=split_rows[c][s]))
         infos[c] = DatasetInfo(
             features=features[c],
@@ -563,7 +442,6 @@ def run(
     queries: str,
     labels: str,
     splits: str,
-    variants: str,
     generations_dir: str,
     outcomes_dir: str,
     validation: str,
@@ -575,13 +453,17 @@ def run(
     params = load_params(params_path)
     settings = card_settings(params)
     models = model_names(params)
-    tables = {
-        "queries": read_table(queries, required=schema.names(schema.QUERIES), what="queries"),
-        "variants": read_table(variants, required=schema.names(schema.VARIANTS), what="variants"),
-        "labels": read_table(labels, required=schema.names(schema.LABELS), what="labels"),
-        "generations": model_tables(folder=generations_dir, models=models, what="generations"),
-        "outcomes": model_tables(folder=outcomes_dir, models=models, what="outcomes"),
+    q_table = read_table(queries, required=schema.names(schema.QUERIES), what="queries")
+    duck.parquet_schema(labels, required=schema.names(schema.LABELS), what="labels")
+    sources = {
+        "queries": [Path(queries)],
+        "labels": [Path(labels)],
+        "generations": [Path(generations_dir) / f"{m}.parquet" for m in models],
+        "outcomes": [Path(outcomes_dir) / f"{m}.parquet" for m in models],
     }
+    for c in ("generations", "outcomes"):
+        for m, path in zip(models, sources[c], strict=True):
+            duck.parquet_schema(path, required=schema.names(CONTRACT[c]), what=f"{c}[{m}]")
     assignment = split_map(read_table(splits, required=["query_id", "split"], what="splits"))
     report_path = Path(validation)
     if not report_path.exists():
@@ -602,27 +484,29 @@ def run(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        per_split: dict[str, dict[str, pa.Table]] = {}
         split_rows: dict[str, dict[str, int]] = {}
         split_bytes: dict[str, dict[str, int]] = {}
         features: dict[str, datasets.Features] = {}
+        table_schemas: dict[str, pa.Schema] = {}
         for c in CONFIGS:
-            per_split[c] = split_table(table=tables[c], splits=assignment, what=c)
-            split_rows[c], split_bytes[c] = {}, {}
-            for s, part in per_split[c].items():
-                if part.num_rows == 0:
+            table_schemas[c], written = shards.write_config(
+                config=c,
+                paths=sources[c],
+                splits_path=Path(splits),
+                out_dir=tmp,
+                max_shard_bytes=int(settings["max_shard_mb"] * 1_000_000),
+            )
+            split_rows[c] = {s: written[s].rows for s in schema.SPLITS}
+            split_bytes[c] = {s: written[s].bytes for s in schema.SPLITS}
+            for s in schema.SPLITS:
+                if written[s].rows == 0:
                     raise EmptySplitError(
                         f"split {s!r} of config {c!r} would have no rows ({len(assignment)} "
                         f"queries assigned as {dict(sorted(Counter(assignment.values()).items()))}"
-                        "); the Hub loader cannot read an empty Parquet split. The "
-                        f"{c} input lacks rows for that split's queries: rebuild it"
+                        "); the Hub loader cannot read an empty Parquet split. Add queries or "
+                        "change 'split.fractions' in params.yaml"
                     )
-                path = tmp / c / f"{s}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(part, path)
-                split_rows[c][s] = part.num_rows
-                split_bytes[c][s] = path.stat().st_size
-            features[c] = datasets.Features.from_arrow_schema(tables[c].schema)
+            features[c] = datasets.Features.from_arrow_schema(table_schemas[c])
 
         (tmp / ROUTERS_DIR).mkdir()
         router_rows = []
@@ -640,9 +524,20 @@ def run(
             shutil.copyfile(index, tmp / ROUTERS_DIR / "index.json")
         write_json(json_safe(metrics), tmp / ROUTERS_DIR / ROUTER_METRICS)
 
-        gens = tables["generations"]
-        backends = sorted(set(gens.column("backend").drop_null().to_pylist()))
-        label_backends = sorted(set(tables["labels"].column("backend").drop_null().to_pylist()))
+        con = duck.connect()
+        try:
+            counts = summaries.generation_counts(
+                con, generations=sources["generations"], labels=Path(labels)
+            )
+            sampling = summaries.sampling_setup(
+                con, params=params, generations=sources["generations"], models=models
+            )
+            grading = summaries.grading_summary(
+                con, outcomes=sources["outcomes"], queries=Path(queries)
+            )
+            stats = summaries.label_stats(con, Path(labels))
+        finally:
+            con.close()
         context = {
             **settings,
             "header": card_header(
@@ -654,10 +549,10 @@ def run(
             "package_version": dars.__version__,
             "contract_version": schema.CONTRACT_VERSION,
             "configs": CONFIGS,
-            "splits": present_splits(assignment),
+            "splits": schema.SPLITS,
             "split_rows": split_rows,
-            "columns": {c: [(f.name, str(f.type)) for f in tables[c].schema] for c in CONFIGS},
-            "n_queries": tables["queries"].num_rows,
+            "columns": {c: [(f.name, str(f.type)) for f in table_schemas[c]] for c in CONFIGS},
+            "n_queries": q_table.num_rows,
             "n_models": len(models),
             "models": models,
             "k": int(get(params, "reformulate.k")),
@@ -668,39 +563,25 @@ def run(
             "sampling_strategy": get(params, "sampling", {"strategy": "uniform"}),
             "tasks": get(params, "prepare.tasks"),
             "aggregate": get(params, "aggregate"),
-            "utility": utility_weights(params),
-            "utility_text": {k: W.describe(v) for k, v in utility_weights(params).items()},
             "split_params": get(params, "split"),
-            "n_generations": gens.num_rows,
-            "n_failed": int(pc.sum(pc.equal(gens.column("status"), "error")).as_py() or 0),
-            "backends": backends,
-            "simulated": "simulated" in backends or "simulated" in label_backends,
-            "sampling": sampling_setup(params=params, generations=gens, models=models),
-            "grading": grading_summary(outcomes=tables["outcomes"], queries=tables["queries"]),
+            "n_generations": counts["n_generations"],
+            "n_failed": counts["n_failed"],
+            "backends": counts["backends"],
+            "simulated": "simulated" in counts["backends"]
+            or "simulated" in counts["label_backends"],
+            "sampling": sampling,
+            "grading": grading,
             "grade_statuses": schema.GRADE_STATUSES,
-            "label_stats": label_stats(tables["labels"]),
+            "label_stats": stats,
             "validation": validation_summary(report),
-            "licences": source_licences(tables["queries"]),
+            "licences": source_licences(q_table),
             "routers": router_rows,
             "router_metrics": metric_table(metrics),
         }
         text = render_card(template_path=template, context=context)
-        changes = card_changes(  # `card.previous`: a "Changes since" section (or None)
-            params=params,
-            queries=tables["queries"],
-            labels=tables["labels"],
-            outcomes=tables["outcomes"],
-            splits=assignment,
-            router_metrics=metrics,
-            contract_version=schema.CONTRACT_VERSION,
-            package_version=dars.__version__,
-        )
-        if changes:
-            text = text.rstrip("\n") + "\n\n" + changes[0]
         write_text(text, tmp / "README.md")
 
-        inputs = [Path(queries), Path(variants), Path(labels), Path(splits), report_path]
-        inputs += [metrics_path]
+        inputs = [Path(queries), Path(labels), Path(splits), report_path, metrics_path]
         inputs += [Path(generations_dir) / f"{m}.parquet" for m in models]
         inputs += [Path(outcomes_dir) / f"{m}.parquet" for m in models]
         inputs += routers + ([index] if index.exists() else [])
@@ -712,9 +593,6 @@ def run(
             lock_path=Path(lock),
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
-        manifest["utility"] = {k: W.as_json(v) for k, v in context["utility"].items()}
-        if changes:
-            manifest["previous"] = changes[1]
         write_json(manifest, tmp / MANIFEST)
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private

@@ -32,7 +32,9 @@ def build_checks(
         ws, variants, derived.variant_checks(variants=variants, queries=queries)
     )
     checks = [
-        TableCheck("queries", q, tuple(suites.queries_expectations(q.columns)), tuple(KEYS["queries"])),
+        TableCheck(
+            "queries", q, tuple(suites.queries_expectations(q.columns)), tuple(KEYS["queries"])
+        ),
         TableCheck(
             "variants", v, tuple(suites.variants_expectations(v.columns)), tuple(KEYS["variants"])
         ),
@@ -115,9 +117,7 @@ def validate_tables(
         v = ws.copy_parquet(variants, prefix="variants")
         gens = {m: (ws.parquet_view(p, prefix="generations"), p) for m, p in gen_files.items()}
         outs = {m: (ws.parquet_view(p, prefix="outcomes"), p) for m, p in out_files.items()}
-        checks = build_checks(
-            ws, cfg=cfg, queries=q, variants=v, generations=gens, outcomes=outs
-        )
+        checks = build_checks(ws, cfg=cfg, queries=q, variants=v, generations=gens, outcomes=outs)
         counts = report.model_counts(
             ws,
             generations={m: r for m, (r, _) in gens.items()},

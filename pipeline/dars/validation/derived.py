@@ -55,9 +55,7 @@ def _exists(ref: Relation, keys: Collection[str], extra: str = "") -> str:
     return f"EXISTS (SELECT 1 FROM {duck.ident(ref.sql_name)} r WHERE {on}{extra})"
 
 
-def generation_checks(
-    *, table: Relation, queries: Relation, variants: Relation
-) -> dict[str, str]:
+def generation_checks(*, table: Relation, queries: Relation, variants: Relation) -> dict[str, str]:
     cols = table.columns
     checks = {}
     if _has(cols, "query_id") and _has(queries.columns, "query_id"):
@@ -152,9 +150,10 @@ def coverage_sql(
         cols = cols + ["n_pair_rows"]
         n = per_pair[1]
     empty = (
-        "SELECT NULL::VARCHAR AS \"table\", NULL::VARCHAR AS model, NULL::VARCHAR AS query_id, "
+        'SELECT NULL::VARCHAR AS "table", NULL::VARCHAR AS model, NULL::VARCHAR AS query_id, '
         "NULL::BIGINT AS variant_id, NULL::BIGINT AS n_rows, NULL::BOOLEAN AS "
-        "chk_sample_ids_complete" + (", NULL::BIGINT AS n_pair_rows" if per_pair else "")
+        "chk_sample_ids_complete"
+        + (", NULL::BIGINT AS n_pair_rows" if per_pair else "")
         + " WHERE false"
     )
     if not _has(variant_columns, "query_id", "variant_id", "accepted"):

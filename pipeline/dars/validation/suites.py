@@ -42,7 +42,11 @@ def _derived(column: str, description: str) -> Any:
 
 
 def contract_expectations(
-    *, present: Collection[str], columns: Sequence[str], nullable: frozenset[str], keys: Sequence[str]
+    *,
+    present: Collection[str],
+    columns: Sequence[str],
+    nullable: frozenset[str],
+    keys: Sequence[str],
 ) -> list[Any]:
     """Every contract column exists and is non-null where the contract says so; key unique;
     at least one row."""
@@ -87,7 +91,10 @@ def queries_expectations(present: Collection[str]) -> list[Any]:
 
 def variants_expectations(present: Collection[str]) -> list[Any]:
     exps = contract_expectations(
-        present=present, columns=VARIANT_COLUMNS, nullable=NULLABLE["variants"], keys=KEYS["variants"]
+        present=present,
+        columns=VARIANT_COLUMNS,
+        nullable=NULLABLE["variants"],
+        keys=KEYS["variants"],
     )
     return exps + _if_present(
         present,
