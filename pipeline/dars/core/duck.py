@@ -71,3 +71,17 @@ def read_parquet(paths: Sequence[str | Path]) -> str:
     """A `read_parquet([...])` table expression over `paths` (columns unified by name)."""
     files = ", ".join(quote(Path(p).as_posix()) for p in paths)
     return f"read_parquet([{files}], union_by_name = true)"
+
+
+def record_batches(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> pa.RecordBatchReader:
+    """A query's result as an Arrow reader of `rows` rows per batch (streamed)."""
+    rel = con.sql(sql)
+    reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
+    return reader(rows)
+
+
+def arrow_table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """A query's result as one Arrow table."""
+    rel = con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    return fetch()

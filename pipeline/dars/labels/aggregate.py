@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dars.core import duck, schema
 from dars.core.errors import ErrorRateExceededError
@@ -173,66 +174,112 @@ def check_error_rates(outcomes: pd.DataFrame | Source, max_error_rate: float) ->
     return rates
 
 
-def pair_stats(source: Source) -> pd.DataFrame:
-    """The two-level group-by: one row per (query, model) with the sums the labels need."""
-    return source.query(PAIR_SQL)
+def pair_table(source: Source, queries: pd.DataFrame | pa.Table) -> pa.Table:
+    """The two-level group-by: one row per (query, model) with the sums the labels need
+    and the query's task, sorted by (query_id, model)."""
+    q = queries if isinstance(queries, pa.Table) else pa.Table.from_pandas(queries)
+    source.con.register("label_queries", q.select(["query_id", "task"]))
+    sql = (
+        f"SELECT p.*, q.task FROM ({PAIR_SQL.format(source=source.sql)}) p "
+        "LEFT JOIN label_queries q USING (query_id) ORDER BY p.query_id, p.model"
+    )
+    return duck.arrow_table(source.con, sql)
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    """A column as float64 with NaN for null."""
+    return pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def label_table(pairs: pa.Table, *, settings: dict[str, float]) -> pa.Table:
+    """The label columns from the per-pair sums, vectorised (numpy on Arrow columns)."""
+    n = _floats(pairs, "n")
+    sum_s = _floats(pairs, "sum_s")
+    has = n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(has, sum_s / n, np.nan)
+        sw = np.clip(_floats(pairs, "sw"), 0.0, None)
+        sb = np.clip(_floats(pairs, "sq_means") - n * mean**2, 0.0, None)
+        var_within = np.where(has, sw / n, np.nan)
+        var_between = np.where(has, sb / n, np.nan)
+    std = np.sqrt(var_within + var_between)
+
+    prior = {"prior_alpha": settings["prior_alpha"], "prior_beta": settings["prior_beta"]}
+    alpha, beta = intervals.beta_posterior(sum_s, n, **prior)
+    cis = intervals.label_intervals(
+        n=n,
+        sum_s=sum_s,
+        var_within=var_within,
+        var_between=var_between,
+        n_variants=_floats(pairs, "n_variants"),
+        sum_n2=_floats(pairs, "sum_n2"),
+        level=settings["ci"],
+        **prior,
+    )
+
+    mean_cost = _floats(pairs, "mean_cost")
+    max_cost = np.nanmax(mean_cost) if np.isfinite(mean_cost).any() else np.nan
+    if max_cost and max_cost > 0:
+        cost_norm = mean_cost / max_cost
+    else:
+        cost_norm = np.where(np.isnan(mean_cost), np.nan, 0.0)
+    utility = mean - settings["lambda_cost"] * cost_norm - settings["beta_risk"] * std
+
+    floats = {
+        "mean": mean,
+        "std": std,
+        "var_within": var_within,
+        "var_between": var_between,
+        "alpha": alpha,
+        "beta": beta,
+        **cis,
+        "single_shot": _floats(pairs, "single_shot"),
+        "mean_cost": mean_cost,
+        "cost_norm": cost_norm,
+        "utility": utility,
+        "true_p": _floats(pairs, "true_p"),
+    }
+    columns = []
+    for field in schema.LABELS:
+        if field.name in floats:
+            columns.append(pa.array(floats[field.name], type=field.type, from_pandas=True))
+        else:
+            columns.append(pc.cast(pairs.column(field.name), field.type))
+    return pa.Table.from_arrays(columns, schema=schema.LABELS)
 
 
 def labels_from_pairs(
     pairs: pd.DataFrame, *, queries: pd.DataFrame, settings: dict[str, float]
 ) -> pd.DataFrame:
-    """The label columns from the per-pair sums, vectorised."""
-    lab = pairs.copy()
-    n = lab["n"].astype("float64")
-    has = n > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lab["mean"] = (lab["sum_s"] / n).where(has)
-        sw = lab["sw"].astype("float64").clip(lower=0.0)
-        sb = (lab["sq_means"].astype("float64") - n * lab["mean"] ** 2).clip(lower=0.0)
-        lab["var_within"] = (sw / n).where(has)
-        lab["var_between"] = (sb / n).where(has)
-    lab["std"] = np.sqrt(lab["var_within"] + lab["var_between"])
+    """`label_table` for a per-pair frame (without `task`) and a queries frame."""
+    lab = pairs.merge(queries[["query_id", "task"]], on="query_id", how="left")
+    lab = lab.sort_values(KEYS, kind="stable")
+    return label_table(
+        pa.Table.from_pandas(lab, preserve_index=False), settings=settings
+    ).to_pandas()
 
-    prior = {"prior_alpha": settings["prior_alpha"], "prior_beta": settings["prior_beta"]}
-    lab["alpha"], lab["beta"] = intervals.beta_posterior(lab["sum_s"], n, **prior)
-    cis = intervals.label_intervals(
-        n=n,
-        sum_s=lab["sum_s"],
-        var_within=lab["var_within"],
-        var_between=lab["var_between"],
-        n_variants=lab["n_variants"],
-        sum_n2=lab["sum_n2"],
-        level=settings["ci"],
-        **prior,
-    )
-    for col, values in cis.items():
-        lab[col] = values
 
-    max_cost = lab["mean_cost"].max()
-    lab["cost_norm"] = lab["mean_cost"] / max_cost if max_cost and max_cost > 0 else 0.0
-    lab["utility"] = (
-        lab["mean"]
-        - settings["lambda_cost"] * lab["cost_norm"]
-        - settings["beta_risk"] * lab["std"]
-    )
-    lab = lab.merge(queries[["query_id", "task"]], on="query_id", how="left")
-    for col in ("n", "n_total", "n_error", "n_variants"):
-        lab[col] = lab[col].astype("int64")
-    for col in ("single_shot", "mean_cost", "true_p", "cost_norm"):
-        lab[col] = lab[col].astype("float64")
-    return lab[schema.names(schema.LABELS)].sort_values(KEYS, kind="stable").reset_index(drop=True)
+def aggregate_table(
+    *,
+    outcomes: pd.DataFrame | Sequence[str | Path] | Source,
+    queries: pd.DataFrame | pa.Table,
+    settings: dict[str, float],
+) -> pa.Table:
+    """Labels (Arrow, contract schema) from outcome rows: a frame, Parquet paths or an
+    open Source."""
+    if isinstance(outcomes, Source):
+        pairs = pair_table(outcomes, queries)
+    else:
+        with Source(outcomes) as src:
+            pairs = pair_table(src, queries)
+    return label_table(pairs, settings=settings)
 
 
 def aggregate_labels(
     *,
     outcomes: pd.DataFrame | Sequence[str | Path] | Source,
-    queries: pd.DataFrame,
+    queries: pd.DataFrame | pa.Table,
     settings: dict[str, float],
 ) -> pd.DataFrame:
-    """Labels from outcome rows (a frame, Parquet paths or an open Source)."""
-    if isinstance(outcomes, Source):
-        pairs = pair_stats(outcomes)
-    else:
-        with Source(outcomes) as src:
-            pairs = pair_stats(src)
-    return labels_from_pairs(pairs, queries=queries, settings=settings)
+    """Labels as a DataFrame (one row per (query, model), sorted by them)."""
+    return aggregate_table(outcomes=outcomes, queries=queries, settings=settings).to_pandas()

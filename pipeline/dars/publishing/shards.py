@@ -121,7 +121,7 @@ def write_config(
     )
     con = duck.connect()
     try:
-        reader = con.execute(sql).fetch_record_batch(BATCH_ROWS)
+        reader = duck.record_batches(con, sql, BATCH_ROWS)
         for batch in reader:
             table = pa.Table.from_batches([batch])
             split = table.column(SPLIT_COLUMN)

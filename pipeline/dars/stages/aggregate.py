@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dars.core import schema
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dars.core import duck
 from dars.core.errors import InputDataError, ValidationFailedError
-from dars.core.io import read_frame, write_frame
+from dars.core.io import write_table
 from dars.core.params import load_params, model_names
 from dars.labels.aggregate import (
     Source,
     aggregate_labels,
+    aggregate_table,
     aggregation_settings,
     check_error_rates,
     outcome_files,
@@ -40,15 +44,18 @@ def run(
     params = load_params(params_path)
     settings = aggregation_settings(params)
     _check_validation(validation_report)
-    q = read_frame(queries, ["query_id", "task"], what="queries")[["query_id", "task"]]
+    duck.parquet_schema(queries, required=["query_id", "task"], what="queries")
+    q = pq.read_table(queries, columns=["query_id", "task"])
     files = outcome_files(outcomes_dir, model_names(params))
     with Source(files) as src:
         rates = check_error_rates(src, settings["max_error_rate"])
-        labels = aggregate_labels(outcomes=src, queries=q, settings=settings)
-    path = write_frame(labels, out, schema=schema.LABELS)
+        labels = aggregate_table(outcomes=src, queries=q, settings=settings)
+    path = write_table(labels, out)
+    n_queries = pc.count_distinct(labels.column("query_id")).as_py()
+    n_models = pc.count_distinct(labels.column("model")).as_py()
     print(
-        f"aggregate: {len(labels)} labels ({labels['query_id'].nunique()} queries x "
-        f"{labels['model'].nunique()} models) -> {path}; failed generations: "
+        f"aggregate: {labels.num_rows} labels ({n_queries} queries x "
+        f"{n_models} models) -> {path}; failed generations: "
         + ", ".join(f"{m}={int(r.n_failed)}" for m, r in rates.iterrows())
     )
     return path
