@@ -104,10 +104,12 @@ def write_config(
     splits_path: Path,
     out_dir: Path,
     max_shard_bytes: int,
+    batch_rows: int = BATCH_ROWS,
 ) -> tuple[pa.Schema, dict[str, SplitShards]]:
     """Write `<out_dir>/<config>/<split>-*.parquet` from the rows of `paths` (Parquet),
     assigned to splits by `query_id` through `splits_path`. Returns the schema and the
-    shards per split (a split with no rows has no files)."""
+    shards per split (a split with no rows has no files). A shard is closed after the
+    batch (`batch_rows` rows) that takes it past `max_shard_bytes`."""
     schema = table_schema(paths)
     folder = out_dir / config
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,7 @@ def write_config(
     )
     con = duck.connect()
     try:
-        reader = duck.record_batches(con, sql, BATCH_ROWS)
+        reader = duck.record_batches(con, sql, batch_rows)
         for batch in reader:
             table = pa.Table.from_batches([batch])
             split = table.column(SPLIT_COLUMN)
