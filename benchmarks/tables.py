@@ -132,6 +132,8 @@ GRADE_COLUMNS = """,
     CASE WHEN failed THEN 'error' ELSE 'ok' END AS grade_status,
     CASE WHEN failed THEN 'generation failed; not graded' END AS grade_detail"""
 
+GRADE_NAMES = ("score", "parsed", "grade_status", "grade_detail")
+
 # Measure one subprocess: wall time and the peak RSS of that child only.
 WRAPPER = (
     "import json, resource, subprocess, sys, time\n"
@@ -193,18 +195,22 @@ def generate(root: Path, rows: int, *, chunk_queries: int = 200_000) -> dict[str
         fail=FAIL_RATE,
     )
     for m in range(MODELS):
-        for kind, grade in (("generations", ""), ("outcomes", GRADE_COLUMNS)):
-            target = root / kind / f"m{m}.parquet"
-            writer = None
-            for lo in range(0, nq, chunk_queries):
-                hi = min(nq, lo + chunk_queries)
-                sql = ROWS_SQL.format(m=m, lo=lo, hi=hi, grade=grade, **fmt)
-                reader = duck.record_batches(con, sql, 1_000_000)
-                for batch in reader:
-                    if writer is None:
-                        writer = pq.ParquetWriter(target, batch.schema)
-                    writer.write_batch(batch)
-            writer.close()
+        target = root / "outcomes" / f"m{m}.parquet"
+        writer = None
+        for lo in range(0, nq, chunk_queries):
+            hi = min(nq, lo + chunk_queries)
+            sql = ROWS_SQL.format(m=m, lo=lo, hi=hi, grade=GRADE_COLUMNS, **fmt)
+            for batch in duck.record_batches(con, sql, 1_000_000):
+                if writer is None:
+                    writer = pq.ParquetWriter(target, batch.schema)
+                writer.write_batch(batch)
+        writer.close()
+        # the generations are the outcomes without the grade columns
+        gen_cols = ", ".join(c for c in writer.schema.names if c not in GRADE_NAMES)
+        con.execute(
+            f"COPY (SELECT {gen_cols} FROM read_parquet('{target}')) "
+            f"TO '{root / 'generations' / f'm{m}.parquet'}' (FORMAT parquet)"
+        )
     con.close()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["models"] = {
@@ -427,6 +433,82 @@ def run_size(name: str, rows: int, *, workdir: Path, stages: list[str], grade_ro
     return out
 
 
+BEGIN, END = "<!-- tables.json:begin -->", "<!-- tables.json:end -->"
+
+
+def _cell(stage: dict | None, key: str, fmt: str) -> str:
+    if not stage or stage.get(key) is None:
+        return "not run"
+    if stage.get("rc"):
+        return "failed"
+    return format(stage[key], fmt)
+
+
+def render_table(results: dict, *, short: bool = False) -> str:
+    """The results as a markdown table, one row per size (from tables.json only)."""
+    runs = sorted(results["runs"].items(), key=lambda kv: kv[1]["rows"])
+    if short:
+        lines = [
+            "| rows | aggregate s (GB) | vs DuckDB | validate s (GB) | grade rows: s (GB) "
+            "| card s (GB) |",
+            "|---|---|---|---|---|---|",
+        ]
+    else:
+        lines = [
+            "| rows | aggregate s | GB | DuckDB ref s | GB | vs ref | validate s | GB "
+            "| grade rows | s | GB | card s | GB | coverage | at p in {0,1} | contains mean |",
+            "|---" * 16 + "|",
+        ]
+    for name, run in runs:
+        st = run["stages"]
+        agg, val, gr, cd = (st.get(k) for k in ("aggregate", "validate", "grade", "card"))
+        ref = (agg or {}).get("reference")
+        iv = (agg or {}).get("intervals") or {}
+        if short:
+            lines.append(
+                f"| {name} | {_cell(agg, 'seconds', '.1f')} ({_cell(agg, 'peak_rss_gb', '.2f')})"
+                f" | {_cell(agg, 'throughput_vs_reference', '.2f')}"
+                f" | {_cell(val, 'seconds', '.1f')} ({_cell(val, 'peak_rss_gb', '.2f')})"
+                f" | {_cell(gr, 'rows', ',')}: {_cell(gr, 'seconds', '.0f')} "
+                f"({_cell(gr, 'peak_rss_gb', '.2f')})"
+                f" | {_cell(cd, 'seconds', '.1f')} ({_cell(cd, 'peak_rss_gb', '.2f')}) |"
+            )
+            continue
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    _cell(agg, "seconds", ".1f"),
+                    _cell(agg, "peak_rss_gb", ".2f"),
+                    _cell(ref, "seconds", ".1f"),
+                    _cell(ref, "peak_rss_gb", ".2f"),
+                    _cell(agg, "throughput_vs_reference", ".2f"),
+                    _cell(val, "seconds", ".1f"),
+                    _cell(val, "peak_rss_gb", ".2f"),
+                    _cell(gr, "rows", ","),
+                    _cell(gr, "seconds", ".0f"),
+                    _cell(gr, "peak_rss_gb", ".2f"),
+                    _cell(cd, "seconds", ".1f"),
+                    _cell(cd, "peak_rss_gb", ".2f"),
+                    _cell(iv, "coverage", ".1%"),
+                    _cell(iv, "coverage_at_boundary", ".1%"),
+                    _cell(iv, "contains_mean", ".1%"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def write_table(path: Path, table: str) -> None:
+    """Replace the block between the markers in `path` with `table`."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1M,20M", help="comma list of " + ", ".join(SIZES))
@@ -439,7 +521,17 @@ def main() -> None:
         help="grade at most this many rows (of model m0's generations); 0 = all of m0",
     )
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite the tables in docs/scale.md and README.md from --out",
+    )
     a = ap.parse_args()
+    if a.render:
+        results = json.loads(Path(a.out).read_text())
+        write_table(REPO / "docs" / "scale.md", render_table(results))
+        write_table(REPO / "README.md", render_table(results, short=True))
+        return
     stages = [s for s in a.stages.split(",") if s]
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="dars-tables-"))
     results = json.loads(Path(a.out).read_text()) if Path(a.out).exists() else {"runs": {}}
