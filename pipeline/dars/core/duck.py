@@ -9,7 +9,9 @@ own choice, the number of cores).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,10 +35,20 @@ def connect(
     n = threads or os.environ.get("DARS_DUCKDB_THREADS")
     if n:
         con.execute(f"SET threads = {int(n)}")
-    spill = tempfile.mkdtemp(prefix="dars-duckdb-")
-    con.execute(f"SET temp_directory = {quote(spill)}")
+    con.execute(f"SET temp_directory = {quote(spill_folder())}")
     con.execute("SET preserve_insertion_order = false")
     return con
+
+
+_SPILL: list[str] = []
+
+
+def spill_folder() -> str:
+    """One private spill folder per process, removed when the process exits."""
+    if not _SPILL:
+        _SPILL.append(tempfile.mkdtemp(prefix="dars-duckdb-"))
+        atexit.register(shutil.rmtree, _SPILL[0], ignore_errors=True)
+    return _SPILL[0]
 
 
 def quote(text: str | Path) -> str:
