@@ -553,6 +553,13 @@ def main() -> None:
             "duckdb": duckdb.__version__,
         }
         run["command"] = " ".join(["python", "benchmarks/tables.py", *sys.argv[1:]])
+        git = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        run["commit"] = git.stdout.strip() or None
         results["runs"][name] = run
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
