@@ -40,10 +40,14 @@ def build_checks(
         ),
     ]
     n = cfg.max_sample_id + 1
+    # the per-model tables in DuckDB storage: the cross-table rules scan these, not the files
+    copied: dict[str, Relation] = {}
+    copied_outcomes: dict[str, Relation] = {}
     for model, (rel, path) in generations.items():
         g = derived.with_checks_large(
             ws, rel, path, derived.generation_checks(table=rel, queries=queries, variants=variants)
         )
+        copied[model] = g
         checks.append(
             TableCheck(
                 f"generations[{model}]",
@@ -54,9 +58,10 @@ def build_checks(
         )
     for model, (rel, path) in outcomes.items():
         rules = derived.outcome_checks(
-            table=rel, generations=generations[model][0], queries=queries, variants=variants
+            table=rel, generations=copied[model], queries=queries, variants=variants
         )
         o = derived.with_checks_large(ws, rel, path, rules)
+        copied_outcomes[model] = o
         checks.append(
             TableCheck(
                 f"outcomes[{model}]",
@@ -65,8 +70,8 @@ def build_checks(
                 tuple(KEYS["outcomes"]),
             )
         )
-    tables = {("generations", m): r for m, (r, _) in generations.items()}
-    tables |= {("outcomes", m): r for m, (r, _) in outcomes.items()}
+    tables = {("generations", m): r for m, r in copied.items()}
+    tables |= {("outcomes", m): r for m, r in copied_outcomes.items()}
     cov = derived.coverage_table(
         ws, variants=variants, tables=tables, n=cfg.n, per_pair=cfg.per_pair
     )
@@ -78,7 +83,7 @@ def build_checks(
             tuple(derived.COVERAGE_KEYS),
         )
     )
-    err = derived.error_rate_table(ws, generations={m: r for m, (r, _) in generations.items()})
+    err = derived.error_rate_table(ws, generations=copied)
     checks.append(
         TableCheck(
             "error_rate",
