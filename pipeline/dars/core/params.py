@@ -29,7 +29,8 @@ from dars.core.registry import unknown_name_message
 from dars.core.schema import SPLITS
 
 BACKENDS = ("llama_cpp", "simulated", "vllm", "openai")
-PROMPTINGS = ("zero_shot", "few_shot")
+PROMPTINGS = ("zero_shot", "few_shot", "chat")
+INSTRUCTIONS = ("templates", "final_answer")  # reformulate.instructions
 STRATEGIES = ("uniform", "adaptive")
 OPENAI_ENDPOINTS = ("completions", "chat")
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
@@ -49,7 +50,7 @@ REQUIRED: Any = _Required()
 class Rule:
     """How one key is checked. `lo` may name a sibling key (its value is the bound)."""
 
-    kind: str  # int | float | str | bool | list | map | section | models
+    kind: str  # int | float | str | bool | list | map | section | models | per_task
     doc: str = ""
     lo: float | str | None = None
     hi: float | None = None
@@ -176,6 +177,19 @@ def _check_value(value: Any, key: str, rule: Rule, lo: float | None) -> tuple[An
             else:
                 errors += _check_number(v, f"{key}[{i}]", rule, rule.item, lo)
         return value, errors
+    if kind == "per_task":  # a number (rule.item), or a mapping task -> number
+        if isinstance(value, Mapping):
+            if not value:
+                return value, [
+                    f"Parameter '{key}' is an empty mapping; give a number or task -> number"
+                ]
+            errs = [
+                e
+                for t, v in value.items()
+                for e in _check_number(v, f"{key}.{t}", rule, rule.item, lo)
+            ]
+            return {str(t): v for t, v in value.items()}, errs
+        return value, _check_number(value, key, rule, rule.item, lo)
     if kind == "map":
         if not isinstance(value, Mapping):
             return value, [f"Parameter '{key}' must be a mapping, got {value!r}"]
@@ -262,9 +276,19 @@ class ModelConfig:
     )
     temperature: float = p(0.7, "sampling temperature", kind="float", lo=0.0)
     top_p: float = p(0.95, "nucleus sampling mass", kind="float", lo=0.0, lo_open=True, hi=1.0)
-    max_tokens: int = p(128, "completion token budget", kind="int", lo=1)
+    max_tokens: int | dict[str, int] = p(
+        128,
+        "completion token budget: one number, or task -> number (DARS: per dataset)",
+        kind="per_task",
+        item="int",
+        lo=1,
+    )
     prompting: str = p(
-        "zero_shot", "prompt style", kind="str", choices=PROMPTINGS, what="a known prompting"
+        "zero_shot",
+        "prompt style; chat: the variant's message as is (chat endpoints, dars.prompting.format)",
+        kind="str",
+        choices=PROMPTINGS,
+        what="a known prompting",
     )
     shots: int = p(0, "few-shot examples to use; 0 = all available", kind="int", lo=0)
     price_per_1k_prompt: float = p(0.0, "price per 1000 prompt tokens", kind="float", lo=0.0)
@@ -364,6 +388,17 @@ class ModelConfig:
                 "(letters, digits, '_'); put the NAME of the variable here, never the key itself"
             )
         return errors
+
+    def max_tokens_for(self, task: str | None) -> int:
+        """The token budget of a generation for `task` (max_tokens may be per task)."""
+        if not isinstance(self.max_tokens, Mapping):
+            return int(self.max_tokens)
+        if task not in self.max_tokens:
+            raise ParamsError(
+                f"Parameter 'models.{self.name}.max_tokens' has no value for task {task!r}; "
+                f"it gives {sorted(self.max_tokens)}"
+            )
+        return int(self.max_tokens[task])
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Everything that changes what a generation is (not the price)."""
@@ -466,6 +501,14 @@ class ReformulateParams:
         kind="section",
         section=ReformulateLLMParams,
     )
+    instructions: str = p(
+        "templates",
+        "the instruction around each variant: the grader's templates, or final_answer "
+        "(DARS's chat prompts ending 'Final Answer: <...>'; dars.prompting.templates)",
+        kind="str",
+        choices=INSTRUCTIONS,
+        what="a known instruction style",
+    )
 
 
 @dataclass(frozen=True)
@@ -552,8 +595,20 @@ class AggregateParams:
     prior_alpha: float = p(0.5, "Beta prior (Jeffreys: 0.5)", kind="float", lo=0.0, lo_open=True)
     prior_beta: float = p(0.5, "Beta prior (Jeffreys: 0.5)", kind="float", lo=0.0, lo_open=True)
     ci: float = p(0.95, "credible level", kind="float", lo=0.0, lo_open=True, hi=1.0)
-    lambda_cost: float = p(0.05, "cost weight of the utility", kind="float", lo=0.0)
-    beta_risk: float = p(0.2, "risk weight of the utility", kind="float", lo=0.0)
+    lambda_cost: float | dict[str, float] = p(
+        0.05,
+        "cost weight of the utility: one number, or task -> number (dars.labels.utility)",
+        kind="per_task",
+        item="float",
+        lo=0.0,
+    )
+    beta_risk: float | dict[str, float] = p(
+        0.2,
+        "risk weight of the utility: one number, or task -> number (DARS: per dataset)",
+        kind="per_task",
+        item="float",
+        lo=0.0,
+    )
     max_error_rate: float = p(
         0.2, "share of failed generations per model allowed", kind="float", lo=0.0, hi=1.0
     )
@@ -568,6 +623,14 @@ class SplitParams:
         {"train": 0.6, "validation": 0.2, "test": 0.2},
         "share of queries per split: exactly " + ", ".join(SPLITS) + ", summing to 1",
         kind="map",
+    )
+    train_per_task: int | None = p(
+        None,
+        "a fixed number of train queries per task (DARS: 200), the rest cut validation:test "
+        "by `fractions` (null: cut every task by `fractions`)",
+        kind="int",
+        lo=1,
+        optional=True,
     )
 
     def check(self, key: str) -> list[str]:
@@ -639,6 +702,14 @@ class CardParams:
     tags: list[str] = p([], "Hub tags", kind="list", item="str")
     max_shard_mb: int = p(
         500, "largest Parquet shard of a published config, MB", kind="int", lo=1
+    )
+    previous: str | None = p(
+        None,
+        "the version before this one (git revision, publish folder or Hub ORG/NAME@REV): "
+        "the card gets 'Changes since <it>' (`dars diff`) and MANIFEST.json its manifest hash",
+        kind="str",
+        optional=True,
+        nonempty=True,
     )
 
 
@@ -791,6 +862,41 @@ def errors(params: Mapping[str, Any]) -> list[str]:
                 out.append(str(exc))
         else:
             out += _parse(SECTIONS[name], params[name], name, where)[1]
+    return out + task_key_errors(params)
+
+
+def task_key_errors(params: Mapping[str, Any]) -> list[str]:
+    """Per-task mappings (`aggregate.lambda_cost`/`beta_risk`) must name exactly the tasks of
+    `prepare.tasks`: an unknown task fails with "Did you mean", a missing one is named."""
+    prep = params.get("prepare")
+    tasks = prep.get("tasks") if isinstance(prep, Mapping) else None
+    if not isinstance(tasks, Mapping) or not tasks:
+        return []
+    known = sorted(str(t) for t in tasks)
+    found: list[tuple[str, Any]] = []
+    agg = params.get("aggregate")
+    if isinstance(agg, Mapping):
+        found += [(f"aggregate.{k}", agg.get(k)) for k in ("lambda_cost", "beta_risk")]
+    models = params.get("models")
+    if isinstance(models, Mapping):
+        found += [
+            (f"models.{m}.max_tokens", raw.get("max_tokens"))
+            for m, raw in models.items()
+            if isinstance(raw, Mapping)
+        ]
+    out = []
+    for key, value in found:
+        if not isinstance(value, Mapping):
+            continue
+        for t in value:
+            if str(t) not in known:
+                out.append(f"Parameter '{key}.{t}': " + unknown_name_message("task", str(t), known))
+        missing = [t for t in known if t not in {str(k) for k in value}]
+        if missing:
+            out.append(
+                f"Parameter '{key}' has no value for tasks {missing}; give every task of "
+                f"'prepare.tasks' ({known}) a value, or one number for all"
+            )
     return out
 
 
@@ -821,6 +927,8 @@ def _type_text(rule: Rule) -> str:
         return "str or list of str"
     if rule.kind == "models":
         return "mapping"
+    if rule.kind == "per_task":
+        return f"{rule.item} or mapping task -> {rule.item}"
     text = {"map": "mapping"}.get(rule.kind, rule.kind)
     return text + (" or null" if rule.optional else "")
 

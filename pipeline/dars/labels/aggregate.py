@@ -21,7 +21,8 @@ For the valid observations s_ij (variant i, sample j; failed generations exclude
 * `single_shot` = the score of sample 0 of variant 0 (null if that generation failed).
 * `mean_cost` = mean cost of the valid generations; `cost_norm` = mean_cost divided by
   the largest mean_cost in the build (costs normalised to [0, 1] as in the paper).
-* `utility` = mean - lambda * cost_norm - beta_risk * std (paper: 0.05 and 0.2).
+* `utility` = mean - lambda * cost_norm - beta_risk * std (paper: 0.05 and 0.2); lambda and
+  beta_risk are one number or one per task (`dars.labels.utility`).
 
 Pairs whose generations all failed keep a row with n = 0 and null statistics.
 """
@@ -41,7 +42,7 @@ import pyarrow.compute as pc
 from dars.core import duck, schema
 from dars.core.errors import ErrorRateExceededError
 from dars.core.params import section
-from dars.labels import intervals
+from dars.labels import intervals, utility
 
 KEYS = ["query_id", "model"]
 # the outcome columns the labels are computed from
@@ -102,9 +103,12 @@ ORDER BY model
 """
 
 
-def aggregation_settings(params: dict[str, Any]) -> dict[str, float]:
-    s = section(params, "aggregate")
-    return {k: float(v) for k, v in dataclasses.asdict(s).items()}
+def aggregation_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings, floats except `lambda_cost`/`beta_risk`: a float or {task: float}
+    (a task of the data without a value fails when the labels are computed)."""
+    s = dataclasses.asdict(section(params, "aggregate"))
+    weights = {k: utility.weight(s.pop(k)) for k in ("lambda_cost", "beta_risk")}
+    return {k: float(v) for k, v in s.items()} | weights
 
 
 def outcome_files(outcomes_dir: str | Path, models: Sequence[str]) -> list[Path]:
@@ -191,7 +195,7 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
     return pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def label_table(pairs: pa.Table, *, settings: dict[str, float]) -> pa.Table:
+def label_table(pairs: pa.Table, *, settings: dict[str, Any]) -> pa.Table:
     """The label columns from the per-pair sums, vectorised (numpy on Arrow columns)."""
     n = _floats(pairs, "n")
     sum_s = _floats(pairs, "sum_s")
@@ -223,7 +227,10 @@ def label_table(pairs: pa.Table, *, settings: dict[str, float]) -> pa.Table:
         cost_norm = mean_cost / max_cost
     else:
         cost_norm = np.where(np.isnan(mean_cost), np.nan, 0.0)
-    utility = mean - settings["lambda_cost"] * cost_norm - settings["beta_risk"] * std
+    tasks = pairs.column("task").to_pylist()
+    lam = utility.per_row(settings["lambda_cost"], tasks, key="aggregate.lambda_cost")
+    risk = utility.per_row(settings["beta_risk"], tasks, key="aggregate.beta_risk")
+    util = mean - lam * cost_norm - risk * std
 
     floats = {
         "mean": mean,
@@ -236,7 +243,7 @@ def label_table(pairs: pa.Table, *, settings: dict[str, float]) -> pa.Table:
         "single_shot": _floats(pairs, "single_shot"),
         "mean_cost": mean_cost,
         "cost_norm": cost_norm,
-        "utility": utility,
+        "utility": util,
         "true_p": _floats(pairs, "true_p"),
     }
     columns = []
@@ -249,7 +256,7 @@ def label_table(pairs: pa.Table, *, settings: dict[str, float]) -> pa.Table:
 
 
 def labels_from_pairs(
-    pairs: pd.DataFrame, *, queries: pd.DataFrame, settings: dict[str, float]
+    pairs: pd.DataFrame, *, queries: pd.DataFrame, settings: dict[str, Any]
 ) -> pd.DataFrame:
     """`label_table` for a per-pair frame (without `task`) and a queries frame."""
     lab = pairs.merge(queries[["query_id", "task"]], on="query_id", how="left")
@@ -263,7 +270,7 @@ def aggregate_table(
     *,
     outcomes: pd.DataFrame | Sequence[str | Path] | Source,
     queries: pd.DataFrame | pa.Table,
-    settings: dict[str, float],
+    settings: dict[str, Any],
 ) -> pa.Table:
     """Labels (Arrow, contract schema) from outcome rows: a frame, Parquet paths or an
     open Source."""
@@ -279,7 +286,7 @@ def aggregate_labels(
     *,
     outcomes: pd.DataFrame | Sequence[str | Path] | Source,
     queries: pd.DataFrame | pa.Table,
-    settings: dict[str, float],
+    settings: dict[str, Any],
 ) -> pd.DataFrame:
     """Labels as a DataFrame (one row per (query, model), sorted by them)."""
     return aggregate_table(outcomes=outcomes, queries=queries, settings=settings).to_pandas()

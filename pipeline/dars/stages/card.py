@@ -4,9 +4,11 @@ Layout (another command, `dars bench`, reads it; keep it stable):
 
     publish/README.md                    the dataset card, rendered from dataset_card.md
     publish/<config>/<split>-NNNNN-of-NNNNN.parquet
-                                         config in queries|labels|outcomes|generations,
-                                         split in train|validation|test; shards of at
-                                         most `card.max_shard_mb` (default 500 MB)
+                                         config in queries|variants|labels|outcomes|
+                                         generations, split in train|validation|test
+                                         (a split no query is assigned to is left out,
+                                         e.g. validation in the DARS preset); shards of
+                                         at most `card.max_shard_mb` (default 500 MB)
     publish/routers/*.skops              the reference routers, copied from models/
     publish/routers/metrics.json         their test metrics (metrics/routers.json)
     publish/MANIFEST.json                sha256 of every file, dvc.lock provenance,
@@ -52,11 +54,14 @@ from dars.core import duck, schema
 from dars.core.errors import CardRenderError, EmptySplitError, InputDataError
 from dars.core.io import write_json, write_text
 from dars.core.params import dataset_version, get, load_params, model_names, section
+from dars.labels import utility as W
 from dars.publishing import shards, summaries
+from dars.versioning.report import card_changes
 
-CONFIGS = ("queries", "labels", "outcomes", "generations")
+CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
 CONTRACT = {
     "queries": schema.QUERIES,
+    "variants": schema.VARIANTS,
     "labels": schema.LABELS,
     "outcomes": schema.OUTCOMES,
     "generations": schema.GENERATIONS,
@@ -78,6 +83,13 @@ SIZE_CATEGORIES = (
 
 
 # ---------------------------------------------------------------------------- settings
+
+
+def utility_weights(params: dict[str, Any]) -> dict[str, W.Weight]:
+    """`aggregate.lambda_cost` / `beta_risk` (a number or task -> number), as the labels,
+    train, evaluate and `dars bench` use them; recorded in MANIFEST.json (`utility`)."""
+    agg = section(params, "aggregate")
+    return {k: W.weight(getattr(agg, k)) for k in ("lambda_cost", "beta_risk")}
 
 
 def card_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +166,12 @@ def split_map(splits: pa.Table) -> dict[str, str]:
     if bad:
         raise InputDataError(f"splits hold unknown split names {bad}; valid: {list(schema.SPLITS)}")
     return dict(zip(ids, names, strict=True))
+
+
+def present_splits(splits: Mapping[str, str]) -> tuple[str, ...]:
+    """The splits that hold at least one query, in contract order."""
+    used = set(splits.values())
+    return tuple(s for s in schema.SPLITS if s in used)
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -312,7 +330,8 @@ def card_header(
     split_rows: Mapping[str, Mapping[str, int]],
     split_bytes: Mapping[str, Mapping[str, int]],
 ) -> str:
-    """The YAML header: license, task categories, size, configs and dataset_info."""
+    """The YAML header: license, task categories, size, configs and dataset_info (the
+    splits of each config are those of `split_rows`)."""
     largest = max(sum(rows.values()) for rows in split_rows.values())
     data = DatasetCardData(
         license=settings["license"],
@@ -325,7 +344,7 @@ def card_header(
         {
             c: {
                 "data_files": [
-                    {"split": s, "path": shards.data_files_glob(c, s)} for s in schema.SPLITS
+                    {"split": s, "path": shards.data_files_glob(c, s)} for s in split_rows[c]
                 ]
             }
             for c in CONFIGS
@@ -334,7 +353,7 @@ def card_header(
     infos = {}
     for c in CONFIGS:
         sd = SplitDict()
-        for s in schema.SPLITS:
+        for s in split_rows[c]:
             sd.add(SplitInfo(name=s, num_bytes=split_bytes[c][s], num_examples=split_rows[c][s]))
         infos[c] = DatasetInfo(
             features=features[c],
@@ -442,6 +461,7 @@ def run(
     queries: str,
     labels: str,
     splits: str,
+    variants: str,
     generations_dir: str,
     outcomes_dir: str,
     validation: str,
@@ -455,8 +475,10 @@ def run(
     models = model_names(params)
     q_table = read_table(queries, required=schema.names(schema.QUERIES), what="queries")
     duck.parquet_schema(labels, required=schema.names(schema.LABELS), what="labels")
+    duck.parquet_schema(variants, required=schema.names(schema.VARIANTS), what="variants")
     sources = {
         "queries": [Path(queries)],
+        "variants": [Path(variants)],
         "labels": [Path(labels)],
         "generations": [Path(generations_dir) / f"{m}.parquet" for m in models],
         "outcomes": [Path(outcomes_dir) / f"{m}.parquet" for m in models],
@@ -496,15 +518,16 @@ def run(
                 out_dir=tmp,
                 max_shard_bytes=int(settings["max_shard_mb"] * 1_000_000),
             )
-            split_rows[c] = {s: written[s].rows for s in schema.SPLITS}
-            split_bytes[c] = {s: written[s].bytes for s in schema.SPLITS}
-            for s in schema.SPLITS:
+            present = present_splits(assignment)
+            split_rows[c] = {s: written[s].rows for s in present}
+            split_bytes[c] = {s: written[s].bytes for s in present}
+            for s in present:
                 if written[s].rows == 0:
                     raise EmptySplitError(
                         f"split {s!r} of config {c!r} would have no rows ({len(assignment)} "
                         f"queries assigned as {dict(sorted(Counter(assignment.values()).items()))}"
-                        "); the Hub loader cannot read an empty Parquet split. Add queries or "
-                        "change 'split.fractions' in params.yaml"
+                        "); the Hub loader cannot read an empty Parquet split. The "
+                        f"{c} input lacks rows for that split's queries: rebuild it"
                     )
             features[c] = datasets.Features.from_arrow_schema(table_schemas[c])
 
@@ -549,7 +572,7 @@ def run(
             "package_version": dars.__version__,
             "contract_version": schema.CONTRACT_VERSION,
             "configs": CONFIGS,
-            "splits": schema.SPLITS,
+            "splits": present_splits(assignment),
             "split_rows": split_rows,
             "columns": {c: [(f.name, str(f.type)) for f in table_schemas[c]] for c in CONFIGS},
             "n_queries": q_table.num_rows,
@@ -563,6 +586,8 @@ def run(
             "sampling_strategy": get(params, "sampling", {"strategy": "uniform"}),
             "tasks": get(params, "prepare.tasks"),
             "aggregate": get(params, "aggregate"),
+            "utility": utility_weights(params),
+            "utility_text": {k: W.describe(v) for k, v in utility_weights(params).items()},
             "split_params": get(params, "split"),
             "n_generations": counts["n_generations"],
             "n_failed": counts["n_failed"],
@@ -579,9 +604,26 @@ def run(
             "router_metrics": metric_table(metrics),
         }
         text = render_card(template_path=template, context=context)
+        changes = None
+        if settings.get("previous") is not None:
+            # `card.previous`: a "Changes since" section; it compares whole tables in memory
+            outcome_tables = [pq.read_table(p) for p in sources["outcomes"]]
+            changes = card_changes(
+                params=params,
+                queries=q_table,
+                labels=pq.read_table(labels),
+                outcomes=pa.concat_tables(outcome_tables, promote_options="default"),
+                splits=assignment,
+                router_metrics=metrics,
+                contract_version=schema.CONTRACT_VERSION,
+                package_version=dars.__version__,
+            )
+        if changes:
+            text = text.rstrip("\n") + "\n\n" + changes[0]
         write_text(text, tmp / "README.md")
 
-        inputs = [Path(queries), Path(labels), Path(splits), report_path, metrics_path]
+        inputs = [Path(queries), Path(variants), Path(labels), Path(splits), report_path]
+        inputs += [metrics_path]
         inputs += [Path(generations_dir) / f"{m}.parquet" for m in models]
         inputs += [Path(outcomes_dir) / f"{m}.parquet" for m in models]
         inputs += routers + ([index] if index.exists() else [])
@@ -593,6 +635,9 @@ def run(
             lock_path=Path(lock),
             inputs=input_provenance(paths=inputs, lock=lock_data),
         )
+        manifest["utility"] = {k: W.as_json(v) for k, v in context["utility"].items()}
+        if changes:
+            manifest["previous"] = changes[1]
         write_json(manifest, tmp / MANIFEST)
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
