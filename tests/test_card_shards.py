@@ -61,8 +61,12 @@ def _tables() -> dict[str, pd.DataFrame]:
         true_p=0.5,
     )
     outcomes = gens.assign(score=1.0, parsed="1", grade_status="ok", grade_detail=None)
+    variants = pd.DataFrame(
+        [{"query_id": q, "variant_id": v} for q in qids for v in range(2)]
+    ).assign(prompt="p", method="template", accepted=True, reject_reason=None)
     return {
         "queries": queries,
+        "variants": variants[schema.names(schema.VARIANTS)],
         "labels": labels[schema.names(schema.LABELS)],
         "generations": gens[schema.names(schema.GENERATIONS)],
         "outcomes": outcomes[schema.names(schema.OUTCOMES)],
@@ -88,6 +92,7 @@ def published(tmp_path: Path) -> dict:
     )
     contract = {
         "queries": schema.QUERIES,
+        "variants": schema.VARIANTS,
         "labels": schema.LABELS,
         "generations": schema.GENERATIONS,
         "outcomes": schema.OUTCOMES,
