@@ -18,10 +18,10 @@ from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 
 import dars
-from dars.stages import card
 from dars.core import schema
 from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
 from dars.publishing.hub import verify_manifest
+from dars.stages import card
 from tests.conftest import BIN, REPO, DvcRepo, _run, base_params
 
 ROUTER_OUTS = {"models", "metrics/routers.json"}

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from dars.core import schema
 from dars.core.errors import InputDataError
 from dars.publishing import shards

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from dars.core.errors import InputDataError
 from dars.core.schema import GENERATIONS, OUTCOMES
 from dars.stages import grade
