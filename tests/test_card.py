@@ -242,13 +242,14 @@ def test_manifest_checksums_and_provenance(built, tmp_path):
     # a consumer's check catches an edited, a missing and an unlisted file
     copy = tmp_path / "pub"
     shutil.copytree(pub, copy)
-    (copy / "labels" / "test.parquet").write_bytes(b"not parquet")
+    shard = "labels/test-00000-of-00001.parquet"
+    (copy / shard).write_bytes(b"not parquet")
     (copy / "routers" / "ridge-dars.skops").unlink()
     (copy / "extra.txt").write_text("x")
     with pytest.raises(ManifestMismatchError) as exc:
         verify_manifest(copy)
     msg = str(exc.value)
-    assert "labels/test.parquet: sha256 differs" in msg
+    assert f"{shard}: sha256 differs" in msg
     assert "routers/ridge-dars.skops: missing" in msg
     assert "extra.txt: not listed" in msg
 
@@ -265,7 +266,7 @@ def test_card_header_and_numbers_come_from_the_build(built):
     configs = {c["config_name"]: c for c in data["configs"]}
     assert set(configs) == set(card.CONFIGS)
     assert configs["labels"]["data_files"] == [
-        {"split": s, "path": f"labels/{s}.parquet"} for s in schema.SPLITS
+        {"split": s, "path": f"labels/{s}-*.parquet"} for s in schema.SPLITS
     ]
     infos = {i["config_name"]: i for i in data["dataset_info"]}
     lab = pd.read_parquet(root / "data" / "labels.parquet")

@@ -10,7 +10,7 @@
 
 The dataset is read with `datasets.load_dataset(dataset, config, split=...)` for the
 configs `queries` and `labels` (a Hub repo or a local folder in the publish layout:
-`<config>/<split>.parquet` declared under `configs:` in README.md). The router is fitted
+`<config>/<split>-*.parquet` declared under `configs:` in README.md). The router is fitted
 on the `train` split and scored on `--split` with the metrics of `dars.evaluation.metrics`,
 next to the reference routers (fitted the same way) and the oracle.
 
@@ -114,7 +114,7 @@ def load_split(dataset: str, config: str, split: str) -> pd.DataFrame:
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise InputDataError(
             f"dataset {dataset!r} has no config {config!r} with split {split!r} in the publish "
-            f"layout (README.md `configs:` with data_files `{config}/{split}.parquet`): {exc}"
+            f"layout (README.md `configs:` with data_files `{config}/{split}-*.parquet`): {exc}"
         ) from exc
     except Exception as exc:  # network: the HTTP client's own errors, offline mode, ...
         if is_local(dataset):

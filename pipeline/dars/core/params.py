@@ -710,6 +710,7 @@ class CardParams:
     license: str = p(doc="licence of the compilation", kind="str", nonempty=True)
     task_categories: list[str] = p([], "Hub task categories", kind="list", item="str")
     tags: list[str] = p([], "Hub tags", kind="list", item="str")
+    max_shard_mb: int = p(500, "largest Parquet shard of a published config, MB", kind="int", lo=1)
     previous: str | None = p(
         None,
         "the version before this one (git revision, publish folder or Hub ORG/NAME@REV): "

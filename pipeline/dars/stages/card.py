@@ -3,10 +3,12 @@
 Layout (another command, `dars bench`, reads it; keep it stable):
 
     publish/README.md                    the dataset card, rendered from dataset_card.md
-    publish/<config>/<split>.parquet     config in queries|variants|labels|outcomes|
+    publish/<config>/<split>-NNNNN-of-NNNNN.parquet
+                                         config in queries|variants|labels|outcomes|
                                          generations, split in train|validation|test
                                          (a split no query is assigned to is left out,
-                                         e.g. validation in the DARS preset)
+                                         e.g. validation in the DARS preset); shards of
+                                         at most `card.max_shard_mb` (default 500 MB)
     publish/routers/*.skops              the reference routers: the DARS-supervised one and
                                          single-shot repeat 0 of each router (the other
                                          repeats stay in models/)
@@ -15,8 +17,11 @@ Layout (another command, `dars bench`, reads it; keep it stable):
                                          params.yaml, package and dataset version
 
 The card header holds a `configs:` block mapping every config and split to its Parquet
-file, so `datasets.load_dataset(<repo or folder>, "labels", split="test")` works with
-no loading script. Rows go to a split by their `query_id` through data/splits.parquet.
+shards (`<config>/<split>-*.parquet`), so
+`datasets.load_dataset(<repo or folder>, "labels", split="test")` works with no loading
+script. Rows go to a split by their `query_id` through data/splits.parquet.
+Tables are streamed (DuckDB over the Parquet files, `dars.publishing.shards` and
+`dars.publishing.summaries`), so memory does not grow with the generations and outcomes.
 Every number in the card comes from the build; the template is rendered with
 `jinja2.StrictUndefined`, so a missing value fails the stage instead of printing blank.
 """
@@ -38,7 +43,6 @@ from typing import Any
 import datasets
 import jinja2
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -47,7 +51,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import dars
-from dars.core import schema
+from dars.core import duck, schema
 from dars.core.errors import CardRenderError, EmptySplitError, InputDataError, ParamsError
 from dars.core.io import model_file, write_json, write_text
 from dars.core.params import (
@@ -59,6 +63,7 @@ from dars.core.params import (
     section,
 )
 from dars.labels import utility as W
+from dars.publishing import shards, summaries
 from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
 from dars.versioning.report import card_changes
 
@@ -143,15 +148,6 @@ def read_table(path: str | Path, *, required: Iterable[str], what: str) -> pa.Ta
     return table.replace_schema_metadata(None)
 
 
-def model_tables(*, folder: str | Path, models: Sequence[str], what: str) -> pa.Table:
-    """Concatenate `<folder>/<model>.parquet` for the models of params.yaml."""
-    required = schema.names(CONTRACT[what])
-    tables = [
-        read_table(model_file(folder, m), required=required, what=f"{what}[{m}]") for m in models
-    ]
-    return pa.concat_tables(tables, promote_options="default")
-
-
 def split_map(splits: pa.Table) -> dict[str, str]:
     ids = splits.column("query_id").to_pylist()
     names = splits.column("split").to_pylist()
@@ -167,23 +163,6 @@ def present_splits(splits: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(s for s in schema.SPLITS if s in used)
 
 
-def split_table(*, table: pa.Table, splits: Mapping[str, str], what: str) -> dict[str, pa.Table]:
-    """Rows of `table` per split, by query_id; sorted by the config's key columns."""
-    qids = table.column("query_id")
-    unassigned = pc.unique(pc.filter(qids, pc.invert(pc.is_in(qids, pa.array(list(splits))))))
-    if len(unassigned):
-        raise InputDataError(
-            f"{what} has rows for query ids that data/splits.parquet does not assign to a "
-            f"split, e.g. {unassigned.to_pylist()[:5]}; rebuild the split stage"
-        )
-    keys = [(k, "ascending") for k in schema.KEYS[what]]
-    out = {}
-    for name in present_splits(splits):
-        members = pa.array([q for q, s in splits.items() if s == name], type=pa.string())
-        out[name] = table.filter(pc.is_in(qids, members)).sort_by(keys)
-    return out
-
-
 # ---------------------------------------------------------------------------- summaries
 
 
@@ -192,83 +171,6 @@ def _num(x: Any) -> float | None:
         return None
     x = float(x)
     return None if math.isnan(x) else x
-
-
-def label_stats(labels: pa.Table) -> list[dict[str, Any]]:
-    """Per-model label statistics (means over the model's (query, model) pairs)."""
-    df = labels.to_pandas()
-    both = df["single_shot"].notna() & df["mean"].notna()
-    df["disagree"] = ((df["single_shot"] >= 0.5) != (df["mean"] >= 0.5)).where(both)
-    df["ci_width"] = df["ci_high"] - df["ci_low"]
-    rows = []
-    for model, g in df.groupby("model", sort=True):
-        rows.append(
-            {
-                "model": model,
-                "pairs": int(len(g)),
-                "n_valid": int(g["n"].sum()),
-                "n_error": int(g["n_error"].sum()),
-                "mean": _num(g["mean"].mean()),
-                "std": _num(g["std"].mean()),
-                "var_within": _num(g["var_within"].mean()),
-                "var_between": _num(g["var_between"].mean()),
-                "ci_width": _num(g["ci_width"].mean()),
-                "single_shot": _num(g["single_shot"].mean()),
-                "disagree": _num(g["disagree"].astype(float).mean()),
-                "mean_cost": _num(g["mean_cost"].mean()),
-                "utility": _num(g["utility"].mean()),
-            }
-        )
-    return rows
-
-
-def sampling_setup(
-    *, params: dict[str, Any], generations: pa.Table, models: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Per model: backend and revision as recorded in the rows, settings from params."""
-    df = generations.select(["model", "backend", "revision", "status", "seed"]).to_pandas()
-    rows = []
-    for name in models:
-        cfg = model_config(params, name)
-        g = df[df["model"] == name]
-        rows.append(
-            {
-                "model": name,
-                "backends": sorted(g["backend"].dropna().unique().tolist()),
-                "revisions": sorted(g["revision"].dropna().unique().tolist()),
-                "prompting": cfg.prompting,
-                "shots": cfg.shots,
-                "temperature": cfg.temperature,
-                "top_p": cfg.top_p,
-                "max_tokens": cfg.max_tokens,
-                "price_per_1k_prompt": cfg.price_per_1k_prompt,
-                "price_per_1k_completion": cfg.price_per_1k_completion,
-                "generations": int(len(g)),
-                "failed": int((g["status"] == "error").sum()),
-                "distinct_seeds": int(g["seed"].nunique()),
-            }
-        )
-    return rows
-
-
-def grading_summary(*, outcomes: pa.Table, queries: pa.Table) -> list[dict[str, Any]]:
-    """Per (task, grader): grade_status counts and the mean score of valid rows."""
-    o = outcomes.select(["query_id", "score", "grade_status"]).to_pandas()
-    q = queries.select(["query_id", "task", "grader"]).to_pandas()
-    df = o.merge(q, on="query_id", how="left")
-    rows = []
-    for (task, grader), g in df.groupby(["task", "grader"], sort=True):
-        counts = g["grade_status"].value_counts()
-        rows.append(
-            {
-                "task": task,
-                "grader": grader,
-                "rows": int(len(g)),
-                "status": {s: int(counts.get(s, 0)) for s in schema.GRADE_STATUSES},
-                "mean_score": _num(g["score"].mean()),
-            }
-        )
-    return rows
 
 
 def source_licences(queries: pa.Table) -> list[dict[str, Any]]:
@@ -531,8 +433,10 @@ def card_header(
     MetadataConfigs(
         {
             c: {
-                "data_files": [{"split": s, "path": f"{c}/{s}.parquet"} for s in split_rows[c]],
-                **({"default": True} if c == DEFAULT_CONFIG else {}),
+                "data_files": [
+                    {"split": s, "path": shards.data_files_glob(c, s)} for s in split_rows[c]
+                ]
+                ** ({"default": True} if c == DEFAULT_CONFIG else {}),
             }
             for c in CONFIGS
         }
@@ -664,13 +568,19 @@ def run(
     params = load_params(params_path)
     settings = card_settings(params)
     models = model_names(params)
-    tables = {
-        "queries": read_table(queries, required=schema.names(schema.QUERIES), what="queries"),
-        "variants": read_table(variants, required=schema.names(schema.VARIANTS), what="variants"),
-        "labels": read_table(labels, required=schema.names(schema.LABELS), what="labels"),
-        "generations": model_tables(folder=generations_dir, models=models, what="generations"),
-        "outcomes": model_tables(folder=outcomes_dir, models=models, what="outcomes"),
+    q_table = read_table(queries, required=schema.names(schema.QUERIES), what="queries")
+    duck.parquet_schema(labels, required=schema.names(schema.LABELS), what="labels")
+    duck.parquet_schema(variants, required=schema.names(schema.VARIANTS), what="variants")
+    sources = {
+        "queries": [Path(queries)],
+        "variants": [Path(variants)],
+        "labels": [Path(labels)],
+        "generations": [Path(generations_dir) / f"{m}.parquet" for m in models],
+        "outcomes": [Path(outcomes_dir) / f"{m}.parquet" for m in models],
     }
+    for c in ("generations", "outcomes"):
+        for m, path in zip(models, sources[c], strict=True):
+            duck.parquet_schema(path, required=schema.names(CONTRACT[c]), what=f"{c}[{m}]")
     assignment = split_map(read_table(splits, required=["query_id", "split"], what="splits"))
     report_path = Path(validation)
     if not report_path.exists():
@@ -691,27 +601,30 @@ def run(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        per_split: dict[str, dict[str, pa.Table]] = {}
         split_rows: dict[str, dict[str, int]] = {}
         split_bytes: dict[str, dict[str, int]] = {}
         features: dict[str, datasets.Features] = {}
+        table_schemas: dict[str, pa.Schema] = {}
         for c in CONFIGS:
-            per_split[c] = split_table(table=tables[c], splits=assignment, what=c)
-            split_rows[c], split_bytes[c] = {}, {}
-            for s, part in per_split[c].items():
-                if part.num_rows == 0:
+            table_schemas[c], written = shards.write_config(
+                config=c,
+                paths=sources[c],
+                splits_path=Path(splits),
+                out_dir=tmp,
+                max_shard_bytes=int(settings["max_shard_mb"] * 1_000_000),
+            )
+            present = present_splits(assignment)
+            split_rows[c] = {s: written[s].rows for s in present}
+            split_bytes[c] = {s: written[s].bytes for s in present}
+            for s in present:
+                if written[s].rows == 0:
                     raise EmptySplitError(
                         f"split {s!r} of config {c!r} would have no rows ({len(assignment)} "
                         f"queries assigned as {dict(sorted(Counter(assignment.values()).items()))}"
                         "); the Hub loader cannot read an empty Parquet split. The "
                         f"{c} input lacks rows for that split's queries: rebuild it"
                     )
-                path = tmp / c / f"{s}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(part, path)
-                split_rows[c][s] = part.num_rows
-                split_bytes[c][s] = path.stat().st_size
-            features[c] = datasets.Features.from_arrow_schema(tables[c].schema)
+            features[c] = datasets.Features.from_arrow_schema(table_schemas[c])
 
         data_bytes = sum(sum(b.values()) for b in split_bytes.values())
         routers, left_out = within_budget(
@@ -738,9 +651,20 @@ def run(
         write_json(json_safe(metrics), tmp / ROUTERS_DIR / ROUTER_METRICS)
 
         router_bytes = sum(r["size"] for r in router_rows)
-        gens = tables["generations"]
-        backends = sorted(set(gens.column("backend").drop_null().to_pylist()))
-        label_backends = sorted(set(tables["labels"].column("backend").drop_null().to_pylist()))
+        con = duck.connect()
+        try:
+            counts = summaries.generation_counts(
+                con, generations=sources["generations"], labels=Path(labels)
+            )
+            sampling = summaries.sampling_setup(
+                con, params=params, generations=sources["generations"], models=models
+            )
+            grading = summaries.grading_summary(
+                con, outcomes=sources["outcomes"], queries=Path(queries)
+            )
+            stats = summaries.label_stats(con, Path(labels))
+        finally:
+            con.close()
         context = {
             **settings,
             "header": card_header(
@@ -754,8 +678,8 @@ def run(
             "configs": CONFIGS,
             "splits": present_splits(assignment),
             "split_rows": split_rows,
-            "columns": {c: [(f.name, str(f.type)) for f in tables[c].schema] for c in CONFIGS},
-            "n_queries": tables["queries"].num_rows,
+            "columns": {c: [(f.name, str(f.type)) for f in table_schemas[c]] for c in CONFIGS},
+            "n_queries": q_table.num_rows,
             "n_models": len(models),
             "models": models,
             "k": int(get(params, "reformulate.k")),
@@ -769,16 +693,17 @@ def run(
             "utility": utility_weights(params),
             "utility_text": {k: W.describe(v) for k, v in utility_weights(params).items()},
             "split_params": get(params, "split"),
-            "n_generations": gens.num_rows,
-            "n_failed": int(pc.sum(pc.equal(gens.column("status"), "error")).as_py() or 0),
-            "backends": backends,
-            "simulated": "simulated" in backends or "simulated" in label_backends,
-            "sampling": sampling_setup(params=params, generations=gens, models=models),
-            "grading": grading_summary(outcomes=tables["outcomes"], queries=tables["queries"]),
+            "n_generations": counts["n_generations"],
+            "n_failed": counts["n_failed"],
+            "backends": counts["backends"],
+            "simulated": "simulated" in counts["backends"]
+            or "simulated" in counts["label_backends"],
+            "sampling": sampling,
+            "grading": grading,
             "grade_statuses": schema.GRADE_STATUSES,
-            "label_stats": label_stats(tables["labels"]),
+            "label_stats": stats,
             "validation": validation_summary(report),
-            "licences": source_licences(tables["queries"]),
+            "licences": source_licences(q_table),
             "routers": router_rows,
             "router_metrics": metric_table(metrics),
             "router_summary": router_summary(metrics, routers),
@@ -790,20 +715,24 @@ def run(
             "routers_left_out": [f.name for f in left_out],
             "model_provenance": model_provenance(params, models),
             "imported": get(params, "imported", None),
-            "single_observation": bool(pc.max(tables["labels"].column("n_total")).as_py() == 1),
+            "single_observation": max(s["n_max"] for s in stats) == 1 if stats else False,
             "default_config": DEFAULT_CONFIG,
         }
         text = render_card(template_path=template, context=context)
-        changes = card_changes(  # `card.previous`: a "Changes since" section (or None)
-            params=params,
-            queries=tables["queries"],
-            labels=tables["labels"],
-            outcomes=tables["outcomes"],
-            splits=assignment,
-            router_metrics=metrics,
-            contract_version=schema.CONTRACT_VERSION,
-            package_version=dars.__version__,
-        )
+        changes = None
+        if settings.get("previous") is not None:
+            # `card.previous`: a "Changes since" section; it compares whole tables in memory
+            outcome_tables = [pq.read_table(p) for p in sources["outcomes"]]
+            changes = card_changes(
+                params=params,
+                queries=q_table,
+                labels=pq.read_table(labels),
+                outcomes=pa.concat_tables(outcome_tables, promote_options="default"),
+                splits=assignment,
+                router_metrics=metrics,
+                contract_version=schema.CONTRACT_VERSION,
+                package_version=dars.__version__,
+            )
         if changes:
             text = text.rstrip("\n") + "\n\n" + changes[0]
         write_text(text, tmp / "README.md")
