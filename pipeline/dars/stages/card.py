@@ -575,8 +575,8 @@ def run(
         "queries": [Path(queries)],
         "variants": [Path(variants)],
         "labels": [Path(labels)],
-        "generations": [Path(generations_dir) / f"{m}.parquet" for m in models],
-        "outcomes": [Path(outcomes_dir) / f"{m}.parquet" for m in models],
+        "generations": [model_file(generations_dir, m) for m in models],
+        "outcomes": [model_file(outcomes_dir, m) for m in models],
     }
     for c in ("generations", "outcomes"):
         for m, path in zip(models, sources[c], strict=True):
