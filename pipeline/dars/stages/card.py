@@ -435,8 +435,8 @@ def card_header(
             c: {
                 "data_files": [
                     {"split": s, "path": shards.data_files_glob(c, s)} for s in split_rows[c]
-                ]
-                ** ({"default": True} if c == DEFAULT_CONFIG else {}),
+                ],
+                **({"default": True} if c == DEFAULT_CONFIG else {}),
             }
             for c in CONFIGS
         }
