@@ -219,19 +219,45 @@ def load_note(cpus: int) -> str:
     return f"oversubscribed: load {load:.1f} on {cpus} CPUs" if load > cpus + 0.5 else ""
 
 
+def runnable_others(samples: int = 5, pause_s: float = 0.02) -> float | None:
+    """Processes other than this one that are runnable right now: the `R` of
+    /proc/loadavg's `R/T` field, minus the reading thread itself, the least over a few
+    reads (a momentary spike is not a busy core). None where /proc/loadavg is missing.
+
+    Called between groups, when this process's decode threads are idle. The 1-minute load
+    average is not used for the decision: it lags by a minute, so right after the previous
+    stage (or group) it still counts our own work as someone else's, and an idle machine
+    was decoded with 1 of its 2 cores."""
+    try:
+        least = None
+        for i in range(samples):
+            with open("/proc/loadavg", encoding="ascii") as fh:
+                running = int(fh.read().split()[3].split("/")[0])
+            least = running if least is None else min(least, running)
+            if i + 1 < samples:
+                time.sleep(pause_s)
+    except (OSError, ValueError, IndexError):
+        return None
+    return float(max(0, (least or 1) - 1))
+
+
 def free_threads(*, limit: int, cpus: int, own: int) -> int:
     """Threads to decode with now: at most `limit`, and no more than the CPUs the other
-    processes leave free (1-minute load average minus our own `own` threads), at least 1.
+    processes leave free, at least 1. Other processes are counted as runnable right now
+    (`runnable_others`), else (no /proc) by the 1-minute load average minus our own `own`
+    threads.
 
     Measured on this 2-core machine at load 15-16 (benchmarks/results/scheduler_threads.json):
     a group took 35.1 s with 1 thread and 199.8 s with 2 (ggml's threads wait for each
     other at every graph node, so a thread that loses its core stalls every step). The
     completions were identical (15/15): the thread count does not change what is sampled.
     """
-    try:
-        others = max(0.0, os.getloadavg()[0] - own)
-    except OSError:
-        return limit
+    others = runnable_others()
+    if others is None:
+        try:
+            others = max(0.0, os.getloadavg()[0] - own)
+        except OSError:
+            return limit
     return max(1, min(limit, int(cpus - others + 0.5)))
 
 
