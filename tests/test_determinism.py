@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 
 from dars.core import runlog, schema
 from dars.core.io import canonical_skops
-from dars.stages.train import load_router, save_router
+from dars.routers.io import load_router, save_router
 from tests.conftest import base_params
 
 TEXTS = ["apple banana", "banana cherry", "cherry dates", "apple dates"]
@@ -57,7 +57,7 @@ SAVE_ONE = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_determinism import fitted
-from dars.stages.train import save_router
+from dars.routers.io import save_router
 save_router(fitted(), __import__("pathlib").Path(sys.argv[1]))
 """
 

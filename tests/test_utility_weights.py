@@ -9,8 +9,8 @@ from dars.core.errors import InputDataError, ParamsError
 from dars.core.params import check_all, errors, section
 from dars.evaluation import metrics as M
 from dars.labels import utility as W
+from dars.routers.targets import dars_targets
 from dars.stages.aggregate import aggregate_labels, aggregation_settings
-from dars.stages.train import dars_targets
 
 DARS_BETA = {"gpqa": 0.1, "math": 0.05, "drop": 0.15}
 

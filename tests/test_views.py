@@ -8,9 +8,10 @@ import pytest
 from dars.core.errors import InputDataError
 from dars.core.io import write_frame
 from dars.evaluation import metrics as M
+from dars.evaluation.routing import EvalSettings, evaluate_views
 from dars.labels import views as V
 from dars.stages.aggregate import aggregate_labels, aggregation_settings
-from dars.stages.evaluate import EvalSettings, evaluate_views, view_table
+from dars.stages.evaluate import view_table
 
 # one (query, model) pair, K = 3 variants x N = 2 decodes; scores[v][s], cost[v][s]
 SCORES = [[1.0, 0.0], [0.0, None], [1.0, 1.0]]  # variant 1 sample 1 failed
