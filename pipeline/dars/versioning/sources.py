@@ -212,6 +212,13 @@ def is_publish_folder(folder: Path) -> bool:
     return (folder / MANIFEST).is_file() and any((folder / "labels").glob("*.parquet"))
 
 
+def split_files(config_dir: Path, split: str) -> list[Path]:
+    """A config's files for one split: `<split>.parquet` or the card's shards
+    `<split>-NNNNN-of-NNNNN.parquet`, in name order."""
+    one = config_dir / f"{split}.parquet"
+    return [one] if one.exists() else sorted(config_dir.glob(f"{split}-*-of-*.parquet"))
+
+
 def load_folder(folder: str | Path, *, spec: str | None = None, kind: str = "folder") -> Version:
     """A publish layout: MANIFEST.json and <config>/<split>.parquet (queries, labels;
     outcomes and routers/metrics.json when present)."""
@@ -230,12 +237,10 @@ def load_folder(folder: str | Path, *, spec: str | None = None, kind: str = "fol
     manifest = _json(folder / MANIFEST, "manifest")
     q_parts, l_parts = [], []
     for split in schema.SPLITS:
-        qp = folder / "queries" / f"{split}.parquet"
-        if qp.exists():
+        for qp in split_files(folder / "queries", split):
             t = _read_parquet(qp, ["query_id", "task"], what="queries file")
             q_parts.append(t.to_pandas().assign(split=split))
-        lp = folder / "labels" / f"{split}.parquet"
-        if lp.exists():
+        for lp in split_files(folder / "labels", split):
             l_parts.append(_read_parquet(lp, [*LABEL_COLUMNS, "task"], what="labels file"))
     if not q_parts or not l_parts:
         raise NotPublishLayoutError(
