@@ -412,7 +412,7 @@ def test_import_cycle_check_can_fail(tmp_path: Path) -> None:
     assert ["dars.core.io", "dars.core.runlog"] in import_cycles(root)
 
 
-# Cycles known when this test was written, each to be broken by moving shared code down:
+# Cycles known when this test was written (all broken since: base types in <pkg>/base.py):
 # the registry packages, whose __init__ imports the plugins that import the package's base
 # types back (move the base types to <pkg>/base.py); and card -> versioning -> hub ->
 # card, which ends when the manifest helpers leave the card stage (issue 11).
@@ -435,6 +435,5 @@ def test_no_new_import_cycles() -> None:
         assert known or registry, cycle
 
 
-@pytest.mark.xfail(strict=True, reason="the KNOWN_CYCLES above are not broken yet")
 def test_no_import_cycles() -> None:
     assert import_cycles(REPO) == []

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from dars.core.errors import InputDataError, UnknownNameError
 from dars.core.schema import GEN_STATUSES, GENERATIONS, OUTCOMES, names
-from dars.graders import GradeConfig, GradeResult, get_grader, grade_one, sandbox
+from dars.graders import sandbox
+from dars.graders.base import GradeConfig, GradeResult, get_grader, grade_one
 
 QUERY_COLUMNS = ("query_id", "prompt", "reference", "grader")
 BATCH_ROWS = 65_536

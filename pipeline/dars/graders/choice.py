@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dars.graders import (
+from dars.graders.base import (
     GRADERS,
     GradeConfig,
     GradeResult,

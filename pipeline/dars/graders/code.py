@@ -34,14 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dars.core.errors import MissingExtraError
-from dars.graders import (
-    GRADERS,
-    GradeConfig,
-    GradeResult,
-    error_result,
-    sandbox,
-    unparsable_result,
-)
+from dars.graders import sandbox
+from dars.graders.base import GRADERS, GradeConfig, GradeResult, error_result, unparsable_result
 
 _FENCE = re.compile(r"```[ \t]*(?P<lang>[\w+.-]*)[^\n]*\n(?P<code>.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = ("python", "python3", "py")

@@ -13,13 +13,7 @@ import string
 import unicodedata
 from typing import Any
 
-from dars.graders import (
-    GRADERS,
-    GradeConfig,
-    GradeResult,
-    error_result,
-    unparsable_result,
-)
+from dars.graders.base import GRADERS, GradeConfig, GradeResult, error_result, unparsable_result
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d"}

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from dars.graders import (
+from dars.graders.base import (
     GRADERS,
     GradeConfig,
     GradeResult,

@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from dars.graders import (
+from dars.graders.base import (
     GRADERS,
     GradeConfig,
     GradeResult,

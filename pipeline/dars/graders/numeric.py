@@ -7,13 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dars.graders import (
-    GRADERS,
-    GradeConfig,
-    GradeResult,
-    error_result,
-    unparsable_result,
-)
+from dars.graders.base import GRADERS, GradeConfig, GradeResult, error_result, unparsable_result
 
 # A signed number with optional "$", thousands commas, decimals, and an optional "/den".
 # The sign or first digit may not follow a letter, digit or dot ("5-3" is 5 and 3, not -3).

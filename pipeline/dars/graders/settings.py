@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dars.core.params import section
-from dars.graders import GradeConfig
+from dars.graders.base import GradeConfig
 
 
 def grade_settings(params: dict[str, Any]) -> tuple[GradeConfig, int]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dars.core.errors import ParamsError
-from dars.tasks import TASK_LOADERS, Candidate, check_keys, int_param
+from dars.tasks.base import TASK_LOADERS, Candidate, check_keys, int_param
 
 SOURCE = "dars/arithmetic"
 LICENSE = "Apache-2.0"

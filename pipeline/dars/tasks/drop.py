@@ -22,7 +22,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, files
+from dars.tasks import files
+from dars.tasks.base import TASK_LOADERS, Candidate, Rejection
 
 SOURCE = "ucinlp/drop"
 LICENSE = "CC-BY-SA-4.0"

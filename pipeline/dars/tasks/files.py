@@ -44,7 +44,7 @@ class Bad:
 def unreadable(record: Any, *, row_index: int, grader: str, source: str, license: str) -> Any:
     """A quarantined Candidate for a record that is a `Bad` line or not a JSON object, or
     None for a record a loader can read."""
-    from dars.tasks import Candidate, Rejection
+    from dars.tasks.base import Candidate, Rejection
 
     if isinstance(record, Bad):
         reject, raw = Rejection(reason=record.reason, field=record.field), record.raw
@@ -254,7 +254,7 @@ def hub_settings(
 ) -> HubSettings:
     """The common settings of a Hub-schema loader, with that loader's defaults; `extra`
     names the loader's own settings (it reads them itself)."""
-    from dars.tasks import check_keys, int_param, str_param
+    from dars.tasks.base import check_keys, int_param, str_param
 
     check_keys(config, allowed=HUB_KEYS + extra, key=key)
     got_path = str_param(config, "path", key=key, default=path)

@@ -24,7 +24,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dars.core.errors import ParamsError
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, files, str_param
+from dars.tasks import files
+from dars.tasks.base import TASK_LOADERS, Candidate, Rejection, str_param
 
 SOURCE = "Idavidrein/gpqa"
 LICENSE = "CC-BY-4.0"

@@ -44,7 +44,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dars.core.errors import InputDataError, ParamsError
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, check_keys, files, int_param, str_param
+from dars.tasks import files
+from dars.tasks.base import TASK_LOADERS, Candidate, Rejection, check_keys, int_param, str_param
 
 KEYS = (
     "kind",

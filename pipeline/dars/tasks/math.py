@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dars.graders.math import last_boxed
-from dars.tasks import TASK_LOADERS, Candidate, Rejection, files
+from dars.tasks import files
+from dars.tasks.base import TASK_LOADERS, Candidate, Rejection
 
 SOURCE = "HuggingFaceH4/MATH-500"
 LICENSE = "MIT"
