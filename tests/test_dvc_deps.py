@@ -21,7 +21,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import yaml
 
 from dars.core import params as P
