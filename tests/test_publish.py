@@ -274,6 +274,9 @@ def test_a_fake_token_appears_in_no_output_log_or_file(real, tmp_path, monkeypat
         "HF_ENDPOINT": endpoint,
         "HF_HUB_VERBOSITY": "debug",
         "HF_HUB_DISABLE_TELEMETRY": "1",
+        # the embedding model's loader sets HF_HUB_OFFLINE=1 in-process (rewrite checks);
+        # the upload below must reach the stub whatever ran before this test
+        "HF_HUB_OFFLINE": "0",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
