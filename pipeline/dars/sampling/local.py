@@ -22,15 +22,9 @@ from dars.sampling.rows import rows_for
 from dars.sampling.units import WorkUnit, grouped
 
 
-def sample_units(
-    *, backend: Backend, config: ModelConfig, sample: SampleConfig, units: list[WorkUnit]
-) -> list[pa.Table]:
-    """The generation rows of each unit (one table per unit, in order).
-
-    A backend with `generate_variants` (the openai backend) gets all units in one call,
-    so its requests overlap across variants; the others run one variant at a time.
-    """
-    reqs = [
+def unit_requests(units: Any, *, config: Any, sample: Any) -> list[Any]:
+    """The planned requests of each unit (`plan_requests`), in unit order."""
+    return [
         plan_requests(
             config=config,
             sample=sample,
@@ -43,6 +37,17 @@ def sample_units(
         )
         for u in units
     ]
+
+
+def sample_units(
+    *, backend: Backend, config: ModelConfig, sample: SampleConfig, units: list[WorkUnit]
+) -> list[pa.Table]:
+    """The generation rows of each unit (one table per unit, in order).
+
+    A backend with `generate_variants` (the openai backend) gets all units in one call,
+    so its requests overlap across variants; the others run one variant at a time.
+    """
+    reqs = unit_requests(units, config=config, sample=sample)
     many = getattr(backend, "generate_variants", None)
     if many is not None and len(units) > 1:
         try:
@@ -64,19 +69,7 @@ def sample_group(
     """The rows of a fixed group of units decoded together by a backend's scheduler
     (`generate_units`, the llama_cpp backend). If the group fails as a whole, its units
     are retried one variant at a time (`generate_with_retries`)."""
-    reqs = [
-        plan_requests(
-            config=config,
-            sample=sample,
-            query_id=u.query_id,
-            variant_id=u.variant_id,
-            prompt=u.prompt,
-            grader=u.grader,
-            reference=u.reference,
-            task=u.task,
-        )
-        for u in units
-    ]
+    reqs = unit_requests(units, config=config, sample=sample)
     try:
         results = backend.generate_units(reqs)  # type: ignore[attr-defined]
         outs = [(res, [1] * len(res)) for res in results]
