@@ -302,16 +302,28 @@ def coverage(labels: Path) -> dict[str, Any]:
     return out
 
 
-def run_size(name: str, rows: int, *, workdir: Path, stages: list[str], grade_rows: int) -> dict:
+def run_size(
+    name: str, rows: int, *, workdir: Path, stages: list[str], grade_rows: int, keep: bool
+) -> dict:
     root = workdir / name
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    logs = root / "logs"
-    logs.mkdir()
+    done = root / "generated.json"  # written last: the tables under root are complete
     out: dict[str, Any] = {"rows": queries_for(rows) * MODELS * K * N, "stages": {}}
-    print(f"[{name}] generating ...", flush=True)
-    out["generate"] = generate(root, rows)
+    if keep and done.exists() and json.loads(done.read_text())["queries"] == queries_for(rows):
+        print(f"[{name}] reusing the tables under {root}", flush=True)
+        out["generate"] = json.loads(done.read_text()) | {"reused": True}
+        for stale in ("labels.parquet", "graded.parquet", "grade_input.parquet"):
+            (root / stale).unlink(missing_ok=True)
+        shutil.rmtree(root / "reports", ignore_errors=True)
+        shutil.rmtree(root / "publish", ignore_errors=True)
+    else:
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        print(f"[{name}] generating ...", flush=True)
+        out["generate"] = generate(root, rows)
+        done.write_text(json.dumps(out["generate"]))
+    logs = root / "logs"
+    logs.mkdir(exist_ok=True)
     p = {k: str(root / k) for k in ("queries.parquet", "variants.parquet", "splits.parquet")}
     files = [str(root / "outcomes" / f"m{m}.parquet") for m in range(MODELS)]
     report = root / "reports" / "validation.json"
@@ -440,7 +452,8 @@ def run_size(name: str, rows: int, *, workdir: Path, stages: list[str], grade_ro
             out["stages"]["card"]["largest_shard_mb"] = round(
                 max((pub / s).stat().st_size for s in shards) / 1e6, 1
             )
-    shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
     return out
 
 
@@ -539,6 +552,11 @@ def main() -> None:
         default=0,
         help="grade at most this many rows (of model m0's generations); 0 = all of m0",
     )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the generated tables under --workdir and reuse them on the next run",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument(
         "--render",
@@ -565,7 +583,9 @@ def main() -> None:
     }
     for name in a.sizes.split(","):
         rows = parse_size(name)
-        run = run_size(name, rows, workdir=workdir, stages=stages, grade_rows=a.grade_rows)
+        run = run_size(
+            name, rows, workdir=workdir, stages=stages, grade_rows=a.grade_rows, keep=a.keep
+        )
         run["machine"] = {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

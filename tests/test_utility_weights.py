@@ -3,6 +3,7 @@ number): parsing, aggregate, train targets and the routing metrics use the same 
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from dars.core.errors import InputDataError, ParamsError
@@ -62,6 +63,18 @@ def test_per_row_resolves_each_rows_task_and_fails_on_a_task_without_a_value():
     with pytest.raises(InputDataError, match="no `task` column"):
         W.per_row(DARS_BETA, None, key="aggregate.beta_risk")
     assert W.describe(DARS_BETA) == "drop 0.15, gpqa 0.1, math 0.05"
+
+
+def test_per_row_on_an_arrow_column_matches_the_list_and_rejects_null_tasks():
+    tasks = ["math", "drop", "gpqa", "math", "drop"]
+    column = pa.chunked_array([tasks[:2], tasks[2:]])
+    got = W.per_row(DARS_BETA, column, key="aggregate.beta_risk")
+    assert got.tolist() == W.per_row(DARS_BETA, tasks, key="aggregate.beta_risk").tolist()
+    assert W.per_row(0.2, column, key="k").tolist() == [0.2] * 5
+    with pytest.raises(InputDataError, match=r"tasks \['humaneval'\] without one"):
+        W.per_row(DARS_BETA, pa.array(["gpqa", "humaneval"]), key="aggregate.beta_risk")
+    with pytest.raises(InputDataError, match="some labels have no task"):
+        W.per_row(DARS_BETA, pa.array(["gpqa", None]), key="aggregate.beta_risk")
 
 
 def _outcomes() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -63,6 +63,10 @@ def unparsable_result(detail: str) -> GradeResult:
 
 
 class Grader(Protocol):
+    """A grader. One that runs its check in a helper process (code, math) also sets the
+    class attribute `waits_on_subprocess = True`: the `grade` stage then grades its rows
+    on a thread pool (`dars.graders.batch`); the others are graded inline."""
+
     name: str
     higher_is_better: bool
 

@@ -117,24 +117,35 @@ def check_graders(by_id: dict[str, dict[str, Any]], used_ids: set[str]) -> None:
             raise UnknownNameError(f"{exc} (used by query_id(s) {_ids(qids)})") from exc
 
 
-def check_completions(gens: pd.DataFrame, *, offset: int, generations_path: str) -> None:
-    no_text = gens[(gens["status"] == "ok") & gens["completion"].isna()]
+def check_completions(gens: pa.RecordBatch, *, offset: int, generations_path: str) -> None:
+    ok = pc.fill_null(pc.equal(gens.column("status"), "ok"), False)
+    no_text = pc.indices_nonzero(pc.and_(ok, pc.is_null(gens.column("completion"))))
     if len(no_text):
-        rows = [offset + int(i) for i in no_text.index[:_SHOW_IDS]]
+        rows = [offset + i for i in no_text.to_pylist()[:_SHOW_IDS]]
         raise InputDataError(
             f"generations file {generations_path!r} has status 'ok' with a null completion "
             f"at row(s) {rows}"
         )
 
 
-def outcomes_table(gens: pd.DataFrame, results: list[GradeResult]) -> pa.Table:
+def outcomes_table(gens: pa.RecordBatch, results: list[GradeResult]) -> pa.Table:
     """The outcomes rows of one batch: the generation columns plus the grade."""
-    out = gens[names(GENERATIONS)].copy()
-    out["score"] = pd.array([r.score for r in results], dtype="Float64")
-    out["parsed"] = [r.parsed for r in results]
-    out["grade_status"] = [r.grade_status for r in results]
-    out["grade_detail"] = [r.detail for r in results]
-    return pa.Table.from_pandas(out, schema=OUTCOMES, preserve_index=False)
+    grades = {
+        "score": pa.array([r.score for r in results], pa.float64()),
+        "parsed": pa.array([r.parsed for r in results], pa.string()),
+        "grade_status": pa.array([r.grade_status for r in results], pa.string()),
+        "grade_detail": pa.array([r.detail for r in results], pa.string()),
+    }
+    columns = [
+        grades[f.name] if f.name in grades else gens.column(f.name).cast(f.type) for f in OUTCOMES
+    ]
+    return pa.Table.from_arrays(columns, schema=OUTCOMES)
+
+
+def waits_on_subprocess(names: set[str]) -> bool:
+    """Whether any of these graders runs its check in a helper process (code, math):
+    only then does a thread pool help; cheap graders are faster graded inline."""
+    return any(getattr(get_grader(n), "waits_on_subprocess", False) for n in names)
 
 
 def iter_graded(
@@ -148,13 +159,20 @@ def iter_graded(
 ) -> Iterator[tuple[pa.Table, list[GradeResult]]]:
     """Graded batches of at most `batch_rows` rows, in row order."""
     offset = 0
+
+    def grade(g: dict[str, Any]) -> GradeResult:
+        return grade_one(g, by_id[g["query_id"]], config)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=names(GENERATIONS)):
-            gens = batch.to_pandas()
-            check_completions(gens, offset=offset, generations_path=generations_path)
-            rows = gens.to_dict(orient="records")
-            results = list(pool.map(lambda g: grade_one(g, by_id[g["query_id"]], config), rows))
-            yield outcomes_table(gens, results), results
+            check_completions(batch, offset=offset, generations_path=generations_path)
+            rows = batch.select(["query_id", "status", "completion"]).to_pylist()
+            graders = {by_id[g["query_id"]]["grader"] for g in rows if g["status"] == "ok"}
+            if workers > 1 and waits_on_subprocess(graders):
+                results = list(pool.map(grade, rows))
+            else:
+                results = [grade(g) for g in rows]
+            yield outcomes_table(batch, results), results
             offset += len(rows)
 
 

@@ -194,6 +194,7 @@ def outcome(result: sandbox.SandboxResult, program: Program) -> GradeResult:
 class CodeGrader:
     name = "code"
     higher_is_better = True
+    waits_on_subprocess = True  # each program runs in the sandbox
 
     def check(self, prompt: str, reference: str) -> tuple[str, str] | None:
         """A reference without tests or entry point, or an entry point that the prompt

@@ -189,6 +189,7 @@ def helper() -> Helper:
 
 class MathGrader:
     name = "math"
+    waits_on_subprocess = True  # math-verify runs in a helper process
     higher_is_better = True
 
     def check(self, prompt: str, reference: str) -> tuple[str, str] | None:

@@ -96,13 +96,6 @@ FROM per_variant
 GROUP BY query_id, model
 """
 
-ERROR_RATE_SQL = """
-SELECT model, count(*)::BIGINT AS n_total, (count(*) - count(score))::BIGINT AS n_failed
-FROM {source}
-GROUP BY model
-ORDER BY model
-"""
-
 
 def aggregation_settings(params: dict[str, Any]) -> dict[str, Any]:
     """The settings, floats except `lambda_cost`/`beta_risk`: a float or {task: float}
@@ -152,20 +145,19 @@ class Source:
         return self.con.execute(template.format(source=self.sql)).df()
 
 
-def error_rates(source: Source) -> pd.DataFrame:
-    """Per-model failure counts (score null), indexed by model."""
-    rates = source.query(ERROR_RATE_SQL).set_index("model")
+def error_rates(pairs: pa.Table) -> pd.DataFrame:
+    """Per-model failure counts (score null), indexed by model, from the per-pair table
+    (`n_total` rows, `n` valid scores): no second scan of the outcomes."""
+    by_model = pairs.group_by("model").aggregate([("n_total", "sum"), ("n", "sum")])
+    rates = by_model.to_pandas().rename(columns={"n_total_sum": "n_total"})
+    rates["n_failed"] = rates["n_total"] - rates.pop("n_sum")
+    rates = rates.sort_values("model").set_index("model")
     rates["rate"] = rates["n_failed"] / rates["n_total"]
     return rates
 
 
-def check_error_rates(outcomes: pd.DataFrame | Source, max_error_rate: float) -> pd.DataFrame:
-    """Per-model failure counts; raise when a model's failure rate is above the threshold."""
-    if isinstance(outcomes, Source):
-        rates = error_rates(outcomes)
-    else:
-        with Source(outcomes) as src:
-            rates = error_rates(src)
+def raise_on_error_rates(rates: pd.DataFrame, max_error_rate: float) -> pd.DataFrame:
+    """Raise when a model's failure rate (`error_rates`) is above the threshold."""
     bad = rates[rates["rate"] > max_error_rate]
     if len(bad):
         lines = ", ".join(
@@ -179,10 +171,26 @@ def check_error_rates(outcomes: pd.DataFrame | Source, max_error_rate: float) ->
     return rates
 
 
-def pair_table(source: Source, queries: pd.DataFrame | pa.Table) -> pa.Table:
+def check_error_rates(
+    outcomes: pd.DataFrame | Sequence[str | Path] | Source, max_error_rate: float
+) -> pd.DataFrame:
+    """Per-model failure counts of outcome rows; raise when a model's failure rate is above
+    the threshold."""
+    if isinstance(outcomes, Source):
+        pairs = pair_table(outcomes)
+    else:
+        with Source(outcomes) as src:
+            pairs = pair_table(src)
+    return raise_on_error_rates(error_rates(pairs), max_error_rate)
+
+
+def pair_table(source: Source, queries: pd.DataFrame | pa.Table | None = None) -> pa.Table:
     """The two-level group-by: one row per (query, model) with the sums the labels need
-    and the query's task, sorted by (query_id, model)."""
-    q = queries if isinstance(queries, pa.Table) else pa.Table.from_pandas(queries)
+    and the query's task (null without `queries`), sorted by (query_id, model)."""
+    if queries is None:
+        q = pa.table({"query_id": pa.array([], pa.string()), "task": pa.array([], pa.string())})
+    else:
+        q = queries if isinstance(queries, pa.Table) else pa.Table.from_pandas(queries)
     source.con.register("label_queries", q.select(["query_id", "task"]))
     sql = (
         f"SELECT p.*, q.task FROM ({PAIR_SQL.format(source=source.sql)}) p "
@@ -228,7 +236,7 @@ def label_table(pairs: pa.Table, *, settings: dict[str, Any]) -> pa.Table:
         cost_norm = mean_cost / max_cost
     else:
         cost_norm = np.where(np.isnan(mean_cost), np.nan, 0.0)
-    tasks = pairs.column("task").to_pylist()
+    tasks = pairs.column("task")
     lam = utility.per_row(settings["lambda_cost"], tasks, key="aggregate.lambda_cost")
     risk = utility.per_row(settings["beta_risk"], tasks, key="aggregate.beta_risk")
     util = mean - lam * cost_norm - risk * std

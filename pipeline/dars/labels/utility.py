@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dars.core.errors import InputDataError, ParamsError
 
@@ -84,12 +86,22 @@ def per_row(weight: Weight, tasks: Sequence[Any] | None, *, key: str) -> np.ndar
         raise InputDataError(
             f"'{key}' is per task ({describe(weight)}) but these labels have no `task` column"
         )
+    if isinstance(tasks, pa.ChunkedArray | pa.Array):
+        # an Arrow column (millions of labels): look up each distinct task once
+        if tasks.null_count:
+            raise InputDataError(_NO_TASK.format(key=key))
+        if isinstance(tasks, pa.ChunkedArray):
+            tasks = tasks.combine_chunks()
+        codes = pc.dictionary_encode(tasks)
+        distinct = per_row(weight, codes.dictionary.to_pylist(), key=key)
+        return distinct[codes.indices.to_numpy(zero_copy_only=False)]
     if any(t is None or (isinstance(t, float) and math.isnan(t)) for t in tasks):
-        raise InputDataError(
-            f"'{key}' is per task but some labels have no task; re-run `dars aggregate`"
-        )
+        raise InputDataError(_NO_TASK.format(key=key))
     table = per_task(weight, tasks, key=key)
     return np.array([table[str(t)] for t in tasks], dtype=np.float64)
+
+
+_NO_TASK = "'{key}' is per task but some labels have no task; re-run `dars aggregate`"
 
 
 def column(weight: Weight, tasks: Sequence[Any] | None, *, key: str) -> float | np.ndarray:

@@ -17,10 +17,13 @@ from dars.core.params import load_params, model_names
 from dars.labels.aggregate import (
     Source,
     aggregate_labels,
-    aggregate_table,
     aggregation_settings,
     check_error_rates,
+    error_rates,
+    label_table,
     outcome_files,
+    pair_table,
+    raise_on_error_rates,
 )
 
 __all__ = ["aggregate_labels", "aggregation_settings", "check_error_rates", "run"]
@@ -48,8 +51,9 @@ def run(
     q = pq.read_table(queries, columns=["query_id", "task"])
     files = outcome_files(outcomes_dir, model_names(params))
     with Source(files) as src:
-        rates = check_error_rates(src, settings["max_error_rate"])
-        labels = aggregate_table(outcomes=src, queries=q, settings=settings)
+        pairs = pair_table(src, q)
+    rates = raise_on_error_rates(error_rates(pairs), settings["max_error_rate"])
+    labels = label_table(pairs, settings=settings)
     path = write_table(labels, out)
     n_queries = pc.count_distinct(labels.column("query_id")).as_py()
     n_models = pc.count_distinct(labels.column("model")).as_py()
