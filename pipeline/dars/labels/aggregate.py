@@ -34,13 +34,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dars.core import duck, schema
-from dars.core.errors import ErrorRateExceededError
+from dars.core.errors import ErrorRateExceededError, InputDataError
 from dars.core.io import model_file
 from dars.core.params import section
 from dars.labels import intervals, utility
@@ -59,7 +60,14 @@ COLUMNS = [
     "true_p",
 ]
 
-# Level 1: per (query, model, variant); level 2: per (query, model).
+# Level 1: per (query, model, variant); level 2: per (query, model). The level-2 sums of
+# doubles are exact (DECIMAL, values rounded to 1e-18 first): a parallel hash aggregate
+# adds a pair's per-variant values in no fixed order, and double addition is not
+# associative, so the labels' last bits changed between runs of the same build (seen at
+# 1M outcome rows), which breaks DVC's byte-identical outputs. A level-1 group (one
+# variant's samples, contiguous in the file) is split into at most two partial sums,
+# and a + b == b + a, so level 1 needs no such care.
+EXACT = "DECIMAL(38, 18)"
 PAIR_SQL = """
 WITH per_variant AS (
     SELECT
@@ -72,7 +80,7 @@ WITH per_variant AS (
         sum(cost) FILTER (WHERE score IS NOT NULL)               AS cost_sum,
         count(cost) FILTER (WHERE score IS NOT NULL)             AS cost_n,
         min(score) FILTER (WHERE variant_id = 0 AND sample_id = 0) AS single_shot,
-        min(backend)                                             AS backend,
+        {backend_1}
         sum(true_p)                                              AS true_p_sum,
         count(true_p)                                            AS true_p_n
     FROM {source}
@@ -84,14 +92,14 @@ SELECT
     sum(n_i)::BIGINT                                             AS n,
     sum(n_error)::BIGINT                                         AS n_error,
     count(*) FILTER (WHERE n_i > 0)::BIGINT                      AS n_variants,
-    sum(sum_i)::DOUBLE                                           AS sum_s,
-    sum(sum2_i - sum_i * sum_i / n_i) FILTER (WHERE n_i > 0)     AS sw,
-    sum(sum_i * sum_i / n_i) FILTER (WHERE n_i > 0)              AS sq_means,
+    sum(sum_i::{dec})::DOUBLE                                 AS sum_s,
+    sum(CASE WHEN n_i > 0 THEN (sum2_i - sum_i * sum_i / n_i)::{dec} END)::DOUBLE AS sw,
+    sum(CASE WHEN n_i > 0 THEN (sum_i * sum_i / n_i)::{dec} END)::DOUBLE AS sq_means,
     sum(n_i * n_i) FILTER (WHERE n_i > 0)::DOUBLE                AS sum_n2,
-    sum(cost_sum) / nullif(sum(cost_n), 0)                       AS mean_cost,
+    sum(cost_sum::{dec})::DOUBLE / nullif(sum(cost_n), 0)          AS mean_cost,
     min(single_shot)                                             AS single_shot,
-    min(backend)                                                 AS backend,
-    sum(true_p_sum) / nullif(sum(true_p_n), 0)                   AS true_p
+    {backend_2}                                                  AS backend,
+    sum(true_p_sum::{dec})::DOUBLE / nullif(sum(true_p_n), 0)      AS true_p
 FROM per_variant
 GROUP BY query_id, model
 """
@@ -131,8 +139,12 @@ class Source:
             table = pa.Table.from_pandas(frame, preserve_index=False)  # NaN -> null
             self.con.register("outcomes_frame", table)
             self.sql = "outcomes_frame"
+            self.parts = [self.sql]
         else:
             self.sql = duck.read_parquet(list(outcomes))
+            # one file per model: grouped one file at a time, the hash table holds one
+            # model's groups and stays in memory instead of spilling
+            self.parts = [duck.read_parquet([p]) for p in outcomes]
 
     def __enter__(self) -> Source:
         return self
@@ -140,9 +152,6 @@ class Source:
     def __exit__(self, *exc: object) -> None:
         if self._own:
             self.con.close()
-
-    def query(self, template: str) -> pd.DataFrame:
-        return self.con.execute(template.format(source=self.sql)).df()
 
 
 def error_rates(pairs: pa.Table) -> pd.DataFrame:
@@ -184,6 +193,36 @@ def check_error_rates(
     return raise_on_error_rates(error_rates(pairs), max_error_rate)
 
 
+def pair_sql(con: Any, source: str) -> str:
+    """PAIR_SQL over one source. When the source has one backend (one model's file), it is
+    a constant instead of a per-group string minimum (the same result, less work)."""
+    backends = con.execute(f"SELECT DISTINCT backend FROM {source} LIMIT 2").fetchall()
+    if len(backends) <= 1:
+        value = duck.quote(backends[0][0]) if backends and backends[0][0] is not None else "NULL"
+        return PAIR_SQL.format(
+            source=source, backend_1="", backend_2=f"{value}::VARCHAR", dec=EXACT
+        )
+    return PAIR_SQL.format(
+        source=source, backend_1="min(backend) AS backend,", backend_2="min(backend)", dec=EXACT
+    )
+
+
+def _group_parts(source: Source) -> pa.Table:
+    """The per-pair rows of every part of the source; the whole source in one query when
+    parts share a model (a pair must not be split over two parts)."""
+    try:
+        tables = [duck.arrow_table(source.con, pair_sql(source.con, p)) for p in source.parts]
+        models = [set(pc.unique(t.column("model")).to_pylist()) for t in tables]
+        if sum(map(len, models)) != len(set().union(*models)):
+            tables = [duck.arrow_table(source.con, pair_sql(source.con, source.sql))]
+    except duckdb.ConversionException as exc:
+        raise InputDataError(
+            "outcome scores and costs must be finite numbers (scores in [0, 1]); "
+            f"{str(exc).splitlines()[0]}. `dars validate` names the rows"
+        ) from exc
+    return pa.concat_tables(tables)
+
+
 def pair_table(source: Source, queries: pd.DataFrame | pa.Table | None = None) -> pa.Table:
     """The two-level group-by: one row per (query, model) with the sums the labels need
     and the query's task (null without `queries`), sorted by (query_id, model)."""
@@ -192,11 +231,15 @@ def pair_table(source: Source, queries: pd.DataFrame | pa.Table | None = None) -
     else:
         q = queries if isinstance(queries, pa.Table) else pa.Table.from_pandas(queries)
     source.con.register("label_queries", q.select(["query_id", "task"]))
-    sql = (
-        f"SELECT p.*, q.task FROM ({PAIR_SQL.format(source=source.sql)}) p "
-        "LEFT JOIN label_queries q USING (query_id) ORDER BY p.query_id, p.model"
-    )
-    return duck.arrow_table(source.con, sql)
+    source.con.register("label_pairs", _group_parts(source))
+    try:
+        return duck.arrow_table(
+            source.con,
+            "SELECT p.*, q.task FROM label_pairs p LEFT JOIN label_queries q USING (query_id) "
+            "ORDER BY p.query_id, p.model",
+        )
+    finally:
+        source.con.unregister("label_pairs")
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:

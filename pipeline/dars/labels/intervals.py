@@ -59,8 +59,11 @@ def _apply_unique(fn: Any, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
     a sample of the rows is mostly distinct (fractional scores), grouping would cost more
     than it saves, and fn runs on every row.
     """
-    ok = np.all([np.isfinite(c) for c in cols], axis=0)
-    rows = [c[ok] for c in cols]
+    ok = np.isfinite(cols[0])
+    for c in cols[1:]:
+        ok &= np.isfinite(c)
+    every = bool(ok.all())
+    rows = list(cols) if every else [c[ok] for c in cols]
     m = len(rows[0])
     sample = np.stack([r[:SAMPLE] for r in rows], axis=1)
     if m == 0 or len(np.unique(sample, axis=0)) > 0.5 * len(sample):
@@ -76,9 +79,13 @@ def _apply_unique(fn: Any, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
         vals = fn(*(r[first] for r in rows))
     outs = []
     for v in vals:
-        out = np.full(cols[0].shape, np.nan)
         v = np.asarray(v, dtype="float64")
-        out[ok] = v if inv is None else v[inv]
+        v = v if inv is None else v[inv]
+        if every:
+            outs.append(v)
+            continue
+        out = np.full(cols[0].shape, np.nan)
+        out[ok] = v
         outs.append(out)
     return tuple(outs)
 
@@ -256,7 +263,7 @@ def label_intervals(
     n, k = _f64(n), _f64(n_variants)
     s2 = n * n / np.maximum(k, 1.0) if sum_n2 is None else _f64(sum_n2)
     cols = [n, _f64(sum_s), _f64(var_within), _f64(var_between), k, s2]
-    cols = [np.where(n > 0, c, np.nan) for c in cols]  # n = 0: null bounds
+    cols[0] = np.where(n > 0, n, np.nan)  # n = 0: a non-finite row, null bounds
     kw = {"level": level, "prior_alpha": prior_alpha, "prior_beta": prior_beta}
 
     def both(n_, s_, vw_, vb_, k_, s2_):
