@@ -10,7 +10,8 @@ wrapper that reports wall seconds and the peak RSS of the stage process
 (getrusage(RUSAGE_CHILDREN).ru_maxrss of the wrapper, which only ever runs that one
 child). In the same run, the one-statement DuckDB reference for aggregate (the same
 two-level group-by over the same Parquet files, materialised in DuckDB) is measured the
-same way; `throughput_vs_reference` = reference seconds / our seconds.
+same way, --repeat times interleaved with the stage; `throughput_vs_reference` = the
+median reference seconds / our median seconds.
 
 The interval coverage of the true p is read from the aggregate stage's labels: overall,
 at p in {0, 1}, and the share of intervals that contain the label's own mean.
@@ -18,8 +19,9 @@ at p in {0, 1}, and the share of intervals that contain the label's own mean.
     python benchmarks/tables.py --sizes 1M,20M --workdir /tmp/dars-tables
     python benchmarks/tables.py --sizes 100M --stages aggregate,validate,card --workdir ...
 
-Results are merged by size into benchmarks/results/tables.json (a later run of one size
-replaces that size's entry), with os.getloadavg() before and after every stage.
+Results are merged by size and stage into benchmarks/results/tables.json (a later run of
+some stages of one size replaces those stages' entries; `stages_from_earlier_run` names
+the commit of the ones kept), with os.getloadavg() before and after every stage.
 """
 
 from __future__ import annotations
@@ -259,6 +261,16 @@ def measure(cmd: list[str], *, log: Path) -> dict[str, Any]:
     }
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median wall time (its own RSS and load), with the largest peak RSS
+    of all runs."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    mid = dict(ordered[(len(ordered) - 1) // 2])
+    mid["peak_rss_gb"] = max(r["peak_rss_gb"] for r in runs)
+    mid["rc"] = max(r["rc"] for r in runs)
+    return mid
+
+
 def dars(root: Path, stage: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "dars", stage, "--params", str(root / "params.yaml"), *args]
 
@@ -303,7 +315,14 @@ def coverage(labels: Path) -> dict[str, Any]:
 
 
 def run_size(
-    name: str, rows: int, *, workdir: Path, stages: list[str], grade_rows: int, keep: bool
+    name: str,
+    rows: int,
+    *,
+    workdir: Path,
+    stages: list[str],
+    grade_rows: int,
+    keep: bool,
+    repeat: int = 1,
 ) -> dict:
     root = workdir / name
     done = root / "generated.json"  # written last: the tables under root are complete
@@ -357,28 +376,29 @@ def run_size(
 
     labels = root / "labels.parquet"
     if "aggregate" in stages or "card" in stages:
-        print(f"[{name}] aggregate ...", flush=True)
-        agg = measure(
-            dars(
-                root,
-                "aggregate",
-                "--outcomes",
-                str(root / "outcomes"),
-                "--queries",
-                p["queries.parquet"],
-                "--validation",
-                str(report),
-                "--out",
-                str(labels),
-            ),
-            log=logs / "aggregate.log",
+        cmd = dars(
+            root,
+            "aggregate",
+            "--outcomes",
+            str(root / "outcomes"),
+            "--queries",
+            p["queries.parquet"],
+            "--validation",
+            str(report),
+            "--out",
+            str(labels),
         )
-        print(f"[{name}] reference ...", flush=True)
         ref_sql = REFERENCE_SQL.format(files="[" + ", ".join(f"'{f}'" for f in files) + "]")
-        ref = measure(
-            [sys.executable, "-c", f"import duckdb; duckdb.connect().execute({ref_sql!r})"],
-            log=logs / "reference.log",
-        )
+        ref_cmd = [sys.executable, "-c", f"import duckdb; duckdb.connect().execute({ref_sql!r})"]
+        # interleaved repeats: this machine's speed drifts by tens of percent between runs
+        ours, refs = [], []
+        for i in range(repeat):
+            print(f"[{name}] aggregate and reference, run {i + 1}/{repeat} ...", flush=True)
+            ours.append(measure(cmd, log=logs / "aggregate.log"))
+            refs.append(measure(ref_cmd, log=logs / "reference.log"))
+        agg, ref = _median_run(ours), _median_run(refs)
+        agg["runs_seconds"] = [r["seconds"] for r in ours]
+        ref["runs_seconds"] = [r["seconds"] for r in refs]
         agg["reference"] = ref
         agg["throughput_vs_reference"] = round(ref["seconds"] / agg["seconds"], 3)
         if labels.exists():
@@ -428,6 +448,8 @@ def run_size(
                 str(labels),
                 "--splits",
                 p["splits.parquet"],
+                "--variants",
+                p["variants.parquet"],
                 "--generations",
                 str(root / "generations"),
                 "--outcomes",
@@ -557,6 +579,13 @@ def main() -> None:
         action="store_true",
         help="keep the generated tables under --workdir and reuse them on the next run",
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="aggregate and its DuckDB reference run this many times, interleaved; the "
+        "median of each is reported",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument(
         "--render",
@@ -584,7 +613,13 @@ def main() -> None:
     for name in a.sizes.split(","):
         rows = parse_size(name)
         run = run_size(
-            name, rows, workdir=workdir, stages=stages, grade_rows=a.grade_rows, keep=a.keep
+            name,
+            rows,
+            workdir=workdir,
+            stages=stages,
+            grade_rows=a.grade_rows,
+            keep=a.keep,
+            repeat=a.repeat,
         )
         run["machine"] = {
             "cpus": os.cpu_count(),
@@ -599,6 +634,16 @@ def main() -> None:
             check=False,
         )
         run["commit"] = git.stdout.strip() or None
+        earlier = results["runs"].get(name)
+        if earlier and earlier.get("rows") == run["rows"]:
+            # a run of some stages replaces those stages' entries and keeps the others
+            run["stages"] = {**earlier.get("stages", {}), **run["stages"]}
+            kept = sorted(set(earlier.get("stages", {})) - set(stages))
+            if kept:
+                run["stages_from_earlier_run"] = {
+                    k: earlier.get("stages_from_earlier_run", {}).get(k, earlier.get("commit"))
+                    for k in kept
+                }
         results["runs"][name] = run
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
