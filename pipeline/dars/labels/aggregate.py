@@ -71,7 +71,7 @@ EXACT = "DECIMAL(38, 18)"
 PAIR_SQL = """
 WITH per_variant AS (
     SELECT
-        query_id, model, variant_id,
+        query_id, {key_1}variant_id,
         count(*)                                                 AS n_total,
         count(score)                                             AS n_i,
         coalesce(sum(score), 0)                                  AS sum_i,
@@ -84,10 +84,10 @@ WITH per_variant AS (
         sum(true_p)                                              AS true_p_sum,
         count(true_p)                                            AS true_p_n
     FROM {source}
-    GROUP BY query_id, model, variant_id
+    GROUP BY query_id, {key_1}variant_id
 )
 SELECT
-    query_id, model,
+    query_id, {model}::VARCHAR AS model,
     sum(n_total)::BIGINT                                         AS n_total,
     sum(n_i)::BIGINT                                             AS n,
     sum(n_error)::BIGINT                                         AS n_error,
@@ -98,10 +98,10 @@ SELECT
     sum(n_i * n_i) FILTER (WHERE n_i > 0)::DOUBLE                AS sum_n2,
     sum(cost_sum::{dec})::DOUBLE / nullif(sum(cost_n), 0)          AS mean_cost,
     min(single_shot)                                             AS single_shot,
-    {backend_2}                                                  AS backend,
+    {backend_2}::VARCHAR                                         AS backend,
     sum(true_p_sum::{dec})::DOUBLE / nullif(sum(true_p_n), 0)      AS true_p
 FROM per_variant
-GROUP BY query_id, model
+GROUP BY query_id{key_2}
 """
 
 
@@ -194,17 +194,22 @@ def check_error_rates(
 
 
 def pair_sql(con: Any, source: str) -> str:
-    """PAIR_SQL over one source. When the source has one backend (one model's file), it is
-    a constant instead of a per-group string minimum (the same result, less work)."""
-    backends = con.execute(f"SELECT DISTINCT backend FROM {source} LIMIT 2").fetchall()
-    if len(backends) <= 1:
-        value = duck.quote(backends[0][0]) if backends and backends[0][0] is not None else "NULL"
-        return PAIR_SQL.format(
-            source=source, backend_1="", backend_2=f"{value}::VARCHAR", dec=EXACT
-        )
-    return PAIR_SQL.format(
-        source=source, backend_1="min(backend) AS backend,", backend_2="min(backend)", dec=EXACT
-    )
+    """PAIR_SQL over one source. When the source has one (model, backend) (one model's
+    file), they are constants instead of a group key and a per-group string minimum:
+    the same result, less work."""
+    rows = con.execute(f"SELECT DISTINCT model, backend FROM {source} LIMIT 2").fetchall()
+    if len(rows) == 1:
+        model, backend = ("NULL" if v is None else duck.quote(v) for v in rows[0])
+        fmt = {"key_1": "", "key_2": "", "model": model, "backend_1": "", "backend_2": backend}
+    else:
+        fmt = {
+            "key_1": "model, ",
+            "key_2": ", model",
+            "model": "model",
+            "backend_1": "min(backend) AS backend,",
+            "backend_2": "min(backend)",
+        }
+    return PAIR_SQL.format(source=source, dec=EXACT, **fmt)
 
 
 def _group_parts(source: Source) -> pa.Table:
