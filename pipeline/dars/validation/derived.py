@@ -121,23 +121,34 @@ def with_checks_large(
     return Relation(name, (*table.columns, *checks), table.rows)
 
 
-def coverage_sql(
+def _distinct_ids(n: int) -> str:
+    """How many distinct sample ids in 0..n-1 a group has. For n <= 62 a bit mask (exact,
+    and small per group, where count(DISTINCT) keeps a set per group and ran DuckDB out of
+    memory on 25M-row tables); otherwise count(DISTINCT)."""
+    in_range = f"FILTER (WHERE sample_id BETWEEN 0 AND {n - 1})"
+    if n <= 62:
+        return f"coalesce(bit_count(bit_or(1::BIGINT << sample_id::BIGINT) {in_range}), 0)"
+    return f"count(DISTINCT sample_id) {in_range}"
+
+
+def coverage_parts(
     *,
     variants: str,
     variant_columns: Collection[str],
     tables: Mapping[tuple[str, str], tuple[str, Collection[str]]],
     n: int,
     per_pair: tuple[int, int] | None = None,
-) -> tuple[str, list[str]]:
-    """SQL for one row per (table, model, accepted variant): how many rows it has, and
-    whether its sample ids are exactly 0..n-1. status=error rows count as present.
+) -> tuple[list[str], list[str], str]:
+    """One SELECT per (table, model), in (table, model) order, each sorted by (query_id,
+    variant_id): one row per accepted variant, how many rows it has, and whether its
+    sample ids are exactly 0..n-1. status=error rows count as present.
 
     Adaptive builds (`per_pair` = (min, max) rows per (query, model)): a variant's sample
     ids must be exactly 0..n_rows-1 (any n_rows, 0 included), and `n_pair_rows` (the
     rows of its query x model) must lie in [min, max].
 
-    `tables` maps (table, model) to (SQL name, columns). Returns (sql, columns); the sql
-    is None-free: with nothing to cover it selects no rows."""
+    `tables` maps (table, model) to (SQL name, columns). Returns (selects, columns, the
+    empty SELECT with those columns); the selects read the CTE `accepted` (ACCEPTED_SQL)."""
     cols = COVERAGE_KEYS + ["n_rows", "chk_sample_ids_complete"]
     if per_pair is not None:
         cols = cols + ["n_pair_rows"]
@@ -150,9 +161,9 @@ def coverage_sql(
         + " WHERE false"
     )
     if not _has(variant_columns, "query_id", "variant_id", "accepted"):
-        return empty, cols
+        return [], cols, empty
     parts = []
-    for (table, model), (name, columns) in tables.items():
+    for (table, model), (name, columns) in sorted(tables.items()):
         if not _has(columns, "query_id", "variant_id", "sample_id"):
             continue  # the missing column fails that table's own suite
         if per_pair is None:
@@ -170,23 +181,47 @@ def coverage_sql(
                     coalesce(c.n_valid, 0)::BIGINT AS n_valid, c.id_max
                 FROM accepted a LEFT JOIN (
                     SELECT query_id, variant_id, count(*) AS n_rows,
-                        count(DISTINCT sample_id) FILTER (WHERE sample_id BETWEEN 0 AND {n - 1})
-                            AS n_valid,
-                        max(sample_id) FILTER (WHERE sample_id BETWEEN 0 AND {n - 1}) AS id_max
+                        {_distinct_ids(n)} AS n_valid,
+                        max(sample_id) FILTER (WHERE sample_id BETWEEN 0 AND {n - 1})
+                            AS id_max
                     FROM {duck.ident(name)}
                     GROUP BY query_id, variant_id
                 ) c USING (query_id, variant_id)
-            )"""
+            )
+            ORDER BY query_id, variant_id"""
         )
-    if not parts:
-        return empty, cols
-    accepted = (
+    return parts, cols, empty
+
+
+def accepted_sql(variants: str) -> str:
+    return (
         f"WITH accepted AS (SELECT DISTINCT query_id, variant_id FROM {duck.ident(variants)} "
         "WHERE accepted = true)\n"
     )
+
+
+def coverage_sql(
+    *,
+    variants: str,
+    variant_columns: Collection[str],
+    tables: Mapping[tuple[str, str], tuple[str, Collection[str]]],
+    n: int,
+    per_pair: tuple[int, int] | None = None,
+) -> tuple[str, list[str]]:
+    """The coverage rows of every (table, model) in one statement (small in-memory
+    tables; the stage builds them one part at a time, `coverage_table`)."""
+    parts, cols, empty = coverage_parts(
+        variants=variants,
+        variant_columns=variant_columns,
+        tables=tables,
+        n=n,
+        per_pair=per_pair,
+    )
+    if not parts:
+        return empty, cols
     order = ", ".join(duck.ident(c) for c in COVERAGE_KEYS)
-    sql = accepted + "SELECT * FROM (" + "\nUNION ALL\n".join(parts) + f") ORDER BY {order}"
-    return sql, cols
+    union = "\nUNION ALL\n".join(f"({p})" for p in parts)
+    return accepted_sql(variants) + f"SELECT * FROM ({union}) ORDER BY {order}", cols
 
 
 def coverage_table(
@@ -197,7 +232,9 @@ def coverage_table(
     n: int,
     per_pair: tuple[int, int] | None = None,
 ) -> Relation:
-    sql, _ = coverage_sql(
+    """The coverage table, built one (table, model) at a time in key order (each part's
+    group-by fits in memory on 100M-row builds; the insertion order is the sort order)."""
+    parts, _, empty = coverage_parts(
         variants=variants.sql_name,
         variant_columns=variants.columns,
         tables={k: (r.sql_name, r.columns) for k, r in tables.items()},
@@ -205,7 +242,9 @@ def coverage_table(
         per_pair=per_pair,
     )
     name = ws.new_name("coverage")
-    ws.execute(f"CREATE TABLE {duck.ident(name)} AS {sql}")
+    ws.execute(f"CREATE TABLE {duck.ident(name)} AS {empty}")
+    for part in parts:
+        ws.execute(f"INSERT INTO {duck.ident(name)} {accepted_sql(variants.sql_name)}{part}")
     return ws.relation(name)
 
 
