@@ -77,8 +77,7 @@ def main() -> None:
     double: list[float] = []
     for _ in range(a.repeat):
         for f in files:
-            src = duck.read_parquet([f])
-            sql = A.pair_sql(con, src)
+            sql = A.pair_sql(duck.read_parquet([f]), A.one_model(f))
             plain = sql.replace(f"::{A.EXACT}", "")
             assert plain != sql
             exact.append(timed(lambda sql=sql: duck.arrow_table(con, sql))[0])
@@ -86,7 +85,7 @@ def main() -> None:
     per_file = len(files)
     exact_total = [sum(exact[i : i + per_file]) for i in range(0, len(exact), per_file)]
     double_total = [sum(double[i : i + per_file]) for i in range(0, len(double), per_file)]
-    one_sql = A.pair_sql(con, duck.read_parquet(files))
+    one_sql = A.pair_sql(duck.read_parquet(files))
     one_statement_s, _ = timed(lambda: duck.arrow_table(con, one_sql))
     con.close()
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dars.core import duck, schema
 from dars.core.errors import ErrorRateExceededError, InputDataError
@@ -139,12 +140,12 @@ class Source:
             table = pa.Table.from_pandas(frame, preserve_index=False)  # NaN -> null
             self.con.register("outcomes_frame", table)
             self.sql = "outcomes_frame"
-            self.parts = [self.sql]
+            self.parts: list[tuple[str, tuple[Any, Any] | None]] = [(self.sql, None)]
         else:
             self.sql = duck.read_parquet(list(outcomes))
             # one file per model: grouped one file at a time, the hash table holds one
             # model's groups and stays in memory instead of spilling
-            self.parts = [duck.read_parquet([p]) for p in outcomes]
+            self.parts = [(duck.read_parquet([p]), one_model(p)) for p in outcomes]
 
     def __enter__(self) -> Source:
         return self
@@ -193,13 +194,35 @@ def check_error_rates(
     return raise_on_error_rates(error_rates(pairs), max_error_rate)
 
 
-def pair_sql(con: Any, source: str) -> str:
-    """PAIR_SQL over one source. When the source has one (model, backend) (one model's
-    file), they are constants instead of a group key and a per-group string minimum:
-    the same result, less work."""
-    rows = con.execute(f"SELECT DISTINCT model, backend FROM {source} LIMIT 2").fetchall()
-    if len(rows) == 1:
-        model, backend = ("NULL" if v is None else duck.quote(v) for v in rows[0])
+def one_model(path: str | Path) -> tuple[Any, Any] | None:
+    """(model, backend) when the Parquet footer's statistics show that every row of the
+    file has that one model and one backend (min == max, no nulls, in every row group);
+    None when they do not or cannot tell."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if meta.num_row_groups == 0 or not {"model", "backend"} <= set(names):
+        return None
+    values = []
+    for name in ("model", "backend"):
+        seen = set()
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(names.index(name)).statistics
+            if stats is None or not stats.has_min_max or stats.null_count != 0:
+                return None
+            seen |= {stats.min, stats.max}
+        if len(seen) != 1:
+            return None
+        value = seen.pop()
+        values.append(value.decode() if isinstance(value, bytes) else value)
+    return values[0], values[1]
+
+
+def pair_sql(source: str, constants: tuple[Any, Any] | None = None) -> str:
+    """PAIR_SQL over one source. With `constants` = the source's one (model, backend)
+    (`one_model`: one model's file), they are constants instead of a group key and a
+    per-group string minimum: the same result, less work."""
+    if constants is not None:
+        model, backend = (duck.quote(str(v)) for v in constants)
         fmt = {"key_1": "", "key_2": "", "model": model, "backend_1": "", "backend_2": backend}
     else:
         fmt = {
@@ -216,10 +239,10 @@ def _group_parts(source: Source) -> pa.Table:
     """The per-pair rows of every part of the source; the whole source in one query when
     parts share a model (a pair must not be split over two parts)."""
     try:
-        tables = [duck.arrow_table(source.con, pair_sql(source.con, p)) for p in source.parts]
+        tables = [duck.arrow_table(source.con, pair_sql(*part)) for part in source.parts]
         models = [set(pc.unique(t.column("model")).to_pylist()) for t in tables]
         if sum(map(len, models)) != len(set().union(*models)):
-            tables = [duck.arrow_table(source.con, pair_sql(source.con, source.sql))]
+            tables = [duck.arrow_table(source.con, pair_sql(source.sql))]
     except duckdb.ConversionException as exc:
         raise InputDataError(
             "outcome scores and costs must be finite numbers (scores in [0, 1]); "
