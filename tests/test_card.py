@@ -22,6 +22,7 @@ import dars
 from dars.core import schema
 from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
 from dars.publishing.hub import verify_manifest
+from dars.publishing.manifest import lock_digest
 from dars.stages import card
 from tests.conftest import BIN, REPO, DvcRepo, _run, base_params
 
@@ -221,8 +222,13 @@ def test_manifest_checksums_and_provenance(built, tmp_path):
     assert manifest["params_yaml"] == (built.root / "params.yaml").read_text()
     assert manifest["dataset_version"] == params["dataset_version"]
     assert manifest["package_version"] == dars.__version__
-    assert len(manifest["dvc_lock"]["sha256"]) == 64
     lock = yaml.safe_load((built.root / "dvc.lock").read_text())
+    assert manifest["dvc_lock"]["stages_sha256"] == lock_digest(lock)
+    # the card stage's own (previous-build) entry does not count; any other stage does
+    other = {**lock, "stages": {**lock["stages"], "card": {"cmd": "an older card"}}}
+    assert lock_digest(other) == lock_digest(lock)
+    changed = {**lock, "stages": {**lock["stages"], "aggregate": {"cmd": "changed"}}}
+    assert lock_digest(changed) != lock_digest(lock)
     labels_md5 = next(
         o["md5"] for o in lock["stages"]["aggregate"]["outs"] if o["path"] == "data/labels.parquet"
     )

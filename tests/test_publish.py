@@ -274,8 +274,7 @@ def test_a_fake_token_appears_in_no_output_log_or_file(real, tmp_path, monkeypat
         "HF_ENDPOINT": endpoint,
         "HF_HUB_VERBOSITY": "debug",
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        # the embedding model's loader sets HF_HUB_OFFLINE=1 in-process (rewrite checks);
-        # the upload below must reach the stub whatever ran before this test
+        # the upload below must reach the stub even where the environment is offline
         "HF_HUB_OFFLINE": "0",
     }
     for k, v in env.items():

@@ -3,6 +3,7 @@
 validation report's rejection counts."""
 
 import math
+import os
 import re
 from collections import Counter
 
@@ -229,6 +230,21 @@ def minilm():
     from dars.prompting.rewrite_checks import load_embedder
 
     return load_embedder()
+
+
+@pytest.mark.slow
+def test_loading_minilm_leaves_the_hub_settings_alone(monkeypatch):
+    """The model loads from local files only, without switching the whole process
+    offline (that once broke a later Hub upload in the same test run)."""
+    pytest.importorskip("sentence_transformers")
+    from dars.prompting.rewrite_checks import load_embedder
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    embed = load_embedder()
+    assert len(embed(["What is 2 + 2?"])[0]) == 384
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert "TRANSFORMERS_OFFLINE" not in os.environ
 
 
 @pytest.mark.slow

@@ -24,7 +24,6 @@ A candidate rewrite is accepted only if it passes every check; otherwise it is k
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -241,9 +240,8 @@ def minilm_path() -> Path:
 
 
 def load_embedder(path: str | Path | None = None) -> Embedder:
-    """A sentence-transformers model on CPU, loaded offline from local files."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    """A sentence-transformers model on CPU, loaded from local files only (no Hub
+    access, and no process-wide offline switch left behind for other code)."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
@@ -251,7 +249,7 @@ def load_embedder(path: str | Path | None = None) -> Embedder:
             "the rewrite similarity check needs sentence-transformers on CPU torch: "
             "pip install -e '.[embed]'"
         ) from exc
-    model = SentenceTransformer(str(path or minilm_path()), device="cpu")
+    model = SentenceTransformer(str(path or minilm_path()), device="cpu", local_files_only=True)
 
     def embed(texts: list[str]) -> Any:
         return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()

@@ -64,7 +64,7 @@ from dars.core.params import (
 )
 from dars.labels import utility as W
 from dars.publishing import shards, summaries
-from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
+from dars.publishing.manifest import MANIFEST, file_digest, lock_digest, lock_file_md5s
 from dars.versioning.report import card_changes
 
 CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
@@ -537,7 +537,11 @@ def build_manifest(
         "params_yaml": params_path.read_text(encoding="utf-8"),
         "params_sha256": file_digest(params_path, "sha256"),
         "dvc_lock": (
-            {"path": lock_path.as_posix(), "sha256": file_digest(lock_path, "sha256")}
+            {
+                "path": lock_path.as_posix(),
+                "stages_sha256": lock_digest(yaml.safe_load(lock_path.read_text()) or {}),
+                "excludes": "card",
+            }
             if lock_path is not None
             else None
         ),
