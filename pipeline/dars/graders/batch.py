@@ -1,7 +1,8 @@
 """Grade a generations file into an outcomes file, streamed in record batches.
 
 Memory does not grow with the row count: the generations are read `batch_rows` rows at a
-time, graded on a thread pool, and each graded batch is appended to the outcomes file as
+time, graded (on a thread pool when the batch has rows of a grader that waits on a helper
+process, inline otherwise), and each graded batch is appended to the outcomes file as
 its own row group by a ParquetWriter. The outcomes file is written under a temporary
 name and renamed at the end, so a crash or a bad row leaves the old file or none.
 
