@@ -24,14 +24,15 @@ def file_digest(path: str | Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def lock_digest(lock: Mapping[str, Any], *, own_stage: str = "card") -> str:
-    """sha256 of dvc.lock's entries for every stage but `own_stage` (canonical JSON).
+def lock_digest(recorded: Mapping[str, Any]) -> str:
+    """sha256 of what dvc.lock records for the card's inputs ({path: md5 or None},
+    canonical JSON).
 
-    While `dars card` runs, DVC has updated the entries of the stages before it, but the
-    card stage's own entry is still the previous build's. A hash of the whole file made
-    the manifest, and so the publish folder, depend on what was built before."""
-    stages = {k: v for k, v in (lock.get("stages") or {}).items() if k != own_stage}
-    text = json.dumps(stages, sort_keys=True, separators=(",", ":"), default=str)
+    Not of the whole file: while `dars card` runs, its own entry is the previous build's,
+    and the other stages' entries hold code hashes the card does not depend on, so a hash
+    of the file made the publish folder depend on build history and on code changes that
+    DVC (rightly) does not rerun the card for."""
+    text = json.dumps(dict(recorded), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

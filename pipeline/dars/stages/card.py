@@ -539,8 +539,7 @@ def build_manifest(
         "dvc_lock": (
             {
                 "path": lock_path.as_posix(),
-                "stages_sha256": lock_digest(yaml.safe_load(lock_path.read_text()) or {}),
-                "excludes": "card",
+                "inputs_sha256": lock_digest({k: v.get("dvc_lock_md5") for k, v in inputs.items()}),
             }
             if lock_path is not None
             else None
