@@ -11,8 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install whenever pyproject.toml changes.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Re-install whenever pyproject.toml or the llama.cpp build plan changes. llama-cpp-python
+# is built first, with AMX compiled out on x86 and cached by a key of its flags and this
+# CPU (llama.cpp issue 20824; pipeline/dars/core/cpu.py, docs/backends.md#amx).
+$(STAMP): pyproject.toml pipeline/dars/core/cpu.py | $(BIN)/python
+	$(BIN)/python pipeline/dars/core/cpu.py install-llama
 	$(BIN)/python -m pip install -e '.[cpu,embed,dev]'
 	touch $(STAMP)
 
@@ -25,16 +28,22 @@ repro: $(STAMP)
 summary: $(STAMP)
 	$(BIN)/dars summary --labels data/labels.parquet
 
-# The suite includes tests/test_docs.py, which runs `mkdocs build --strict`.
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+# The full suite (CI runs this), in pytest-xdist workers: a test file runs whole in one
+# worker (its module fixtures are built once), and a test whose native engine crashes
+# fails alone ("worker crashed") while the rest still reports. The 30 slowest tests are
+# printed at the end. It includes `make lint` and tests/test_docs.py (`mkdocs build`).
+PYTEST_WORKERS ?= 2
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 docs: $(STAMP)
 	PYTHONPATH=pipeline $(BIN)/python -m dars.docgen
 	$(BIN)/mkdocs build --strict
 
+# The inner loop: no gemma model, no `dvc repro`, no servers, no docs build.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -m "not slow"
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile \
+		-m "not slow and not model and not dvc and not server and not docs"
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks

@@ -167,8 +167,6 @@ def test_labels_are_byte_identical_across_runs_of_a_parallel_aggregate(tmp_path,
     path = tmp_path / "small.parquet"
     frame.to_parquet(path, row_group_size=2000)
     queries = pd.DataFrame({"query_id": frame["query_id"].unique(), "task": "f1"})
-    runs = [
-        aggregate_labels(outcomes=[path], queries=queries, settings=SETTINGS) for _ in range(3)
-    ]
+    runs = [aggregate_labels(outcomes=[path], queries=queries, settings=SETTINGS) for _ in range(3)]
     for other in runs[1:]:
         pd.testing.assert_frame_equal(other, runs[0], check_exact=True)

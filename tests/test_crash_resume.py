@@ -216,3 +216,55 @@ def test_engine_failures_are_counted_not_scored_and_fail_the_build_past_the_thre
     message = str(info.value)
     assert "failed-generation rate above aggregate.max_error_rate=50.0%" in message
     assert "sim-flaky" in message and "sim-solid:" not in message
+
+
+# --- a native engine crash is one line, not a lost run --------------------------------
+
+CRASHING_ENGINE = """
+import os, signal
+from dars.backends.simulated import SimulatedBackend
+
+_calls = {"n": 0}
+_generate = SimulatedBackend.generate_variant
+
+
+def generate_variant(self, requests):
+    _calls["n"] += 1
+    if _calls["n"] > int(os.environ["CRASH_AFTER_CALLS"]):
+        os.kill(os.getpid(), signal.SIGSEGV)  # what llama.cpp's AMX path does (issue 20824)
+    return _generate(self, requests)
+
+
+SimulatedBackend.generate_variant = generate_variant
+"""
+
+
+def test_an_engine_that_segfaults_is_one_line_and_its_finished_shards_survive(
+    tmp_path: Path,
+) -> None:
+    make_inputs(tmp_path, n_queries=6, k=2)
+    write_params(tmp_path, n=3, model={"backend": "simulated", "sim_ability": 0.4})
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "sitecustomize.py").write_text(CRASHING_ENGINE)  # loaded by every python
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), os.environ.get(
+        "PYTHONPATH", "")]), "CRASH_AFTER_CALLS": "5"}  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "dars", "sample", "--params", "params.yaml", "--model", "m",
+        "--queries", "queries.parquet", "--variants", "variants.parquet",
+        "--out", "out.parquet", "--checkpoint-dir", "ckpt",
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 128 + signal.SIGSEGV, r.stderr[-2000:]
+    last = [line for line in r.stderr.splitlines() if line.startswith("dars sample:")]
+    assert len(last) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    line = last[0]
+    assert "model 'm' crashed (SIGSEGV)" in line and "docs/backends.md#amx" in line
+    assert "5 completed checkpoint shards kept in ckpt/m" in line
+    assert len(shards(tmp_path, "ckpt")) == 5 and not (tmp_path / "out.parquet").exists()
+    # the rerun (engine fixed) resumes from the kept shards and finishes
+    env["CRASH_AFTER_CALLS"] = "1000"
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(shards(tmp_path, "ckpt")) == 12
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 6 * 2 * 3

@@ -575,7 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command == "sample":
+        from dars.sampling.worker import in_worker, run_sample_in_worker
+
+        if not in_worker():  # the engine runs in a child: a native crash is one line
+            return run_sample_in_worker(argv, model=args.model, checkpoint_dir=args.checkpoint_dir)
     try:
         args.func(args)
     except DarsError as exc:

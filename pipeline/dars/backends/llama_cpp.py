@@ -86,6 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from dars.backends.base import GenRequest, GenResult
+from dars.core import runlog
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig
 
@@ -265,6 +266,22 @@ def free_threads(*, limit: int, cpus: int, own: int) -> int:
 THREADS_IN_USE: dict[str, int] = {}
 
 
+def engine_info(ll: Any, cpuinfo: str | None = None) -> dict[str, Any]:
+    """Which CPU features this machine and this llama.cpp build have, and the model-load
+    options `dars.core.cpu.engine_options` derives from them (llama.cpp issue 20824)."""
+    from dars.core.cpu import KERNEL_FLAGS, engine_options, parse_cpu_flags, read_cpu_flags
+
+    flags = parse_cpu_flags(cpuinfo) if cpuinfo is not None else read_cpu_flags()
+    system_info = ll.llama_print_system_info().decode(errors="replace")
+    options = engine_options(flags, system_info)
+    return {
+        "cpu_flags": sorted(f for f in flags if f in KERNEL_FLAGS),
+        "llama_cpp_system_info": " ".join(system_info.split()),
+        "use_extra_bufts": options.use_extra_bufts,
+        "reason": options.reason,
+    }
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -354,6 +371,10 @@ class LlamaCppBackend:
         ll.llama_backend_init()
         mparams = ll.llama_model_default_params()
         mparams.n_gpu_layers = 0
+        self.engine = engine_info(ll)  # CPU features and the options they decide
+        mparams.use_extra_bufts = self.engine["use_extra_bufts"]
+        runlog.ENGINE.clear()
+        runlog.ENGINE.update({"backend": self.name, **self.engine})  # the stage's run log
         self._model = ll.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
             raise BackendError(f"llama.cpp could not load the GGUF model {str(path)!r}")

@@ -20,6 +20,9 @@ from dars.core import schema
 from dars.core.io import write_json, write_table
 
 RUNS_DIR = Path(".dars") / "runs"
+# What the engine of this process recorded about itself (a native backend's CPU features
+# and load options); the sample stage writes it into its run log.
+ENGINE: dict[str, Any] = {}
 
 
 def log_path(stage: str, name: str, *, root: str | Path = RUNS_DIR) -> Path:
@@ -61,7 +64,13 @@ def latency_summary(latency: np.ndarray) -> dict[str, float | int | None]:
 
 
 def write_sampled(
-    table: pa.Table, out: str | Path, *, stage: str, name: str, root: str | Path = RUNS_DIR
+    table: pa.Table,
+    out: str | Path,
+    *,
+    stage: str,
+    name: str,
+    root: str | Path = RUNS_DIR,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write sampled rows to `out` in the contract schema (schema.GENERATIONS: no
     wall-clock columns); the per-row latencies and their summary go to the run log."""
@@ -75,5 +84,6 @@ def write_sampled(
         if "latency_s" in clock.column_names
         else np.array([], dtype=float)
     )
-    write_log(stage, name, {"output": str(out), "latency": latency_summary(latency)}, root=root)
+    record = {"output": str(out), "latency": latency_summary(latency), **(extra or {})}
+    write_log(stage, name, record, root=root)
     return path

@@ -48,6 +48,5 @@ def n_heads(width: int, n_models: int | None) -> int:
     if width == 3 * n_models:
         return 3
     raise ValueError(
-        f"a target of {width} columns is neither one head nor three heads of n_models="
-        f"{n_models}"
+        f"a target of {width} columns is neither one head nor three heads of n_models={n_models}"
     )

@@ -48,7 +48,9 @@ def run(
         executor=executor,
         ray_options=ray_options,
     )
-    path = runlog.write_sampled(table, out, stage="sample", name=model)  # latency: run log
+    path = runlog.write_sampled(  # latency and the engine's CPU options: the run log
+        table, out, stage="sample", name=model, extra={"engine": dict(runlog.ENGINE)}
+    )
     n_err = pc_count(table, "error")
     print(f"sample {model}: {table.num_rows} generations ({n_err} errors) -> {path}")
     return path
