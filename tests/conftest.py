@@ -1,62 +1,97 @@
+"""Fixtures shared by the test modules; the builders they use live in tests/factories.py
+(test modules never import each other or this file).
+
+- `dvc_repo_factory`: a new real temporary DVC repository per test.
+- `sim_built`: one simulated build (`dvc repro` of `factories.tiny_params()`) per test
+  run, shared by the card, publish, diff and remote tests and by every pytest-xdist
+  worker (pytest-xdist's recipe: a file lock in the run's shared temporary folder).
+  Tests that change it work on `sim_built.copy(tmp_path / ...)`.
+- The run leaves the checkout as it found it: stage run logs go to a temporary
+  `DARS_RUNS_DIR`, and the session fails if a test added or changed a file in the
+  checkout (`git status`, ignored files included).
+"""
+
+from __future__ import annotations
+
+import json
 import os
 import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
+from filelock import FileLock
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from dars.core import runlog
+from tests.factories import REPO, Built, DvcRepo, make_build, tiny_params
 
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+# what a test run may create in the checkout: the environment and tool caches
+ALLOWED_IN_CHECKOUT = (".venv/", ".pytest_cache/", ".ruff_cache/", ".mypy_cache/", "build/")
 
 
-class DvcRepo:
-    """A real temporary DVC repo holding a copy of this project's pipeline and dvc.yaml."""
+def _stamp(path: Path) -> int:
+    """The newest mtime under a path (a collapsed untracked or ignored folder included)."""
+    if path.is_file():
+        return path.stat().st_mtime_ns
+    times = [(Path(d) / f).stat().st_mtime_ns for d, _, files in os.walk(path) for f in files]
+    return max(times, default=0)
 
-    def __init__(self, root: Path, params: dict) -> None:
-        self.root = root
-        shutil.copytree(
-            REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-        for extra in ("dataset_card.md", "pyproject.toml"):  # read by the card stage
-            if (REPO / extra).exists():
-                shutil.copy(REPO / extra, root / extra)
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        (root / ".gitignore").write_text(".dars/\n")
-        self.env = {
-            **os.environ,
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(root / "pipeline"),
-            "DVC_NO_ANALYTICS": "1",
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-        }
-        self.git("init", "-q")
-        self.dvc("init", "-q")
-        self.dvc("config", "core.analytics", "false")
 
-    def git(self, *args: str) -> subprocess.CompletedProcess:
-        return _run(["git", *args], self.root, self.env)
+def checkout_state() -> dict[str, str]:
+    """Path -> git status code of every changed, untracked or ignored path."""
+    r = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored=traditional", "--untracked-files=normal"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    if r.returncode != 0:  # not a git checkout (an sdist): nothing to compare
+        return {}
+    state = {}
+    for line in r.stdout.splitlines():
+        code, path = line[:2], line[3:]
+        if path.startswith(ALLOWED_IN_CHECKOUT) or "__pycache__" in path:
+            continue
+        if path.endswith(".egg-info/"):
+            continue
+        state[path] = f"{code} {_stamp(REPO / path)}"
+    return state
 
-    def dvc(self, *args: str) -> subprocess.CompletedProcess:
-        return _run([str(BIN / "dvc"), *args], self.root, self.env)
 
-    def params(self) -> dict:
-        return yaml.safe_load((self.root / "params.yaml").read_text())
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get(runlog.RUNS_DIR_ENV):
+        os.environ[runlog.RUNS_DIR_ENV] = tempfile.mkdtemp(prefix="dars-runs-")
+    if not hasattr(config, "workerinput"):  # the xdist controller, or a run without xdist
+        config.stash[_CHECKOUT] = checkout_state()
 
-    def write_params(self, params: dict) -> None:
-        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+_CHECKOUT = pytest.StashKey[dict]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_CHECKOUT, None)
+    if before is None:
+        return
+    after = checkout_state()
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"the test run changed the checkout ({len(changed)} paths): "
+                + ", ".join(changed[:10]), red=True,
+            )  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# fixtures whose tests run `dvc repro` (directly or through the shared build)
+FIXTURE_MARKS = {"dvc_repo_factory": "dvc", "sim_built": "dvc"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
 
 
 @pytest.fixture
@@ -67,6 +102,18 @@ def dvc_repo_factory(tmp_path):
     return make
 
 
-def base_params() -> dict:
-    """The repo's params.yaml, for tests to shrink."""
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+@pytest.fixture(scope="session")
+def sim_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The shared simulated build (see the module docstring)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by its workers
+    home = root / "dars-sim-build"
+    with FileLock(str(root / "dars-sim-build.lock")):
+        done = home / "built.json"
+        params = tiny_params()
+        if not done.exists() or json.loads(done.read_text()) != params:
+            shutil.rmtree(home, ignore_errors=True)
+            make_build(home / "repo", params).dvc("repro")
+            done.write_text(json.dumps(params))
+    return Built(home / "repo")

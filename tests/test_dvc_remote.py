@@ -4,10 +4,12 @@
 import hashlib
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import _run
-from tests.test_card import Built, sim_build
+from tests.factories import Built, run_ok
+
+pytestmark = [pytest.mark.dvc]
 
 
 def lock_outputs(root: Path) -> list[str]:
@@ -23,8 +25,8 @@ def digests(root: Path, rel: str) -> dict[str, str]:
     }
 
 
-def test_push_then_pull_in_a_second_clone_gets_identical_artifacts(tmp_path_factory, tmp_path):
-    repo = sim_build(tmp_path_factory).copy(tmp_path / "repo")
+def test_push_then_pull_in_a_second_clone_gets_identical_artifacts(sim_built, tmp_path):
+    repo = sim_built.copy(tmp_path / "repo")
     repo.git("add", "-A")
     repo.git("commit", "-qm", "build")
     remote = tmp_path / "dvc-remote"
@@ -36,7 +38,7 @@ def test_push_then_pull_in_a_second_clone_gets_identical_artifacts(tmp_path_fact
     outs = lock_outputs(repo.root)
     assert {"data/labels.parquet", "data/splits.parquet", "publish"} <= set(outs)
     clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", str(repo.root), str(clone)], tmp_path, repo.env)
+    run_ok(["git", "clone", "-q", str(repo.root), str(clone)], tmp_path, repo.env)
     second = Built(clone)
     assert not (clone / "data" / "labels.parquet").exists()  # git holds no data
     assert not (clone / "publish").exists()

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from dars.core import schema
-from tests.conftest import base_params
+from tests.factories import base_params
+
+pytestmark = [pytest.mark.dvc]
 
 STAGES = ["prepare", "reformulate", "sample", "grade", "validate", "aggregate", "split"]
 
@@ -75,6 +77,7 @@ def check_contract(root, models: list[str], n: int, k: int) -> dict[str, pd.Data
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_dvc_repro_real_llama_cpp(dvc_repo_factory):
     pytest.importorskip("llama_cpp")
     repo = dvc_repo_factory(tiny_real_params())

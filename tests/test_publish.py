@@ -3,7 +3,7 @@ Hub client that records them) and a fake token that must appear nowhere.
 
 The publishable build is real and tiny: one llama.cpp configuration of the gemma-3-270m
 GGUF (those tests are marked slow, like the other real-model builds); the refusal of a
-simulated build uses the simulated build that tests/test_card.py shares. No request
+simulated build uses the simulated build that conftest.py shares (`sim_built`). No request
 leaves the machine: the injected client records calls, and the one run of the real
 `HfApi` (in a subprocess) has HF_ENDPOINT pointing at a local HTTP server.
 """
@@ -30,8 +30,7 @@ from dars.core.errors import (
     StalePublishError,
 )
 from dars.publishing import hub as publish
-from tests.conftest import base_params
-from tests.test_card import Built, make_build, sim_build, tiny_params
+from tests.factories import Built, base_params, make_build, tiny_params
 
 pytest.importorskip("llama_cpp")
 
@@ -87,12 +86,14 @@ def real(tmp_path_factory) -> Built:
     return Built(repo.root)
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory) -> Built:
-    return sim_build(tmp_path_factory)
+@pytest.fixture
+def simulated(sim_built: Built) -> Built:
+    return sim_built
 
 
 @pytest.mark.slow  # the real gemma-3-270m build
+@pytest.mark.model
+@pytest.mark.dvc
 def test_dry_run_lists_every_file_and_contacts_nothing(real, capsys):
     hub = RecordingHub()
     plan = publish.run(**kwargs(real, dry_run=True), api=hub)
@@ -113,6 +114,8 @@ def test_dry_run_lists_every_file_and_contacts_nothing(real, capsys):
 
 
 @pytest.mark.slow  # the real gemma-3-270m build
+@pytest.mark.model
+@pytest.mark.dvc
 def test_upload_creates_repo_uploads_folder_and_tags_the_commit(real):
     hub = RecordingHub()
     plan = publish.run(**kwargs(real, private=True), api=hub)
@@ -160,6 +163,8 @@ def test_refuses_a_simulated_build(simulated, capsys):
 
 
 @pytest.mark.slow  # the real gemma-3-270m build
+@pytest.mark.model
+@pytest.mark.dvc
 def test_refuses_a_failed_validation_report(real, tmp_path):
     c = real.copy(tmp_path / "c")
     report = c.root / "reports" / "validation.json"
@@ -170,6 +175,8 @@ def test_refuses_a_failed_validation_report(real, tmp_path):
 
 
 @pytest.mark.slow  # the real gemma-3-270m build
+@pytest.mark.model
+@pytest.mark.dvc
 def test_refuses_a_stale_or_edited_publish_folder(real, tmp_path):
     c = real.copy(tmp_path / "c")
     publish.run(**kwargs(c, dry_run=True))  # fresh: accepted
@@ -204,6 +211,8 @@ def test_refuses_a_stale_or_edited_publish_folder(real, tmp_path):
 
 
 @pytest.mark.slow  # the real gemma-3-270m build
+@pytest.mark.model
+@pytest.mark.dvc
 def test_refuses_another_repo_id_and_needs_a_token(real, tmp_path):
     with pytest.raises(RepoIdMismatchError, match="someone/else.*card.repo_id"):
         publish.run(**kwargs(real, repo_id="someone/else", dry_run=True))
@@ -260,6 +269,8 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 @pytest.mark.slow  # the real gemma-3-270m build
+@pytest.mark.model
+@pytest.mark.dvc
 def test_a_fake_token_appears_in_no_output_log_or_file(real, tmp_path, monkeypatch, capfd, caplog):
     from huggingface_hub.utils import logging as hf_logging
 

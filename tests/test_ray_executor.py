@@ -18,7 +18,11 @@ from dars.sampling.units import plan_units
 from tests import factories
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    pytest.mark.model,
+    pytest.mark.server,
+]
 pytest.importorskip("ray.data")
 pytest.importorskip("llama_cpp")
 

@@ -15,62 +15,7 @@ from dars.core.io import write_frame
 from dars.routers import ROUTERS, MFRouter, features, make_router, targets
 from dars.routers import io as router_io
 from dars.stages import evaluate, train
-from dars.stages.aggregate import aggregate_labels
-from dars.stages.split import assign_splits
-
-AGG = {
-    "prior_alpha": 0.5,
-    "prior_beta": 0.5,
-    "ci": 0.95,
-    "lambda_cost": 0.05,
-    "beta_risk": 0.2,
-    "max_error_rate": 1.0,
-}
-# model -> (success probability on "algebra" queries, on "poetry" queries, cost per sample)
-POOL = {"math-pro": (0.9, 0.15, 4.0), "poet": (0.15, 0.9, 4.0), "tiny": (0.45, 0.45, 1.0)}
-
-
-def synthetic_build(n_queries: int = 40, k: int = 2, n: int = 3, seed: int = 0) -> dict:
-    """Queries whose text says which model is good for them (topic words), real aggregate."""
-    rng = np.random.default_rng(seed)
-    topics = ["algebra", "poetry"]
-    words = {
-        "algebra": ["equation", "solve", "variable", "integer", "sum"],
-        "poetry": ["rhyme", "verse", "sonnet", "stanza", "metaphor"],
-    }
-    qrows, orows = [], []
-    for i in range(n_queries):
-        topic = topics[i % 2]
-        picked = " ".join(rng.choice(words[topic], size=3))
-        qid = f"q{i:03d}"
-        qrows.append(
-            {"query_id": qid, "task": "synth", "prompt": f"A {topic} question: {picked} #{i}"}
-        )
-        for model, (p_alg, p_poe, cost) in POOL.items():
-            p = p_alg if topic == "algebra" else p_poe
-            for v in range(k):
-                for s in range(n):
-                    failed = i == 0 and model == "tiny"  # every generation of a pair fails
-                    orows.append(
-                        {
-                            "query_id": qid,
-                            "model": model,
-                            "variant_id": v,
-                            "sample_id": s,
-                            "score": None if failed else float(rng.random() < p),
-                            "status": "error" if failed else "ok",
-                            "cost": cost * (1 + 0.1 * rng.random()),
-                            "backend": "simulated",
-                            "true_p": p,
-                        }
-                    )
-    queries = pd.DataFrame(qrows)
-    outcomes = pd.DataFrame(orows)
-    labels = aggregate_labels(outcomes=outcomes, queries=queries, settings=AGG)
-    splits = assign_splits(
-        queries=queries, seed=0, fractions={"train": 0.6, "validation": 0.1, "test": 0.3}
-    )
-    return {"queries": queries, "outcomes": outcomes, "labels": labels, "splits": splits}
+from tests.factories import POOL, synthetic_build  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +271,7 @@ def test_minilm_embeddings_offline_from_site_packages(monkeypatch):
 
 @pytest.mark.slow
 def test_dvc_repro_train_and_evaluate_on_the_simulator(dvc_repo_factory):
-    from tests.conftest import base_params
+    from tests.factories import base_params
 
     p = base_params()
     p["prepare"]["tasks"] = {"arithmetic": {"kind": "arithmetic", "n": 40, "difficulty": 2}}

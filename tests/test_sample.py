@@ -19,16 +19,10 @@ from dars.core import schema
 from dars.core.params import model_config, sample_config
 from dars.sampling.requests import plan_requests, sample_seed
 from dars.sampling.uniform import sample_model
-from tests import factories
-
-N_QUERIES, K, N = 12, 3, 4
-
-
-def make_inputs(tmp: Path, n_queries: int = N_QUERIES) -> tuple[Path, Path]:
-    q = factories.queries(n_queries)
-    return factories.write_inputs(
-        tmp, q, factories.variants(q, K, rewrite=lambda k, p: f"[{k}] {p}")
-    )
+from tests.factories import SAMPLE_K as K  # noqa: E402
+from tests.factories import SAMPLE_N as N  # noqa: E402
+from tests.factories import SAMPLE_QUERIES as N_QUERIES  # noqa: E402
+from tests.factories import sample_inputs as make_inputs  # noqa: E402
 
 
 def write_params(tmp: Path, **model_overrides) -> Path:

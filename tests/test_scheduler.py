@@ -24,6 +24,8 @@ from dars.core.errors import ParamsError
 from dars.core.params import ModelConfig, SampleConfig
 from dars.sampling.units import WorkUnit, grouped, plan_units
 
+pytestmark = [pytest.mark.model]
+
 PROMPTS = [
     "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nSolution:",
     "Question: Sara had 20 coins and lost 7. How many coins are left?\nSolution:",

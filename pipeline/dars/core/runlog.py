@@ -4,7 +4,9 @@ same `dvc.lock`.
 
 A run log lives under `.dars/runs/<stage>/<name>.json` (ignored by git and not a DVC
 output), next to a Parquet file of the per-row measurements when there are any. Each
-run replaces the previous log of the same stage and name.
+run replaces the previous log of the same stage and name. `DARS_RUNS_DIR` moves them
+(the test suite points it at a temporary folder, so that no test writes into the
+checkout).
 """
 
 from __future__ import annotations
@@ -20,17 +22,23 @@ from dars.core import schema
 from dars.core.io import write_json, write_table
 
 RUNS_DIR = Path(".dars") / "runs"
+RUNS_DIR_ENV = "DARS_RUNS_DIR"  # moves the run logs (the test suite: out of the checkout)
 # What the engine of this process recorded about itself (a native backend's CPU features
 # and load options); the sample stage writes it into its run log.
 ENGINE: dict[str, Any] = {}
 
 
-def log_path(stage: str, name: str, *, root: str | Path = RUNS_DIR) -> Path:
-    return Path(root) / stage / f"{name}.json"
+def runs_dir() -> Path:
+    """Where run logs go: $DARS_RUNS_DIR if set, else .dars/runs under the working dir."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or RUNS_DIR)
+
+
+def log_path(stage: str, name: str, *, root: str | Path | None = None) -> Path:
+    return Path(runs_dir() if root is None else root) / stage / f"{name}.json"
 
 
 def write_log(
-    stage: str, name: str, record: dict[str, Any], *, root: str | Path = RUNS_DIR
+    stage: str, name: str, record: dict[str, Any], *, root: str | Path | None = None
 ) -> Path:
     """Write `record` (plus the machine's load average) as the run log of stage/name."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
@@ -69,7 +77,7 @@ def write_sampled(
     *,
     stage: str,
     name: str,
-    root: str | Path = RUNS_DIR,
+    root: str | Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write sampled rows to `out` in the contract schema (schema.GENERATIONS: no
