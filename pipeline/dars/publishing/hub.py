@@ -41,13 +41,13 @@ from dars.core.errors import (
     HubTagExistsError,
     HubTokenMissingError,
     HubUploadError,
-    InputDataError,
     ManifestMismatchError,
     RepoIdMismatchError,
     SimulatedBuildError,
     StalePublishError,
 )
 from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
+from dars.validation.gate import require_passed
 
 # Files a Hub snapshot has that the card stage did not write.
 HUB_EXTRA_FILES = (".gitattributes",)
@@ -162,21 +162,6 @@ def verify_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def check_validation(report: str | Path) -> None:
-    path = Path(report)
-    if not path.exists():
-        raise InputDataError(f"validation report {str(path)!r} does not exist; run `dvc repro`")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("success") is not True:
-        failed = data.get("failed") or []
-        raise FailedValidationReportError(
-            f"refusing to publish: validation report {str(path)!r} has success="
-            f"{data.get('success')!r}"
-            + (f" (failed: {', '.join(map(str, failed[:5]))})" if failed else "")
-            + "; fix the build until `dars validate` passes, then `dvc repro`"
-        )
-
-
 def dvc_status(*, root: Path, stage: str) -> dict[str, Any]:
     """`dvc status <stage>` through DVC's Python API ({} when up to date)."""
     from dvc.exceptions import DvcException
@@ -275,7 +260,7 @@ def plan_upload(
 ) -> UploadPlan:
     """Run every refusal check and return what would be uploaded."""
     folder = Path(folder)
-    check_validation(validation)
+    require_passed(validation, refusing="publish", error=FailedValidationReportError)
     manifest = verify_manifest(folder)
     check_repo_id(repo_id=repo_id, manifest=manifest)
     check_fresh(folder=folder, manifest=manifest, lock=lock, stage=stage)

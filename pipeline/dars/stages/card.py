@@ -45,6 +45,7 @@ from dars.publishing import card as C
 from dars.publishing import manifest as M
 from dars.publishing import routers as R
 from dars.publishing import shards, summaries
+from dars.validation.gate import require_passed
 
 
 def run(
@@ -80,7 +81,7 @@ def run(
         for m, path in zip(models, sources[c], strict=True):
             parquet_schema(path, required=schema.names(C.CONTRACT[c]), what=f"{c}[{m}]")
     assignment = shards.split_map(read_table(splits, required=["query_id", "split"], what="splits"))
-    report = read_json(validation, what="validation report", hint="run `dars validate`")
+    report = require_passed(validation, refusing="write the card")
     routers = R.published_router_files(models_dir)
     metrics = read_json(router_metrics, what="router metrics", hint="the evaluate stage writes it")
     lock_data = M.read_lock(lock)
