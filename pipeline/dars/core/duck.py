@@ -1,6 +1,7 @@
 """DuckDB helpers for the table stages: a memory-capped connection and Parquet sources
-(the checked read of a file's schema is `dars.core.io.parquet_schema`). DuckDB reads only the columns a query names and spills to disk past its memory
-limit, so the table stages run on 100M-row tables in bounded memory.
+(the checked read of a file's schema is `dars.core.io.parquet_schema`). DuckDB reads
+only the columns a query names and spills to disk past its memory limit, so the table
+stages run on 100M-row tables in bounded memory.
 
 The memory cap and thread count change only speed and memory, never results; they come
 from `DARS_DUCKDB_MEMORY` (default "2GB") and `DARS_DUCKDB_THREADS` (default: DuckDB's
