@@ -23,14 +23,12 @@ import pyarrow as pa
 from dars.core import io
 from dars.core.errors import (
     InputDataError,
-    ParamsError,
     QuarantineThresholdError,
-    UnknownNameError,
 )
 from dars.core.params import load_params, section
-from dars.core.registry import unknown_name_message
-from dars.core.schema import GRADERS, QUARANTINE, QUERIES
+from dars.core.schema import QUARANTINE, QUERIES
 from dars.tasks import TASK_LOADERS
+from dars.tasks.configs import task_configs
 from dars.tasks.validate_rows import build, stats, threshold_message
 
 
@@ -52,44 +50,6 @@ def read_settings(params: Mapping[str, Any]) -> Settings:
         max_prompt_chars=s.max_prompt_chars,
         where=where,
     )
-
-
-def task_configs(params: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """`prepare.tasks`, checked: a non-empty mapping of name -> {kind: <known kind>, ...}."""
-    tasks = section(params, "prepare").tasks
-    if not tasks:
-        raise ParamsError(
-            "Parameter 'prepare.tasks' must be a non-empty mapping of "
-            "task name -> {kind: ..., ...}; valid kinds: " + ", ".join(TASK_LOADERS.names())
-        )
-    out: dict[str, Mapping[str, Any]] = {}
-    for name in sorted(tasks, key=str):
-        config = tasks[name]
-        key = f"prepare.tasks.{name}"
-        if not isinstance(config, Mapping):
-            raise ParamsError(f"Parameter '{key}' must be a mapping with a 'kind', got {config!r}")
-        if "kind" not in config:
-            raise ParamsError(
-                f"Parameters '{key}.kind' are missing; valid kinds: "
-                + ", ".join(TASK_LOADERS.names())
-            )
-        if not isinstance(config["kind"], str):
-            raise ParamsError(
-                f"Parameter '{key}.kind' = {config['kind']!r} is not a string; valid kinds: "
-                + ", ".join(TASK_LOADERS.names())
-            )
-        try:
-            TASK_LOADERS.get(config["kind"])
-        except UnknownNameError as exc:
-            raise ParamsError(f"Parameter '{key}.kind': {exc}") from exc
-        grader = config.get("grader", GRADERS[0])
-        if grader not in GRADERS:
-            raise ParamsError(
-                f"Parameter '{key}.grader': "
-                + unknown_name_message("grader", grader, sorted(GRADERS))
-            )
-        out[str(name)] = config
-    return out
 
 
 # --- stage ----------------------------------------------------------------------------
