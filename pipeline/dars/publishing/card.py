@@ -23,7 +23,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import dars
 from dars.core import schema
-from dars.core.errors import CardRenderError, ParamsError
+from dars.core.errors import CardRenderError
 from dars.core.params import dataset_version, get, model_config, section
 from dars.labels import utility as W
 from dars.publishing import shards
@@ -82,28 +82,19 @@ def size_category(n_rows: int) -> str:
 
 def model_provenance(params: dict[str, Any], models: Sequence[str]) -> list[dict[str, Any]]:
     """Per model: its upstream id and the licence terms it is used under, from
-    `card.models.<model>: {upstream_id, license}` in params.yaml ("not stated" if absent)."""
-    given = get(params, "card.models", {}) or {}
-    if not isinstance(given, dict):
-        raise ParamsError(f"Parameter 'card.models' = {given!r} must map model -> entry")
-    rows = []
-    for name in models:
-        entry = given.get(name) or {}
-        if not isinstance(entry, dict):
-            raise ParamsError(
-                f"Parameter 'card.models' entry for {name!r} = {entry!r} must be a mapping "
-                "{upstream_id, license}"
-            )
-        missing = "**not stated** (set card.models in params.yaml)"
-        rows.append(
-            {
-                "model": name,
-                "backend": model_config(params, name).backend,
-                "upstream_id": str(entry.get("upstream_id") or missing),
-                "license": str(entry.get("license") or missing),
-            }
-        )
-    return rows
+    `card.models.<model>: {upstream_id, license}` in params.yaml ("not stated" if absent;
+    the schema checks the entries)."""
+    given = section(params, "card").models
+    missing = "**not stated** (set card.models in params.yaml)"
+    return [
+        {
+            "model": name,
+            "backend": model_config(params, name).backend,
+            "upstream_id": str((given.get(name) or {}).get("upstream_id") or missing),
+            "license": str((given.get(name) or {}).get("license") or missing),
+        }
+        for name in models
+    ]
 
 
 # ---------------------------------------------------------------------------- header
@@ -176,6 +167,8 @@ def card_context(
     counts, stats = tables["counts"], tables["label_stats"]
     router_bytes = sum(r["size"] for r in router_rows)
     data_bytes = written.data_bytes
+    sample, reformulate = section(params, "sample"), section(params, "reformulate")
+    imported = section(params, "imported")  # all defaults (source "") outside `dars import`
     return {
         **settings,
         "header": card_header(
@@ -193,17 +186,19 @@ def card_context(
         "n_queries": queries.num_rows,
         "n_models": len(models),
         "models": list(models),
-        "k": int(get(params, "reformulate.k")),
-        "reformulate_method": get(params, "reformulate.method", "template"),
-        "n": int(get(params, "sample.n")),
-        "sample_seed": get(params, "sample.seed"),
-        "max_retries": get(params, "sample.max_retries", 1),
-        "sampling_strategy": get(params, "sampling", {"strategy": "uniform"}),
+        "k": reformulate.k,
+        "reformulate_method": reformulate.method,
+        "n": sample.n,
+        "sample_seed": sample.seed,
+        "max_retries": sample.max_retries,
+        "sampling_strategy": dataclasses.asdict(section(params, "sampling")),
+        # the raw task map (its keys are checked by each loader); not `section(params,
+        # "prepare")`, which would make the card depend on the quarantine settings too
         "tasks": get(params, "prepare.tasks"),
-        "aggregate": get(params, "aggregate"),
+        "aggregate": dataclasses.asdict(section(params, "aggregate")),
         "utility": utility_weights(params),
         "utility_text": {k: W.describe(v) for k, v in utility_weights(params).items()},
-        "split_params": get(params, "split"),
+        "split_params": dataclasses.asdict(section(params, "split")),
         "n_generations": counts["n_generations"],
         "n_failed": counts["n_failed"],
         "backends": counts["backends"],
@@ -224,7 +219,7 @@ def card_context(
         "max_router_share": settings["max_router_share"],
         "routers_left_out": [f.name for f in left_out],
         "model_provenance": model_provenance(params, models),
-        "imported": get(params, "imported", None),
+        "imported": dataclasses.asdict(imported) if imported.source else None,
         "single_observation": max(s["n_max"] for s in stats) == 1 if stats else False,
         "default_config": DEFAULT_CONFIG,
     }
