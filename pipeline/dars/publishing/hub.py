@@ -46,6 +46,7 @@ from dars.core.errors import (
     SimulatedBuildError,
     StalePublishError,
 )
+from dars.core.io import read_json
 from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
 from dars.validation.gate import require_passed
 
@@ -123,7 +124,7 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
             f"{str(path)!r} does not exist; {str(folder)!r} was not written by `dars card` "
             "(run `dvc repro card`)"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, what="manifest")
 
 
 def verify_manifest(folder: str | Path) -> dict[str, Any]:

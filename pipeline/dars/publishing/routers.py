@@ -5,7 +5,6 @@ with the types a consumer must trust to load it."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import zipfile
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dars.core.errors import InputDataError
-from dars.core.io import write_json
+from dars.core.io import read_json, write_json
 from dars.publishing.summaries import is_number
 
 ROUTERS_DIR = "routers"
@@ -53,9 +52,7 @@ def published_router_files(models_dir: str | Path) -> list[Path]:
     repeat 0 (by models/index.json when present, else by the train stage's file names)."""
     files = router_files(models_dir)
     index = Path(models_dir) / "index.json"
-    entries = (
-        json.loads(index.read_text(encoding="utf-8")).get("routers") if index.exists() else None
-    )
+    entries = read_json(index, what="models index").get("routers") if index.exists() else None
     if isinstance(entries, list):
         keep = {
             e["path"]
@@ -125,7 +122,7 @@ def package_routers(
         )
     index = Path(models_dir) / "index.json"
     if index.exists():
-        idx = json.loads(index.read_text(encoding="utf-8"))
+        idx = read_json(index, what="models index")
         if isinstance(idx.get("routers"), list):  # list only the published files
             published = {f.name for f in files}
             idx["routers"] = [e for e in idx["routers"] if e.get("path") in published]
