@@ -17,8 +17,10 @@ from huggingface_hub import DatasetCard
 import dars
 from dars.core import schema
 from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
+from dars.publishing import card as publish_card
 from dars.publishing.hub import verify_manifest
 from dars.publishing.manifest import lock_digest
+from dars.publishing.routers import within_budget
 from dars.stages import card
 from tests.factories import Built, tiny_params
 
@@ -54,7 +56,7 @@ def test_every_config_and_split_loads_back_with_datasets(built, tmp_path):
     models = list(built.params()["models"])
     splits = pd.read_parquet(root / "data" / "splits.parquet").set_index("query_id")["split"]
     tables = expected_tables(root, models)
-    for config in card.CONFIGS:
+    for config in publish_card.CONFIGS:
         total = 0
         for split in schema.SPLITS:
             ds = datasets.load_dataset(
@@ -63,7 +65,7 @@ def test_every_config_and_split_loads_back_with_datasets(built, tmp_path):
             src = tables[config]
             want = src[src["query_id"].map(splits) == split]
             assert ds.num_rows == len(want) > 0, (config, split)
-            assert set(schema.names(card.CONTRACT[config])) <= set(ds.column_names)
+            assert set(schema.names(publish_card.CONTRACT[config])) <= set(ds.column_names)
             assert sorted(ds["query_id"]) == sorted(want["query_id"])
             total += ds.num_rows
         assert total == len(tables[config]), config
@@ -134,7 +136,7 @@ def test_card_header_and_numbers_come_from_the_build(built):
     assert data["task_categories"] == params["card"]["task_categories"]
     assert data["size_categories"] == ["n<1K"]
     configs = {c["config_name"]: c for c in data["configs"]}
-    assert set(configs) == set(card.CONFIGS)
+    assert set(configs) == set(publish_card.CONFIGS)
     assert configs["labels"]["data_files"] == [
         {"split": s, "path": f"labels/{s}-*.parquet"} for s in schema.SPLITS
     ]
@@ -259,11 +261,11 @@ def test_card_params_are_checked():
     p = tiny_params()
     p["card"]["repo_id"] = "no-slash"
     with pytest.raises(ParamsError, match="card.repo_id.*ORG/NAME"):
-        card.card_settings(p)
+        publish_card.card_settings(p)
     p = tiny_params()
     p["dataset_version"] = "1.0 beta"
     with pytest.raises(ParamsError, match="dataset_version"):
-        card.card_settings(p)
+        publish_card.card_settings(p)
 
 
 def test_variants_config_and_a_split_without_queries_is_left_out(built, tmp_path):
@@ -326,14 +328,14 @@ def test_routers_fit_in_their_share_of_the_bytes_best_first(tmp_path):
         }
     }
     # 20% of data + routers: at most 250 router bytes for 1000 data bytes
-    kept, left = card.within_budget(files, data_bytes=1000, share=0.2, metrics=metrics)
+    kept, left = within_budget(files, data_bytes=1000, share=0.2, metrics=metrics)
     assert [f.name for f in kept] == ["b-dars.skops"]  # a-dars (300) does not fit
     assert sorted(f.name for f in left) == ["a-dars.skops", "a-single_shot-r0.skops"]
     # the best DARS router first, then the next DARS one; a's r0 no longer fits in 500
-    kept, left = card.within_budget(files, data_bytes=2000, share=0.2, metrics=metrics)
+    kept, left = within_budget(files, data_bytes=2000, share=0.2, metrics=metrics)
     assert [f.name for f in kept] == ["a-dars.skops", "b-dars.skops"]
     assert [f.name for f in left] == ["a-single_shot-r0.skops"]
-    kept, left = card.within_budget(files, data_bytes=10, share=1.0, metrics=metrics)
+    kept, left = within_budget(files, data_bytes=10, share=1.0, metrics=metrics)
     assert len(kept) == 3 and not left
 
 

@@ -14,8 +14,7 @@ import pytest
 
 from dars.core import schema
 from dars.core.errors import InputDataError
-from dars.publishing import shards
-from dars.stages import card
+from dars.publishing import card, shards
 
 N_QUERIES = 40
 MODELS = ("m1", "m0")

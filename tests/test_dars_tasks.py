@@ -19,7 +19,7 @@ import yaml
 
 from dars.core.errors import InputDataError, ParamsError
 from dars.stages import prepare
-from dars.tasks import TASK_LOADERS, Candidate, files, gpqa
+from dars.tasks import TASK_LOADERS, Candidate, files, gpqa, validate_rows
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -32,11 +32,11 @@ def load(kind: str, config: dict, task: str = "t") -> list[Candidate]:
     )
 
 
-def build(kind: str, config: dict, task: str = "t") -> prepare.Result:
-    return prepare.build({task: load(kind, config, task)}, max_prompt_chars=20_000)
+def build(kind: str, config: dict, task: str = "t") -> validate_rows.Result:
+    return validate_rows.build({task: load(kind, config, task)}, max_prompt_chars=20_000)
 
 
-def reasons(result: prepare.Result) -> list[tuple[int, str, str]]:
+def reasons(result: validate_rows.Result) -> list[tuple[int, str, str]]:
     return [(q["row_index"], q["reason"], q["field"]) for q in result.quarantine]
 
 
@@ -225,7 +225,7 @@ def test_math_reference_is_the_answer_or_the_last_boxed_of_the_solution(tmp_path
     assert rows[0].metadata["source"] == "HuggingFaceH4/MATH-500"
     assert rows[0].metadata["license"] == "MIT"
     assert all(c.grader == "math" for c in rows)
-    result = prepare.build({"math": rows}, max_prompt_chars=20_000)
+    result = validate_rows.build({"math": rows}, max_prompt_chars=20_000)
     assert reasons(result) == [(2, "missing_field", "answer"), (4, "missing_field", "problem")]
     assert [q["reference"] for q in result.queries] == ["\\frac{1}{2}", "2\\sqrt{3}", "[0,1)"]
 
@@ -363,7 +363,9 @@ def test_one_list_valued_answer_in_jsonl_costs_one_row_not_all(tmp_path: Path) -
 def test_one_list_valued_answer_in_a_json_array_file_costs_one_row(tmp_path: Path) -> None:
     path = tmp_path / "src.json"
     path.write_text(json.dumps(fifty_two_rows()))
-    result = prepare.build({"t": load("huggingface", numeric_task(path))}, max_prompt_chars=20_000)
+    result = validate_rows.build(
+        {"t": load("huggingface", numeric_task(path))}, max_prompt_chars=20_000
+    )
     assert reasons(result) == [(17, "wrong_type", "reference")]
     assert len(result.queries) == 51
 
@@ -385,7 +387,9 @@ def test_lone_surrogate_bad_bytes_and_broken_json_cost_only_their_rows(tmp_path:
     data = "\n".join(lines).encode("utf-8").replace("caf\xe9".encode(), b"caf\xe9") + b"\n"
     path = tmp_path / "src.jsonl.gz"
     path.write_bytes(gzip.compress(data))
-    result = prepare.build({"t": load("huggingface", numeric_task(path))}, max_prompt_chars=20_000)
+    result = validate_rows.build(
+        {"t": load("huggingface", numeric_task(path))}, max_prompt_chars=20_000
+    )
     assert reasons(result) == [
         (1, "invalid_utf8", "prompt"),
         (3, "invalid_utf8", "prompt"),
@@ -589,7 +593,7 @@ def test_gpqa_option_style_dot_lists_a_dot_options(gpqa_file: Path) -> None:
             "C. ",
             "D. ",
         ]
-    result = prepare.build({"g": dot}, max_prompt_chars=20_000)
+    result = validate_rows.build({"g": dot}, max_prompt_chars=20_000)
     assert not result.quarantine  # the choice grader finds the A. options
     with pytest.raises(ParamsError, match="option_style"):
         load("gpqa", {"data_files": str(gpqa_file), "option_style": "roman"})

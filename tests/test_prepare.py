@@ -16,7 +16,7 @@ import yaml
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, QuarantineThresholdError
 from dars.stages import prepare
-from dars.tasks import TASK_LOADERS, Candidate, arithmetic
+from dars.tasks import TASK_LOADERS, Candidate, arithmetic, validate_rows
 
 INTS = re.compile(r"\d+")
 
@@ -233,7 +233,7 @@ def test_humaneval_records_without_test_or_entry_point_are_quarantined(tmp_path)
         for rec in (good, no_test, no_entry):
             fh.write(json.dumps(rec) + "\n")
     rows = load("humaneval", {"problem_file": str(path)})
-    result = prepare.build({"he": rows}, max_prompt_chars=20_000)
+    result = validate_rows.build({"he": rows}, max_prompt_chars=20_000)
     assert len(result.queries) == 1
     assert [(q["reason"], q["field"]) for q in result.quarantine] == [
         ("missing_field", "test"),
@@ -260,7 +260,7 @@ def test_huggingface_loader_maps_fields_and_extracts_the_reference(gsm_jsonl, hf
     assert [r.reference for r in good] == ["7", "24", "6"]
     assert [r.source_id for r in good] == ["g1", "g2", "g3"]
     assert all(r.source == "test/gsm-local" and r.license == "MIT" for r in good)
-    result = prepare.build({"gsm": rows}, max_prompt_chars=20_000)
+    result = validate_rows.build({"gsm": rows}, max_prompt_chars=20_000)
     assert [q["reference"] for q in result.queries] == ["7", "24", "6"]
     assert [(q["row_index"], q["reason"], q["field"]) for q in result.quarantine] == [
         (3, "missing_field", "prompt"),
@@ -340,7 +340,7 @@ def cand(i: int = 0, **kw) -> Candidate:
     ],
 )
 def test_bad_rows_are_quarantined_with_their_reason(candidate, reason, field):
-    result = prepare.build({"t": [cand(1), candidate]}, max_prompt_chars=20_000)
+    result = validate_rows.build({"t": [cand(1), candidate]}, max_prompt_chars=20_000)
     assert len(result.queries) == 1
     [q] = result.quarantine
     assert (q["reason"], q["field"], q["task"], q["row_index"]) == (reason, field, "t", 0)
@@ -350,22 +350,22 @@ def test_bad_rows_are_quarantined_with_their_reason(candidate, reason, field):
 
 
 def test_valid_utf8_bytes_are_decoded_and_kept():
-    result = prepare.build({"t": [cand(prompt="café ✓".encode())]}, max_prompt_chars=100)
+    result = validate_rows.build({"t": [cand(prompt="café ✓".encode())]}, max_prompt_chars=100)
     assert result.queries[0]["prompt"] == "café ✓" and not result.quarantine
 
 
 def test_duplicate_ids_keep_the_first_row_and_quarantine_the_second():
     first, second = cand(0, prompt="first"), cand(1, source_id="id0", prompt="second")
-    result = prepare.build({"t": [first, second]}, max_prompt_chars=100)
+    result = validate_rows.build({"t": [first, second]}, max_prompt_chars=100)
     assert [q["prompt"] for q in result.queries] == ["first"]
     assert [(q["reason"], q["row_index"]) for q in result.quarantine] == [("duplicate_id", 1)]
 
 
 def test_query_id_is_a_stable_16_hex_hash():
-    qid = prepare.query_id(source="openai/human-eval", source_id="HumanEval/0")
+    qid = schema.query_id(source="openai/human-eval", source_id="HumanEval/0")
     assert re.fullmatch(r"[0-9a-f]{16}", qid)
-    assert qid == prepare.query_id(source="openai/human-eval", source_id="HumanEval/0")
-    assert qid != prepare.query_id(source="openai/human-eval", source_id="HumanEval/1")
+    assert qid == schema.query_id(source="openai/human-eval", source_id="HumanEval/0")
+    assert qid != schema.query_id(source="openai/human-eval", source_id="HumanEval/1")
 
 
 # --- prepare.run end to end --------------------------------------------------------------

@@ -13,7 +13,7 @@ import yaml
 
 from dars.core import schema
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
-from dars.prompting import templates
+from dars.prompting import template_rewriter, templates
 from dars.prompting.few_shot import few_shot_examples
 from dars.stages import prepare, reformulate
 from dars.tasks import arithmetic
@@ -141,7 +141,7 @@ def test_arithmetic_queries_have_more_rewrites(tmp_path):
         }
         for p in [arithmetic.generate_problem(seed=1, difficulty=3, index=0)]
     ]
-    top = reformulate.max_variants(grader="numeric", has_surface=True)
+    top = template_rewriter.max_variants(grader="numeric", has_surface=True)
     variants = reformulate.reformulate(rows, method="template", k=top)
     assert len({v["prompt"] for v in variants}) == top == 24
     with pytest.raises(ParamsError, match="reformulate.k"):

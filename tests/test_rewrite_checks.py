@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dars.backends import GenResult
-from dars.prompting import templates
+from dars.prompting import paraphrase, templates
 from dars.prompting.rewrite_checks import (
     REASONS,
     CheckConfig,
@@ -267,7 +267,7 @@ def test_llm_method_with_gemma_rejects_its_poor_paraphrases(minilm):
     from dars.backends import build_backend
     from dars.core.params import model_config
 
-    raw = {**reformulate.DEFAULT_REWRITER_MODEL, "max_tokens": 48}
+    raw = {**paraphrase.DEFAULT_REWRITER_MODEL, "max_tokens": 48}
     config = model_config({"models": {"gemma": raw}}, "gemma")
     p = reformulate.LLMParaphraser(
         config=config, backend=build_backend(config, {}), embed=minilm, checks=CFG, attempts=1

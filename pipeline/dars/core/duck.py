@@ -1,6 +1,7 @@
-"""DuckDB helpers for the table stages: a memory-capped connection and checked Parquet
-sources. DuckDB reads only the columns a query names and spills to disk past its memory
-limit, so the table stages run on 100M-row tables in bounded memory.
+"""DuckDB helpers for the table stages: a memory-capped connection and Parquet sources
+(the checked read of a file's schema is `dars.core.io.parquet_schema`). DuckDB reads
+only the columns a query names and spills to disk past its memory limit, so the table
+stages run on 100M-row tables in bounded memory.
 
 The memory cap and thread count change only speed and memory, never results; they come
 from `DARS_DUCKDB_MEMORY` (default "2GB") and `DARS_DUCKDB_THREADS` (default: DuckDB's
@@ -13,14 +14,11 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
-
-from dars.core.errors import InputDataError
 
 DEFAULT_MEMORY = "2GB"
 
@@ -59,24 +57,6 @@ def quote(text: str | Path) -> str:
 def ident(name: str) -> str:
     """A SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def parquet_schema(path: str | Path, *, required: Iterable[str] = (), what: str) -> pa.Schema:
-    """The Parquet file's schema (footer only); a missing file, unreadable file or missing
-    contract column is one InputDataError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputDataError(f"{what} file {str(path)!r} does not exist")
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputDataError(f"{what} file {str(path)!r} is not readable Parquet: {exc}") from exc
-    missing = [c for c in required if c not in schema.names]
-    if missing:
-        raise InputDataError(
-            f"{what} file {str(path)!r} lacks required columns {missing}; it has {schema.names}"
-        )
-    return schema
 
 
 def read_parquet(paths: Sequence[str | Path]) -> str:

@@ -1,13 +1,16 @@
-"""Columnar I/O: atomic Parquet writes (temp file + rename), checked reads, and the
-file name of a model's table."""
+"""Columnar I/O: atomic writes (a file: temp file + rename; a folder: temp folder +
+rename), checked reads (Parquet, JSON) that name the file they fail on, and the file
+name of a model's table."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +91,96 @@ def write_text(text: str, path: str | Path) -> Path:
     return path
 
 
-def read_frame(path: str | Path, required: Iterable[str] = (), what: str = "table") -> pd.DataFrame:
-    """Read a Parquet file and check that the contract columns are present."""
+def _checked_parquet(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputDataError(f"{what} file {str(path)!r} does not exist")
+    return path
+
+
+def _missing_columns(path: Path, what: str, names: list[str], required: Iterable[str]) -> None:
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise InputDataError(
+            f"{what} file {str(path)!r} lacks required columns {missing}; it has {names}"
+        )
+
+
+def parquet_schema(path: str | Path, *, required: Iterable[str] = (), what: str) -> pa.Schema:
+    """The Parquet file's schema (footer only); a missing file, unreadable file or missing
+    contract column is one InputDataError naming the file."""
+    path = _checked_parquet(path, what)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(f"{what} file {str(path)!r} is not readable Parquet: {exc}") from exc
+    _missing_columns(path, what, schema.names, required)
+    return schema
+
+
+def read_table(
+    path: str | Path,
+    *,
+    required: Iterable[str] = (),
+    what: str = "table",
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """A Parquet file as an Arrow table (`columns`: only those), checked like
+    `parquet_schema`; the pandas metadata is dropped."""
+    path = _checked_parquet(path, what)
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputDataError(f"{what} file {str(path)!r} is not readable Parquet: {exc}") from exc
+    _missing_columns(path, what, table.column_names, required)
+    return table.replace_schema_metadata(None)
+
+
+def read_frame(path: str | Path, required: Iterable[str] = (), what: str = "table") -> pd.DataFrame:
+    """Read a Parquet file and check that the contract columns are present."""
+    path = _checked_parquet(path, what)
     try:
         df = pq.read_table(path).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputDataError(f"{what} file {str(path)!r} is not readable Parquet: {exc}") from exc
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise InputDataError(
-            f"{what} file {str(path)!r} lacks required columns {missing}; it has {list(df.columns)}"
-        )
+    _missing_columns(path, what, list(df.columns), required)
     return df
+
+
+def read_json(path: str | Path, *, what: str, hint: str = "") -> Any:
+    """A JSON file's content; a missing or malformed file is one InputDataError naming it
+    (`hint`: what writes the file, appended to the message)."""
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    if not path.exists():
+        raise InputDataError(f"{what} file {str(path)!r} does not exist{tail}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from exc
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Write a folder atomically: yields an empty temporary folder next to `target`;
+    when the block ends without error, its contents get the usual permissions (0755
+    folders, 0644 files: mkdtemp/mkstemp make them private) and it replaces `target`
+    (which is removed first, if present). On any error the temporary folder is removed
+    and `target` is left as it was. The remove-then-rename leaves a moment without
+    `target`: a rename cannot replace a non-empty folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        for path in [tmp, *tmp.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold

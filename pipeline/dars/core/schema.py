@@ -3,6 +3,8 @@ stages may add more (for example `backend`, `true_p` on simulated rows)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
 
 CONTRACT_VERSION = "1"
@@ -13,6 +15,16 @@ IMPORTED_GRADER = "imported"
 GRADE_STATUSES = ("ok", "unparsable", "timeout", "sandbox_violation", "error")
 GEN_STATUSES = ("ok", "error")
 SPLITS = ("train", "validation", "test")
+
+
+def query_id(*, source: str, source_id: str) -> str:
+    """The contract's stable query id: the first 16 hex digits of
+    sha256("<source>:<source id>"). `prepare` passes the loader's source (e.g.
+    `openai/human-eval`) and the row's id in it; `dars import` passes
+    "<importer>:<task>" as the source, because a release's own ids repeat across its
+    tasks (the same id in two datasets), so the task must be part of the key."""
+    return hashlib.sha256(f"{source}:{source_id}".encode()).hexdigest()[:16]
+
 
 QUERIES = pa.schema(
     [

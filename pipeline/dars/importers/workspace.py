@@ -36,6 +36,7 @@ import yaml
 from dars.core import schema
 from dars.core.errors import InputDataError
 from dars.core.io import model_file, model_file_stem, write_frame, write_json, write_text
+from dars.core.schema import query_id
 from dars.core.splits import assign_splits
 
 #: the observation frame every importer returns
@@ -128,11 +129,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def query_id(source: str, task: str, source_id: str) -> str:
-    """Stable id, as the task loaders make it: sha256("<source>:<source id>")[:16]."""
-    return hashlib.sha256(f"{source}:{task}:{source_id}".encode()).hexdigest()[:16]
-
-
 def check_model_names(models: list[str], *, what: str) -> None:
     """Two source ids must not map to one file name."""
     stems: dict[str, str] = {}
@@ -149,7 +145,8 @@ def check_model_names(models: list[str], *, what: str) -> None:
 def _with_ids(imp: Imported) -> pd.DataFrame:
     obs = imp.obs.copy()
     obs["query_id"] = [
-        query_id(imp.source, t, s) for t, s in zip(obs["task"], obs["source_id"], strict=True)
+        query_id(source=f"{imp.source}:{t}", source_id=s)
+        for t, s in zip(obs["task"], obs["source_id"], strict=True)
     ]
     obs["variant_id"] = obs["variant_id"].astype("int64")
     obs = obs.sort_values(["query_id", "model", "variant_id", "order"], kind="stable").reset_index(
@@ -374,7 +371,7 @@ def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
     )
     if imp.splits is not None:
         ids = {
-            (t, s): query_id(imp.source, t, s)
+            (t, s): query_id(source=f"{imp.source}:{t}", source_id=s)
             for t, s in zip(imp.splits["task"], imp.splits["source_id"], strict=True)
         }
         splits = pd.DataFrame(

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from dars.core import duck, schema
 from dars.core.errors import ErrorRateExceededError, InputDataError
-from dars.core.io import model_file
+from dars.core.io import model_file, parquet_schema
 from dars.core.params import section
 from dars.labels import intervals, utility
 
@@ -118,7 +118,7 @@ def outcome_files(outcomes_dir: str | Path, models: Sequence[str]) -> list[Path]
     """`<outcomes_dir>/<model>.parquet` per model, each checked for the contract columns."""
     paths = [model_file(outcomes_dir, m) for m in models]
     for name, path in zip(models, paths, strict=True):
-        duck.parquet_schema(path, required=schema.names(schema.OUTCOMES), what=f"outcomes[{name}]")
+        parquet_schema(path, required=schema.names(schema.OUTCOMES), what=f"outcomes[{name}]")
     return paths
 
 

@@ -41,13 +41,14 @@ from dars.core.errors import (
     HubTagExistsError,
     HubTokenMissingError,
     HubUploadError,
-    InputDataError,
     ManifestMismatchError,
     RepoIdMismatchError,
     SimulatedBuildError,
     StalePublishError,
 )
+from dars.core.io import read_json
 from dars.publishing.manifest import MANIFEST, file_digest, lock_file_md5s
+from dars.validation.gate import require_passed
 
 # Files a Hub snapshot has that the card stage did not write.
 HUB_EXTRA_FILES = (".gitattributes",)
@@ -123,7 +124,7 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
             f"{str(path)!r} does not exist; {str(folder)!r} was not written by `dars card` "
             "(run `dvc repro card`)"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, what="manifest")
 
 
 def verify_manifest(folder: str | Path) -> dict[str, Any]:
@@ -160,21 +161,6 @@ def verify_manifest(folder: str | Path) -> dict[str, Any]:
             + ". Rebuild it with `dvc repro card`"
         )
     return manifest
-
-
-def check_validation(report: str | Path) -> None:
-    path = Path(report)
-    if not path.exists():
-        raise InputDataError(f"validation report {str(path)!r} does not exist; run `dvc repro`")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("success") is not True:
-        failed = data.get("failed") or []
-        raise FailedValidationReportError(
-            f"refusing to publish: validation report {str(path)!r} has success="
-            f"{data.get('success')!r}"
-            + (f" (failed: {', '.join(map(str, failed[:5]))})" if failed else "")
-            + "; fix the build until `dars validate` passes, then `dvc repro`"
-        )
 
 
 def dvc_status(*, root: Path, stage: str) -> dict[str, Any]:
@@ -275,7 +261,7 @@ def plan_upload(
 ) -> UploadPlan:
     """Run every refusal check and return what would be uploaded."""
     folder = Path(folder)
-    check_validation(validation)
+    require_passed(validation, refusing="publish", error=FailedValidationReportError)
     manifest = verify_manifest(folder)
     check_repo_id(repo_id=repo_id, manifest=manifest)
     check_fresh(folder=folder, manifest=manifest, lock=lock, stage=stage)

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+import dars
+from dars.core import schema
+from dars.core.errors import InputDataError
 
 MANIFEST = "MANIFEST.json"
 
@@ -45,3 +51,69 @@ def lock_file_md5s(lock: Mapping[str, Any]) -> dict[str, str]:
             if md5 and not md5.endswith(".dir"):
                 found[str(entry["path"])] = md5
     return found
+
+
+def read_lock(path: str | Path | None) -> dict[str, Any]:
+    """dvc.lock as a mapping ({} for None: a workspace outside DVC, e.g. one `dars import`
+    wrote)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(
+            f"dvc.lock file {str(path)!r} does not exist; the card stage runs under `dvc repro`"
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise InputDataError(f"dvc.lock file {str(path)!r} does not hold a mapping")
+    return data
+
+
+def manifest_files(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        p.relative_to(folder).as_posix(): {
+            "sha256": file_digest(p, "sha256"),
+            "size": p.stat().st_size,
+        }
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def input_provenance(*, paths: Iterable[Path], lock: Mapping[str, Any]) -> dict[str, Any]:
+    """md5 of every input file next to the md5 dvc.lock records for it (if any)."""
+    recorded = lock_file_md5s(lock)
+    out = {}
+    for p in sorted(set(paths)):
+        key = p.as_posix()
+        out[key] = {"md5": file_digest(p, "md5"), "dvc_lock_md5": recorded.get(key)}
+    return out
+
+
+def build_manifest(
+    *,
+    folder: Path,
+    settings: Mapping[str, Any],
+    params_path: Path,
+    lock_path: Path | None,
+    inputs: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "dataset_version": settings["dataset_version"],
+        "repo_id": settings["repo_id"],
+        "package": "dars",
+        "package_version": dars.__version__,
+        "contract_version": schema.CONTRACT_VERSION,
+        "params_yaml": params_path.read_text(encoding="utf-8"),
+        "params_sha256": file_digest(params_path, "sha256"),
+        "dvc_lock": (
+            {
+                "path": lock_path.as_posix(),
+                "inputs_sha256": lock_digest({k: v.get("dvc_lock_md5") for k, v in inputs.items()}),
+            }
+            if lock_path is not None
+            else None
+        ),
+        "inputs": dict(inputs),
+        "files": manifest_files(folder),
+    }

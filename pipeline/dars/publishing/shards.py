@@ -14,7 +14,8 @@ within its memory cap and spills past it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +24,28 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dars.core import duck
-from dars.core.errors import InputDataError
+from dars.core.errors import EmptySplitError, InputDataError
 from dars.core.schema import KEYS, SPLITS
 
 DEFAULT_MAX_SHARD_MB = 500
 BATCH_ROWS = 65_536
 SPLIT_COLUMN = "__dars_split"
+
+
+def split_map(splits: pa.Table) -> dict[str, str]:
+    """query_id -> split name, from the split stage's table (unknown names refused)."""
+    ids = splits.column("query_id").to_pylist()
+    names = splits.column("split").to_pylist()
+    bad = sorted({s for s in names if s not in SPLITS})
+    if bad:
+        raise InputDataError(f"splits hold unknown split names {bad}; valid: {list(SPLITS)}")
+    return dict(zip(ids, names, strict=True))
+
+
+def present_splits(splits: Mapping[str, str]) -> tuple[str, ...]:
+    """The splits that hold at least one query, in contract order."""
+    used = set(splits.values())
+    return tuple(s for s in SPLITS if s in used)
 
 
 def data_files_glob(config: str, split: str) -> str:
@@ -139,3 +156,50 @@ def write_config(
     finally:
         con.close()
     return schema, {s: w.finish() for s, w in writers.items()}
+
+
+@dataclass
+class Written:
+    """What `write_configs` wrote: per config, its schema and rows/bytes per split."""
+
+    schemas: dict[str, pa.Schema] = field(default_factory=dict)
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(sum(b.values()) for b in self.bytes.values())
+
+
+def write_configs(
+    *,
+    sources: Mapping[str, Sequence[Path]],
+    splits_path: Path,
+    assignment: Mapping[str, str],
+    out_dir: Path,
+    max_shard_bytes: int,
+) -> Written:
+    """`write_config` for every config of `sources` (config -> its Parquet files). Every
+    split that holds a query (`assignment`) must get rows in every config: the Hub loader
+    cannot read an empty Parquet split (EmptySplitError otherwise)."""
+    out = Written()
+    present = present_splits(assignment)
+    for c, paths in sources.items():
+        out.schemas[c], written = write_config(
+            config=c,
+            paths=paths,
+            splits_path=splits_path,
+            out_dir=out_dir,
+            max_shard_bytes=max_shard_bytes,
+        )
+        out.rows[c] = {s: written[s].rows for s in present}
+        out.bytes[c] = {s: written[s].bytes for s in present}
+        for s in present:
+            if written[s].rows == 0:
+                raise EmptySplitError(
+                    f"split {s!r} of config {c!r} would have no rows ({len(assignment)} "
+                    f"queries assigned as {dict(sorted(Counter(assignment.values()).items()))}"
+                    "); the Hub loader cannot read an empty Parquet split. The "
+                    f"{c} input lacks rows for that split's queries: rebuild it"
+                )
+    return out

@@ -1,25 +1,34 @@
-"""The card's per-model and per-task numbers, computed by DuckDB over the Parquet files
-(only the columns each number needs), so the card stage's memory does not grow with the
-generations and outcomes tables."""
+"""The card's numbers: per-model and per-task counts computed by DuckDB over the Parquet
+files (only the columns each number needs, so the card stage's memory does not grow with
+the generations and outcomes tables), and the tables the card makes of the source
+licences, the validation report and the router metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from dars.core import duck
 from dars.core.params import model_config
 from dars.core.schema import GRADE_STATUSES
+
+VALUE_KEYS = ("value", "diff")
 
 
 def _num(x: Any) -> float | None:
     if x is None:
         return None
     x = float(x)
-    return None if x != x else x
+    return None if math.isnan(x) else x
+
+
+def is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def label_stats(con: duckdb.DuckDBPyConnection, labels: Path) -> list[dict[str, Any]]:
@@ -145,3 +154,145 @@ def generation_counts(
         "backends": sorted(backends or []),
         "label_backends": sorted(label_backends or []),
     }
+
+
+def table_summaries(
+    *,
+    params: dict[str, Any],
+    models: Sequence[str],
+    generations: Sequence[Path],
+    outcomes: Sequence[Path],
+    labels: Path,
+    queries: Path,
+) -> dict[str, Any]:
+    """The card's DuckDB numbers over one connection: `counts` (generation_counts),
+    `sampling` (sampling_setup), `grading` (grading_summary), `label_stats`."""
+    con = duck.connect()
+    try:
+        return {
+            "counts": generation_counts(con, generations=generations, labels=labels),
+            "sampling": sampling_setup(con, params=params, generations=generations, models=models),
+            "grading": grading_summary(con, outcomes=outcomes, queries=queries),
+            "label_stats": label_stats(con, labels),
+        }
+    finally:
+        con.close()
+
+
+def source_licences(queries: pa.Table) -> list[dict[str, Any]]:
+    df = queries.select(["task", "source", "license", "grader"]).to_pandas()
+    rows = []
+    for (task, source, lic), g in df.groupby(["task", "source", "license"], sort=True):
+        rows.append(
+            {
+                "task": task,
+                "source": source,
+                "license": lic,
+                "queries": int(len(g)),
+                "graders": sorted(g["grader"].unique().tolist()),
+            }
+        )
+    return rows
+
+
+def validation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    tables = []
+    for name, t in sorted((report.get("tables") or {}).items()):
+        exps = t.get("expectations") or []
+        tables.append(
+            {
+                "table": name,
+                "rows": t.get("rows"),
+                "expectations": len(exps),
+                "passed": sum(bool(e.get("success")) for e in exps),
+                "success": bool(t.get("success")),
+            }
+        )
+    models = [
+        {
+            "model": m,
+            "rows": c.get("rows"),
+            "n_error": c.get("n_error"),
+            "error_rate": c.get("error_rate"),
+            "max_error_rate": c.get("max_error_rate"),
+        }
+        for m, c in sorted((report.get("model_counts") or {}).items())
+    ]
+    return {
+        "success": bool(report.get("success")),
+        "failed": list(report.get("failed") or []),
+        "tables": tables,
+        "expectations": sum(t["expectations"] for t in tables),
+        "passed": sum(t["passed"] for t in tables),
+        "models": models,
+    }
+
+
+def _metric_cell(leaf: Mapping[str, Any]) -> dict[str, Any]:
+    key = next(k for k in VALUE_KEYS if k in leaf)
+    return {
+        "value": _num(leaf[key]),
+        "ci_low": _num(leaf["ci_low"]) if is_number(leaf.get("ci_low")) else None,
+        "ci_high": _num(leaf["ci_high"]) if is_number(leaf.get("ci_high")) else None,
+        "p_value": _num(leaf["p_value"]) if is_number(leaf.get("p_value")) else None,
+    }
+
+
+def metric_table(obj: Any) -> dict[str, Any]:
+    """Router metrics JSON -> one row per system, one column per metric.
+
+    A "system" is any object whose members are metric objects, i.e. objects with a
+    numeric `value` (or `diff`) and optionally `ci_low`/`ci_high`/`p_value`; its row
+    name is its path in the JSON. Numeric scalars elsewhere are listed as settings.
+    """
+    rows: list[dict[str, Any]] = []
+    scalars: list[tuple[str, float]] = []
+    columns: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            cells = {
+                k: _metric_cell(v)
+                for k, v in node.items()
+                if isinstance(v, Mapping) and any(is_number(v.get(x)) for x in VALUE_KEYS)
+            }
+            if cells:
+                rows.append({"system": path, "cells": cells})
+                columns.extend(k for k in cells if k not in columns)
+            for k, v in node.items():
+                if k not in cells:
+                    walk(v, f"{path}/{k}" if path else str(k))
+        elif is_number(node):
+            scalars.append((path, float(node)))
+
+    walk(obj, "")
+    return {"columns": columns, "rows": rows, "scalars": scalars}
+
+
+def router_summary(metrics: Mapping[str, Any], files: Sequence[Path]) -> list[dict[str, Any]]:
+    """One row per router: its published files and test utility under both supervisions."""
+    names = {f.name for f in files}
+    rows = []
+    for name, r in sorted((metrics.get("routers") or {}).items()):
+        if not isinstance(r, Mapping):
+            continue
+
+        def cell(leaf: Any) -> dict[str, Any] | None:
+            return _metric_cell(leaf) if isinstance(leaf, Mapping) else None
+
+        d = (r.get("dars") or {}).get("utility")
+        ss = (r.get("single_shot") or {}).get("utility")
+        diff = (r.get("dars_minus_single_shot") or {}).get("utility")
+        rows.append(
+            {
+                "router": name,
+                "files": sorted(
+                    n for n in (f"{name}-dars.skops", f"{name}-single_shot-r0.skops") if n in names
+                ),
+                "dars": cell(d),
+                "single_shot": cell(ss),
+                "single_shot_std": _num(ss.get("std")) if isinstance(ss, Mapping) else None,
+                "diff": cell(diff),
+            }
+        )
+    return rows

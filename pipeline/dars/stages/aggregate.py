@@ -4,15 +4,11 @@ the outcomes Parquet files) are documented in `dars.labels.aggregate`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from dars.core import duck
-from dars.core.errors import InputDataError, ValidationFailedError
-from dars.core.io import write_table
+from dars.core.io import read_table, write_table
 from dars.core.params import load_params, model_names
 from dars.labels.aggregate import (
     Source,
@@ -25,20 +21,9 @@ from dars.labels.aggregate import (
     pair_table,
     raise_on_error_rates,
 )
+from dars.validation.gate import require_passed
 
 __all__ = ["aggregate_labels", "aggregation_settings", "check_error_rates", "run"]
-
-
-def _check_validation(report: str) -> None:
-    path = Path(report)
-    if not path.exists():
-        raise InputDataError(f"validation report {report!r} does not exist; run `dars validate`")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not data.get("success", False):
-        raise ValidationFailedError(
-            f"validation report {report!r} says the build failed validation; "
-            "labels are not aggregated from tables that failed their checks"
-        )
 
 
 def run(
@@ -46,9 +31,10 @@ def run(
 ) -> Path:
     params = load_params(params_path)
     settings = aggregation_settings(params)
-    _check_validation(validation_report)
-    duck.parquet_schema(queries, required=["query_id", "task"], what="queries")
-    q = pq.read_table(queries, columns=["query_id", "task"])
+    require_passed(validation_report, refusing="aggregate labels")
+    q = read_table(
+        queries, required=["query_id", "task"], columns=["query_id", "task"], what="queries"
+    )
     files = outcome_files(outcomes_dir, model_names(params))
     with Source(files) as src:
         pairs = pair_table(src, q)

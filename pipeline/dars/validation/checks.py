@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from dars.core import duck
+from dars.core.io import parquet_schema
 from dars.core.schema import CONTRACT_VERSION, KEYS
 from dars.validation import derived, gx_run, report, suites
 from dars.validation.config import ValidateConfig
@@ -106,8 +106,8 @@ def validate_tables(
     docs_dir: str | Path,
 ) -> tuple[dict[str, Any], list[str]]:
     """Run every suite; returns (the report, the table names in check order)."""
-    duck.parquet_schema(queries, what="queries")
-    duck.parquet_schema(variants, what="variants")
+    parquet_schema(queries, what="queries")
+    parquet_schema(variants, what="variants")
     gen_files = model_files(folder=generations_dir, models=cfg.models, what="generations")
     out_files = model_files(folder=outcomes_dir, models=cfg.models, what="outcomes")
     vcols = [c for c in ("accepted", "reject_reason") if c in pq.read_schema(variants).names]

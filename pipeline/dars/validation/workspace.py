@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from dars.core import duck
 from dars.core.errors import InputDataError
-from dars.core.io import model_file, model_file_stem
+from dars.core.io import model_file, model_file_stem, parquet_schema
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def model_files(*, folder: str | Path, models: Sequence[str], what: str) -> dict
                 f"params 'models' lists {list(models)}, so {str(folder)!r} needs one "
                 "<model>.parquet each"
             )
-        duck.parquet_schema(path, what=f"{what} for model {model!r}")
+        parquet_schema(path, what=f"{what} for model {model!r}")
         files[model] = path
     return files
 
