@@ -239,7 +239,7 @@ def view_outcomes(dataset: str, split: str, query_ids: list[str]) -> pd.DataFram
         return None
     if any(c not in df.columns for c in V.OUTCOME_COLUMNS):
         return None
-    keep = V.OUTCOME_COLUMNS + (["true_p"] if "true_p" in df.columns else [])
+    keep = V.OUTCOME_COLUMNS + [c for c in V.OPTIONAL_COLUMNS if c in df.columns]
     return df.loc[df["query_id"].isin(set(query_ids)), keep]
 
 
