@@ -238,6 +238,16 @@ def _import(a: argparse.Namespace) -> Any:
     return report
 
 
+def _export(a: argparse.Namespace) -> Any:
+    """Write a build's data/ in another tool's layout (dars.exporters)."""
+    from dars.exporters import export
+
+    result = export(a.format, data_dir=a.data_dir, params=a.params, out=a.out)
+    rows = ", ".join(f"{f} {n}" for f, n in result["files"].items())
+    print(f"export {a.format}: {a.data_dir} -> {a.out}/ ({rows})")
+    return result
+
+
 def _check_params(a: argparse.Namespace) -> Any:
     from dars.core import params
     from dars.core.errors import DarsError
@@ -563,6 +573,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-pickle",
         action="store_true",
         help="allow loading a pickle (it runs code from the file: only for files you trust)",
+    )
+
+    sp = sub.add_parser(
+        "export",
+        help="write a build in another tool's layout (DARS release JSONL, LLMRouter JSONL)",
+        description="Write the build under --data-dir to OUT: `dars-release` (the DARS "
+        "reference release's <dataset>/{train,test}_scored_generations.jsonl + metadata.json, "
+        "which the authors' router scripts read) or `llmrouter` (LLMRouter's routing JSONL, "
+        "one row per query and model). See docs/import-export.md.",
+    )
+    sp.set_defaults(func=_export)
+    sp.add_argument("format", choices=["dars-release", "llmrouter"], help="target layout")
+    sp.add_argument("out", help="folder to write")
+    sp.add_argument(
+        "--data-dir", default="data", help="the build's data/ folder (default: %(default)s)"
+    )
+    sp.add_argument(
+        "--params", default="params.yaml", help="the build's params.yaml (default: %(default)s)"
     )
 
     cmd(

@@ -230,9 +230,7 @@ def parse_row(
         "gold_answer": _text(gold),
         "em": _number(row.get("em")),
         "parsed": None if predicted is None or score is None else str(predicted),
-        "grade_status": "error"
-        if score is None
-        else ("unparsable" if parse_ok is False else "ok"),
+        "grade_status": "error" if score is None else ("unparsable" if parse_ok is False else "ok"),
         **tokens,
     }
 

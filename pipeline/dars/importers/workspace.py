@@ -354,9 +354,7 @@ def _check_views(imp: Imported, outcomes_dir: Path, models: list[str]) -> dict[s
 
     written: Counter[str] = Counter()
     for m in models:
-        t = pq.read_table(
-            model_file(outcomes_dir, m), columns=["observation_type", "source_split"]
-        )
+        t = pq.read_table(model_file(outcomes_dir, m), columns=["observation_type", "source_split"])
         t = t.filter(pc.equal(t["source_split"], "test"))
         for v, n in Counter(t["observation_type"].to_pylist()).items():
             written[str(v)] += n
