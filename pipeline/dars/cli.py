@@ -165,6 +165,7 @@ def _bench(a: argparse.Namespace) -> Any:
     return bench.run(
         dataset=a.dataset,
         router=a.router,
+        predictions=a.predictions,
         router_args=bench.parse_router_args(a.router_arg),
         split=a.split,
         output=a.output,
@@ -509,7 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
         params=False,
     )
     sp.add_argument("--dataset", required=True, help="Hub dataset id or local folder")
-    sp.add_argument("--router", required=True, help="my_module:MyRouter or path/file.py:MyRouter")
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--router", help="my_module:MyRouter or path/file.py:MyRouter")
+    who.add_argument(
+        "--predictions",
+        default=None,
+        help="score a file of choices instead: CSV (query_id,model header) or JSONL",
+    )
     sp.add_argument("--split", default="test", help="split to score on (default: %(default)s)")
     sp.add_argument("--output", default=None, help="results JSON (default: none)")
     sp.add_argument(
