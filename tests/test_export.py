@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from dars.cli import main
 from dars.importers.workspace import OBS_COLUMNS, Drops, Imported, write_workspace
@@ -109,6 +110,11 @@ def grid_workspace(root: Path, *, n_queries: int = 8, k: int = 3, n: int = 2) ->
     imp = Imported(source="grid", obs=obs, extra_columns=[], splits=splits, drops=Drops(), files=[])
     out = root / "grid"
     write_workspace(imp, out)
+    # a posterior other than the import's default Jeffreys prior and 95% interval: the
+    # export records it, so the round trip must keep it
+    params = yaml.safe_load((out / "params.yaml").read_text())
+    params["aggregate"].update(prior_alpha=1.0, prior_beta=1.0, ci=0.9)
+    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     finish_workspace(out)
     return out
 

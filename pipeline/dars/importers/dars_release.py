@@ -39,6 +39,8 @@ gold_answer, em`). Mapping:
 - a row with `status = "error"` (what `dars export dars-release` writes for a failed
   generation; the authors' files have no such field) is a failed generation even when it
   has an output: score null, never a wrong answer;
+- aggregate settings: `prior_alpha`, `prior_beta` and `ci` of the top metadata.json where
+  it has them (what `dars export dars-release` records), else 0.5 / 0.5 / 0.95;
 - splits: the test file's queries are `test`; the train file's queries are cut into
   `train` and `validation` (10%, seeded hash of the id, grouped by query, stratified by
   task), because the release has no validation split and the publish layout needs one.
@@ -349,6 +351,7 @@ def read_release(src: str | Path) -> Imported:
         beta_risk=beta,
         per_task=per_task,
         views=views,
+        aggregate=aggregate_settings(meta),
         card_note=(
             "Imported from the DARS reference release: the scores, costs and token counts "
             "are the release's own; the test split keeps its prompt_variation and "
@@ -412,6 +415,22 @@ def _licence(meta: dict[str, Any]) -> str:
                 if isinstance(m.get(key), str) and m[key].strip():
                     return m[key]
     return "unknown (see the DARS release)"
+
+
+def aggregate_settings(meta: dict[str, Any]) -> dict[str, float]:
+    """`prior_alpha`, `prior_beta` and `ci` of the top metadata.json where it records them
+    (`dars export dars-release` does, so a round trip keeps the build's posterior)."""
+    top = meta.get(".", {}) if isinstance(meta.get("."), dict) else {}
+    out = {}
+    for key, ok in (
+        ("prior_alpha", lambda v: v > 0),
+        ("prior_beta", lambda v: v > 0),
+        ("ci", lambda v: 0 < v < 1),
+    ):
+        v = _number(top.get(key))
+        if v is not None and math.isfinite(v) and ok(v):
+            out[key] = v
+    return out
 
 
 def utility_weights(meta: dict[str, Any]) -> tuple[float, float, dict[str, dict[str, float]]]:

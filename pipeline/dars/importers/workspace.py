@@ -122,6 +122,8 @@ class Imported:
     #: {view: {source_rows, imported_rows}} for a source with test views; the rows written
     #: per view are checked against `imported_rows` (write_workspace)
     views: dict[str, Any] | None = None
+    #: aggregate settings the source records (prior_alpha, prior_beta, ci), over the defaults
+    aggregate: dict[str, float] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -285,6 +287,7 @@ def workspace_params(
         "lambda_cost": imp.lambda_cost,
         "beta_risk": imp.beta_risk,
         "max_error_rate": 1.0,  # the source decides what it kept; failures are counted
+        **imp.aggregate,
     }
     return {
         "dataset_version": f"{imp.source}-{revision}",
