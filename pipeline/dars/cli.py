@@ -297,6 +297,8 @@ jobs:
   rebuild the dataset       dvc repro            (or: make repro)
   check params.yaml         dars check-params
   benchmark your router     dars bench --dataset DIR_OR_HUB_ID --router my_module:MyRouter
+  score a file of choices   dars bench --dataset DIR_OR_HUB_ID --predictions choices.csv
+  other tools' layouts      dars import dars-release SRC --out OUT; dars export llmrouter OUT
 docs: docs/ (mkdocs serve)"""
 
 
