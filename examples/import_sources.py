@@ -24,7 +24,8 @@ RB_MODELS = {
     "meta/llama-2-70b-chat": 0.0,
     "mistralai/mixtral-8x7b-chat": -0.4,
 }
-K, N = 5, 5  # the DARS release: 5 rewrites x 5 decodes
+K, N = 5, 5  # the DARS release's train cells: 5 rewrites x 5 decodes
+K_TEST, N_TEST = 3, 3  # its test views: 3 rewrites x 1 decode, the original x 3 decodes
 
 
 def _p(ability: float, difficulty: float) -> float:
@@ -44,15 +45,17 @@ def dars_release(out: Path, *, n_train: int = 40, n_test: int = 16, seed: int = 
                     f"A {topic} problem ({dataset} #{split}-{qi}): solve for x when x = {qi} * 3."
                 )
                 for mi, (model, ability) in enumerate(DARS_MODELS.items()):
+                    # numbered as the release numbers them: the original query is -1,
+                    # rewrites 0..K-1; train holds rewrites only
                     if split == "train":
                         cells = [(None, v, d) for v in range(K) for d in range(N)]
                     else:
-                        cells = [("prompt_variation", v, 0) for v in range(K)]
-                        cells += [("decoding_variation", 0, d) for d in range(N)]
+                        cells = [("prompt_variation", v, 0) for v in range(K_TEST)]
+                        cells += [("decoding_variation", -1, d) for d in range(N_TEST)]
                     for obs_type, v, d in cells:
-                        p = _p(ability, difficulty + 0.3 * rng.normal() * (v > 0))
+                        p = _p(ability, difficulty + 0.3 * rng.normal() * (v >= 0))
                         tokens = {
-                            "prompt_tokens": 40 + 3 * v,
+                            "prompt_tokens": 43 + 3 * v,
                             "completion_tokens": int(rng.integers(20, 200)),
                         }
                         cost = (
@@ -68,16 +71,19 @@ def dars_release(out: Path, *, n_train: int = 40, n_test: int = 16, seed: int = 
                             "prompt_variant_id": v,
                             "decode_id": d,
                             "original_question": question,
-                            "input_question": question
-                            if v == 0
-                            else f"Rephrased ({v}): {question}",
+                            "input_question": question if v < 0 else f"Rephrased ({v}): {question}",
                             "context": "",
                             "output_text": f"x = {qi * 3}" if rng.random() < p else "x = 0",
                             "usage": {**tokens, "cost": cost},
                             "score": None,
                             "finish_reason": "stop",
                         }
+                        # the fields the authors' dataset/score_generations.py adds
                         row["score"] = float(row["output_text"] == f"x = {qi * 3}")
+                        row["predicted_answer"] = row["output_text"].removeprefix("x = ")
+                        row["gold_answer"] = str(qi * 3)
+                        row["parse_success"] = True
+                        row["score_type"] = "binary_math_exact_match"
                         if obs_type:
                             row["observation_type"] = obs_type
                         lines.append(json.dumps(row))

@@ -3,6 +3,8 @@
 - Tables: `queries(n, ...)` and `variants(queries, k, ...)` build small contract-valid
   frames; `write_inputs` writes them where the stages read them (queries.parquet,
   variants.parquet). Tests vary only what matters to them (ids, prompts, the rewrite).
+- Releases: `make_dars_release` writes a tiny DARS reference release (scored JSONL),
+  numbered as the release numbers it (the original query is prompt_variant_id -1).
 - Repositories: `DvcRepo` (a real temporary DVC repo with this project's pipeline),
   `Built` (an existing one, by path), `make_build` + `tiny_params` (the simulated build
   that conftest's session fixture `sim_built` makes once per test run).
@@ -18,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -367,3 +370,97 @@ def write_build(root: Path, version) -> None:
         g.to_parquet(data / "outcomes" / f"{m}.parquet", index=False)
     (root / "metrics").mkdir(exist_ok=True)
     (root / "metrics" / "routers.json").write_text(json.dumps(metrics_json(0.5)))
+
+
+# the DARS release's row fields (DESIGN.md / issue 11)
+DARS_FIELDS = (
+    "dataset",
+    "split",
+    "query_id",
+    "model",
+    "prompt_variant_id",
+    "decode_id",
+    "observation_type",
+    "original_question",
+    "input_question",
+    "context",
+    "output_text",
+    "usage",
+    "score",
+    "cost",
+    "finish_reason",
+    # added by the authors' dataset/score_generations.py
+    "score_type",
+    "parse_success",
+    "predicted_answer",
+    "gold_answer",
+    "em",
+)
+DARS_MODELS = ("google/gemma-3-12b-it", "meta-llama/Llama-3.1-8B-Instruct")
+K, N = 3, 2
+
+
+def dars_row(**values) -> dict:
+    row = dict(values)
+    assert set(row) <= set(DARS_FIELDS), set(row) - set(DARS_FIELDS)
+    return row
+
+
+def make_dars_release(root: Path, *, n_train: int = 10, n_test: int = 4, seed: int = 0) -> Path:
+    """<root>/<dataset>/{train,test}_scored_generations.jsonl + metadata.json, numbered as
+    the release numbers them: the original query is prompt_variant_id -1, rewrites 0..K-1.
+
+    train: K rewrites x N decodes per (query, model), no original; test: the two DARS
+    views, prompt_variation (K rewrites x decode 0) and decoding_variation (the original,
+    -1, x N decodes).
+    """
+    rng = np.random.default_rng(seed)
+    src = root / "dars_release"
+    for dataset in ("gpqa", "math"):
+        (src / dataset).mkdir(parents=True)
+        for split, n_q in (("train", n_train), ("test", n_test)):
+            lines = []
+            for qi in range(n_q):
+                qid = f"{dataset}-{split}-{qi}"
+                question = f"{dataset} question {qi}: what is {qi} plus {qi * 3}?"
+                for mi, model in enumerate(DARS_MODELS):
+                    p = 0.3 + 0.4 * mi
+                    if split == "train":
+                        cells = [("", v, d) for v in range(K) for d in range(N)]
+                    else:
+                        cells = [("prompt_variation", v, 0) for v in range(K)]
+                        cells += [("decoding_variation", -1, d) for d in range(N)]
+                    for obs_type, v, d in cells:
+                        ok = bool(rng.random() < p)
+                        parsed = (qi + d) % 5 != 4  # some answers could not be parsed
+                        row = dars_row(
+                            dataset=dataset,
+                            split=split,
+                            query_id=qid,
+                            model=model,
+                            prompt_variant_id=v,
+                            decode_id=d,
+                            original_question=question,
+                            input_question=question if v < 0 else f"Rewrite {v}: {question}",
+                            context=None,
+                            output_text=f"answer {qi + v + d}",
+                            usage={"prompt_tokens": 21 + v, "completion_tokens": 5 + d},
+                            score=float(ok and parsed),
+                            cost=0.001 * (1 + mi),
+                            finish_reason="stop",
+                            score_type="binary_math_exact_match",
+                            parse_success=parsed,
+                            predicted_answer=str(qi * 4 if ok else qi) if parsed else "",
+                            gold_answer=[str(qi * 4)] if dataset == "gpqa" else str(qi * 4),
+                            em=float(ok and parsed),
+                        )
+                        if obs_type:
+                            row["observation_type"] = obs_type
+                        lines.append(json.dumps(row))
+            (src / dataset / f"{split}_scored_generations.jsonl").write_text(
+                "\n".join(lines) + "\n"
+            )
+    (src / "metadata.json").write_text(
+        json.dumps({"license": "CC-BY-4.0 (GPQA), MIT (MATH-500)", "lambda": 0.05, "beta": 0.2})
+    )
+    return src

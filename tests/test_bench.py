@@ -406,3 +406,91 @@ def test_manifest_weights_prefer_the_utility_record_then_params_yaml_then_defaul
     assert source == {"lambda_cost": "defaults", "beta_risk": "defaults"}
     with pytest.raises(ParamsError, match="utility.lambda_cost"):
         bench.manifest_weights({"utility": {"lambda_cost": -1}})
+
+
+# --- dars bench --predictions: a file of choices, no code ------------------------------
+
+
+class AlwaysFirst:
+    """Routes every query to the first model (scores 1 there, 0 elsewhere)."""
+
+    def fit(self, X, Y):
+        self.m_ = np.asarray(Y).shape[1]
+        return self
+
+    def predict(self, X):
+        out = np.zeros((len(X), self.m_))
+        out[:, 0] = 1.0
+        return out
+
+
+def scored_test_ids(dataset: Path) -> list[str]:
+    lab = datasets.load_dataset(str(dataset), "labels", split="test").to_pandas()
+    complete = lab.groupby("query_id")["mean"].apply(lambda s: s.notna().all())
+    return sorted(complete[complete].index)
+
+
+def test_predictions_file_scores_like_the_router_that_made_the_choices(dataset, tmp_path):
+    ids = scored_test_ids(dataset)
+    models = sorted(POOL)
+    csv_path = tmp_path / "choices.csv"
+    csv_path.write_text(
+        "query_id,model,confidence\n" + "".join(f"{q},{models[0]},0.9\n" for q in ids)
+    )
+    jsonl_path = tmp_path / "choices.jsonl"
+    jsonl_path.write_text(
+        "".join(json.dumps({"query_id": q, "model": models[0]}) + "\n" for q in ids)
+    )
+    by_router = bench.run(dataset=str(dataset), router=AlwaysFirst, n_boot=100, baselines=[])
+    mine = by_router["routers"]["AlwaysFirst (yours)"]["dars"]
+    for path in (csv_path, jsonl_path):
+        res = bench.run(
+            dataset=str(dataset), predictions=str(path), n_boot=100, baselines=["ridge"]
+        )
+        got = res["routers"][f"predictions {path.name} (yours)"]["dars"]
+        for metric in ("quality", "cost", "utility", "regret"):
+            assert got[metric] == mine[metric], metric
+        assert res["router"] == str(path) and "ridge" in res["versus"]
+    # hand-computed: the quality is the mean label of the chosen model over the scored queries
+    lab = datasets.load_dataset(str(dataset), "labels", split="test").to_pandas()
+    want = lab[lab["query_id"].isin(ids) & (lab["model"] == models[0])]["mean"].mean()
+    assert got["quality"]["value"] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("query_id,model\n{q0},gpt-17\n", r"choices.csv:2: Unknown model 'gpt-17'.*Valid models"),
+        ("query_id,model\nnope,{m}\n", r"choices.csv:2: unknown query_id 'nope'"),
+        ("query_id,model\n{q0},{m}\n{q0},{m}\n", r"choices.csv:3: duplicate query_id .* line 2"),
+        ("query_id,model\n,{m}\n", r"choices.csv:2: missing query_id"),
+        ("query_id,model\n{q0},{m}\n", r"choices.csv: no choice for \d+ of the \d+ scored"),
+        ("qid,model\n{q0},{m}\n", r"choices.csv:1: the CSV header .* lacks \['query_id'\]"),
+    ],
+)
+def test_bad_prediction_files_are_one_line_naming_the_line(
+    dataset, tmp_path, capsys, body, message
+):
+    import re
+
+    ids = scored_test_ids(dataset)
+    path = tmp_path / "choices.csv"
+    path.write_text(body.format(q0=ids[0], m=sorted(POOL)[0]))
+    assert main(["bench", "--dataset", str(dataset), "--predictions", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_prediction_files_need_a_known_layout_and_exclude_a_router(dataset, tmp_path, capsys):
+    bad = tmp_path / "choices.txt"
+    bad.write_text("x\n")
+    assert main(["bench", "--dataset", str(dataset), "--predictions", str(bad)]) == 1
+    assert "unknown format '.txt'" in capsys.readouterr().err
+    lines = tmp_path / "c.jsonl"
+    lines.write_text('["q", "m"]\n')
+    assert main(["bench", "--dataset", str(dataset), "--predictions", str(lines)]) == 1
+    assert "c.jsonl:1: a list, expected an object" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: --router and --predictions exclude each other
+        main(["bench", "--dataset", str(dataset), "--router", "m:R", "--predictions", str(bad)])
+    with pytest.raises(RouterInterfaceError, match="exactly one"):
+        bench.run(dataset=str(dataset), n_boot=100)

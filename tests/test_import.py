@@ -15,88 +15,12 @@ import yaml
 from dars.cli import main
 from dars.core.io import model_file_stem
 from dars.importers import read_source
+from tests.factories import DARS_MODELS, K, N, make_dars_release
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "example_router.py"
 
-# the DARS release's row fields (DESIGN.md / issue 11)
-DARS_FIELDS = (
-    "dataset",
-    "split",
-    "query_id",
-    "model",
-    "prompt_variant_id",
-    "decode_id",
-    "observation_type",
-    "original_question",
-    "input_question",
-    "context",
-    "output_text",
-    "usage",
-    "score",
-    "cost",
-    "finish_reason",
-)
-DARS_MODELS = ("google/gemma-3-12b-it", "meta-llama/Llama-3.1-8B-Instruct")
-K, N = 3, 2
 RB_MODELS = ("gpt-4-1106-preview", "meta/llama-2-70b-chat", "mistralai/mixtral-8x7b-chat")
-
-
-def dars_row(**values) -> dict:
-    row = dict(values)
-    assert set(row) <= set(DARS_FIELDS), set(row) - set(DARS_FIELDS)
-    return row
-
-
-def make_dars_release(root: Path, *, n_train: int = 10, n_test: int = 4, seed: int = 0) -> Path:
-    """<root>/<dataset>/{train,test}_scored_generations.jsonl + metadata.json.
-
-    train: K variants x N decodes per (query, model); test: the two DARS views,
-    prompt_variation (K variants x decode 0) and decoding_variation (variant 0 x N decodes).
-    """
-    rng = np.random.default_rng(seed)
-    src = root / "dars_release"
-    for dataset in ("gpqa", "math"):
-        (src / dataset).mkdir(parents=True)
-        for split, n_q in (("train", n_train), ("test", n_test)):
-            lines = []
-            for qi in range(n_q):
-                qid = f"{dataset}-{split}-{qi}"
-                question = f"{dataset} question {qi}: what is {qi} plus {qi * 3}?"
-                for mi, model in enumerate(DARS_MODELS):
-                    p = 0.3 + 0.4 * mi
-                    if split == "train":
-                        cells = [("", v, d) for v in range(K) for d in range(N)]
-                    else:
-                        cells = [("prompt_variation", v, 0) for v in range(K)]
-                        cells += [("decoding_variation", 0, d) for d in range(N)]
-                    for obs_type, v, d in cells:
-                        row = dars_row(
-                            dataset=dataset,
-                            split=split,
-                            query_id=qid,
-                            model=model,
-                            prompt_variant_id=v,
-                            decode_id=d,
-                            original_question=question,
-                            input_question=question if v == 0 else f"Rewrite {v}: {question}",
-                            context=None,
-                            output_text=f"answer {qi + v + d}",
-                            usage={"prompt_tokens": 20 + v, "completion_tokens": 5 + d},
-                            score=float(rng.random() < p),
-                            cost=0.001 * (1 + mi),
-                            finish_reason="stop",
-                        )
-                        if obs_type:
-                            row["observation_type"] = obs_type
-                        lines.append(json.dumps(row))
-            (src / dataset / f"{split}_scored_generations.jsonl").write_text(
-                "\n".join(lines) + "\n"
-            )
-    (src / "metadata.json").write_text(
-        json.dumps({"license": "CC-BY-4.0 (GPQA), MIT (MATH-500)", "lambda": 0.05, "beta": 0.2})
-    )
-    return src
 
 
 def make_routerbench(root: Path, *, n: int = 30, seed: int = 0) -> Path:
@@ -171,7 +95,7 @@ def test_dars_release_becomes_a_ready_workspace(dars_out):
     assert set(outc["observation_type"].dropna()) == {"prompt_variation", "decoding_variation"}
     assert outc["prompt_tokens"].min() >= 20
     v = pd.read_parquet(out / "data" / "variants.parquet")
-    assert v.groupby("query_id").size().max() == K
+    assert v.groupby("query_id").size().max() == K + 1  # the original and K rewrites
 
 
 def test_dars_labels_are_the_per_pair_mean_of_the_imported_scores(dars_out):
@@ -425,3 +349,106 @@ def test_bench_runs_on_an_imported_dataset_after_card(rb_out, tmp_path):
     assert res["dataset_revision"].startswith("sha256:")
     assert res["weights_source"] == {"lambda_cost": "MANIFEST.json", "beta_risk": "MANIFEST.json"}
     assert set(res["models"]) == set(RB_MODELS)
+
+
+def _outcomes(out: Path) -> pd.DataFrame:
+    return pd.concat(
+        [pd.read_parquet(p) for p in sorted((out / "data" / "outcomes").glob("*.parquet"))],
+        ignore_index=True,
+    )
+
+
+def test_dars_original_is_variant_0_and_rewrites_are_shifted(dars_out):
+    """The release's -1 is our variant 0; its rewrite r is our r + 1; train holds rewrites
+    only, so no train observation is of the original."""
+    src, out = dars_out
+    outc = _outcomes(out)
+    assert (outc["variant_id"] == outc["prompt_variant_id"] + 1).all()
+    train = outc[outc["source_split"] == "train"]
+    assert sorted(train["variant_id"].unique()) == list(range(1, K + 1))
+    test = outc[outc["source_split"] == "test"]
+    orig = test[test["observation_type"] == "decoding_variation"]
+    assert set(orig["variant_id"]) == {0} and sorted(orig["sample_id"].unique()) == list(range(N))
+    rew = test[test["observation_type"] == "prompt_variation"]
+    assert sorted(rew["variant_id"].unique()) == list(range(1, K + 1))
+    # the variants table's 0 is the original question, the rewrites keep their text
+    rows = read_jsonl(src)
+    v = pd.read_parquet(out / "data" / "variants.parquet")
+    q = pd.read_parquet(out / "data" / "queries.parquet")
+    assert (v[v["variant_id"] == 0].set_index("query_id")["prompt"]
+            == q.set_index("query_id")["prompt"]).all()  # fmt: skip
+    assert set(v.loc[v["variant_id"] > 0, "prompt"]) == set(
+        rows.loc[rows["prompt_variant_id"] >= 0, "input_question"]
+    )
+    lab = pd.read_parquet(out / "data" / "labels.parquet")
+    train_ids = set(train["query_id"])
+    assert lab.loc[lab["query_id"].isin(train_ids), "single_shot"].isna().all()
+    assert lab.loc[~lab["query_id"].isin(train_ids), "single_shot"].notna().all()
+
+
+def test_dars_test_views_survive_with_their_row_counts(dars_out):
+    from dars.labels import views as V
+
+    src, out = dars_out
+    rows = read_jsonl(src)
+    test_rows = rows[rows["split"] == "test"]
+    report = json.loads((out / "reports" / "import.json").read_text())
+    for view in V.VIEWS:
+        want = int((test_rows["observation_type"] == view).sum())
+        assert report["views"][view] == {
+            "source_rows": want,
+            "imported_rows": want,
+            "written_rows": want,
+        }
+    assert report["views"]["pairs_missing_a_view"] == 0
+    # the evaluation views select the release's own rows: K rewrites, N decodes
+    outc = _outcomes(out)
+    test = outc[outc["source_split"] == "test"]
+    for view, n in (("prompt_variation", K), ("decoding_variation", N)):
+        lab = V.view_labels(test, view=view, cost_scale=1.0)
+        assert set(lab["n"]) == {n}, view
+
+
+def test_dars_scoring_fields_are_kept(dars_out):
+    src, out = dars_out
+    rows = read_jsonl(src)
+    outc = _outcomes(out)
+    for col in ("score_type", "parse_success", "predicted_answer", "gold_answer", "em"):
+        assert col in outc.columns, col
+    assert set(outc["score_type"]) == {"binary_math_exact_match"}
+    assert outc["parse_success"].sum() == rows["parse_success"].sum()
+    bad = outc[~outc["parse_success"].astype(bool)]
+    assert len(bad) and (bad["grade_status"] == "unparsable").all() and (bad["score"] == 0).all()
+    good = outc[outc["parse_success"].astype(bool)]
+    assert (good["grade_status"] == "ok").all()
+    assert (good["parsed"] == good["predicted_answer"]).all()
+    q = pd.read_parquet(out / "data" / "queries.parquet")
+    gpqa = q[q["task"] == "gpqa"]
+    assert all(isinstance(json.loads(r), list) for r in gpqa["reference"])  # DROP-style lists
+    assert (q.loc[q["task"] == "math", "reference"] != "").all()
+
+
+def test_dars_rows_out_of_their_view_are_dropped_and_counted(tmp_path):
+    src = make_dars_release(tmp_path, n_train=4, n_test=2)
+    path = src / "math" / "test_scored_generations.jsonl"
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])  # a prompt_variation row
+    lines += [
+        json.dumps(dict(first, decode_id=7, prompt_variant_id=-1)),  # original in rewrite view
+        json.dumps(dict(first, decode_id=8, observation_type="other")),
+        json.dumps(dict(first, decode_id=9, prompt_variant_id=-2)),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    imp = read_source("dars-release", src)
+    by = imp.drops.as_dict()["by_reason"]
+    n = len(lines)
+    assert [r for r in by if r.startswith("observation_type does not match")]
+    mismatch = next(v for r, v in by.items() if r.startswith("observation_type does not match"))
+    assert mismatch["first_at"] == [f"dars_release/math/{path.name}:{n - 2}"]
+    other = next(v for r, v in by.items() if r.startswith("test row with observation_type"))
+    assert other["first_at"] == [f"dars_release/math/{path.name}:{n - 1}"]
+    assert by["prompt_variant_id is not an integer >= -1 (-1 = the original)"]["rows"] == 1
+    assert (
+        imp.views["prompt_variation"]["source_rows"]
+        == imp.views["prompt_variation"]["imported_rows"] + 2
+    )

@@ -3,6 +3,7 @@
     dars bench --dataset <hub-id-or-local-folder> --router my_module:MyRouter
                [--router-arg k=v ...] [--split test] [--lambda L] [--beta B]
                [--output results.json]
+    dars bench --dataset <...> --predictions choices.csv      # query_id,model per line
 
     from dars.bench import run
     results = run(dataset="./publish", router=MyRouter(alpha=0.5))  # or the class, or
@@ -32,6 +33,12 @@ Router interface (scikit-learn style; see README "Benchmark a router"):
   Returns self.
 * `predict(X)`: a finite float array (len(X), n_models), higher = better. The harness
   routes each query to argmax(prediction - lambda * mean train cost of the model).
+
+Predictions instead of a router (`--predictions FILE`, RouterArena-style): a CSV or JSONL
+file of `query_id,model` choices, one per scored query of the split (the layout and its
+checks: `dars.evaluation.prediction_file`). The choices are scored exactly as a router's
+routing is, at every cost weight (a fixed choice does not move with lambda), next to the
+same reference routers and the oracle; no code is imported.
 
 Utility weights (lambda, beta): `--lambda` / `--beta` when given (one number for every
 task); else the dataset's own from its MANIFEST.json: the `utility` record (per task where
@@ -239,7 +246,7 @@ def view_outcomes(dataset: str, split: str, query_ids: list[str]) -> pd.DataFram
         return None
     if any(c not in df.columns for c in V.OUTCOME_COLUMNS):
         return None
-    keep = V.OUTCOME_COLUMNS + (["true_p"] if "true_p" in df.columns else [])
+    keep = V.OUTCOME_COLUMNS + [c for c in V.OPTIONAL_COLUMNS if c in df.columns]
     return df.loc[df["query_id"].isin(set(query_ids)), keep]
 
 
@@ -538,7 +545,8 @@ def _cell(summary: dict[str, Any] | None) -> str:
 def run(
     *,
     dataset: str,
-    router: Any,
+    router: Any = None,
+    predictions: str | Path | None = None,
     router_args: dict[str, Any] | None = None,
     split: str = "test",
     output: str | None = None,
@@ -549,8 +557,17 @@ def run(
     seed: int = 0,
 ) -> BenchResult:
     """Fit `router` (an instance, a class or 'module:Class') on the train split of
-    `dataset` and score it on `split`; returns the results dict with `.table`."""
-    user, cls_name = resolve_router(router, router_args)
+    `dataset` and score it on `split`; or score the choices in the file `predictions`
+    instead; returns the results dict with `.table`."""
+    if (router is None) == (predictions is None):
+        raise RouterInterfaceError(
+            "give a router (--router my_module:MyRouter) or a predictions file "
+            "(--predictions FILE), exactly one"
+        )
+    if predictions is None:
+        user, cls_name = resolve_router(router, router_args)
+    else:
+        user, cls_name = None, f"predictions {Path(predictions).name}"
     user_name = f"{cls_name} (yours)"
     baselines = list(ROUTERS.names() if baselines is None else baselines)
     for b in baselines:
@@ -596,13 +613,22 @@ def run(
     if not test_texts:
         raise InputDataError(f"dataset {dataset!r}: no {split!r} query has complete labels")
 
-    fit_labels, fit_tasks = fit_extras(lab_tr, ids, models)
-    fit_user_router(
-        user, texts=texts, y=y, cost=cost, models=models, labels=fit_labels, tasks=fit_tasks
-    )
-    pred = _call(f"{cls_name}.predict(X)", user.predict, test_texts)
-    pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls_name)
-    systems = {user_name: {"dars": [(pred, cost_est)]}}
+    if user is None:  # --predictions: fixed choices, routed at any lambda (zero cost)
+        from dars.evaluation.prediction_file import one_hot, read_choices
+
+        known = data[f"queries/{split}"]["query_id"].tolist()
+        picks = read_choices(
+            predictions, scored=lm.query_ids, known=known, models=models, split=split
+        )
+        systems = {user_name: {"dars": [(one_hot(picks, len(models)), np.zeros(len(models)))]}}
+    else:
+        fit_labels, fit_tasks = fit_extras(lab_tr, ids, models)
+        fit_user_router(
+            user, texts=texts, y=y, cost=cost, models=models, labels=fit_labels, tasks=fit_tasks
+        )
+        pred = _call(f"{cls_name}.predict(X)", user.predict, test_texts)
+        pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls_name)
+        systems = {user_name: {"dars": [(pred, cost_est)]}}
     for b in baselines:
         pipe = make_router(b, random_state=seed).fit(texts, y)
         systems[b] = {"dars": [(np.asarray(pipe.predict(test_texts)), cost_est)]}
@@ -620,7 +646,13 @@ def run(
         dataset_version=manifest.get("dataset_version"),
         dataset_revision=revision,
         split=split,
-        router=router if isinstance(router, str) else f"{type(user).__module__}:{cls_name}",
+        router=(
+            router
+            if isinstance(router, str)
+            else str(predictions)
+            if user is None
+            else f"{type(user).__module__}:{cls_name}"
+        ),
         router_args=dict(router_args or {}),
         weights_source=weights_from,
         weights_recorded=recorded,

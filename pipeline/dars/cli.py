@@ -165,6 +165,7 @@ def _bench(a: argparse.Namespace) -> Any:
     return bench.run(
         dataset=a.dataset,
         router=a.router,
+        predictions=a.predictions,
         router_args=bench.parse_router_args(a.router_arg),
         split=a.split,
         output=a.output,
@@ -238,6 +239,16 @@ def _import(a: argparse.Namespace) -> Any:
     return report
 
 
+def _export(a: argparse.Namespace) -> Any:
+    """Write a build's data/ in another tool's layout (dars.exporters)."""
+    from dars.exporters import export
+
+    result = export(a.format, data_dir=a.data_dir, params=a.params, out=a.out)
+    rows = ", ".join(f"{f} {n}" for f, n in result["files"].items())
+    print(f"export {a.format}: {a.data_dir} -> {a.out}/ ({rows})")
+    return result
+
+
 def _check_params(a: argparse.Namespace) -> Any:
     from dars.core import params
     from dars.core.errors import DarsError
@@ -286,6 +297,8 @@ jobs:
   rebuild the dataset       dvc repro            (or: make repro)
   check params.yaml         dars check-params
   benchmark your router     dars bench --dataset DIR_OR_HUB_ID --router my_module:MyRouter
+  score a file of choices   dars bench --dataset DIR_OR_HUB_ID --predictions choices.csv
+  other tools' layouts      dars import dars-release SRC --out OUT; dars export llmrouter OUT
 docs: docs/ (mkdocs serve)"""
 
 
@@ -499,7 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
         params=False,
     )
     sp.add_argument("--dataset", required=True, help="Hub dataset id or local folder")
-    sp.add_argument("--router", required=True, help="my_module:MyRouter or path/file.py:MyRouter")
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--router", help="my_module:MyRouter or path/file.py:MyRouter")
+    who.add_argument(
+        "--predictions",
+        default=None,
+        help="score a file of choices instead: CSV (query_id,model header) or JSONL",
+    )
     sp.add_argument("--split", default="test", help="split to score on (default: %(default)s)")
     sp.add_argument("--output", default=None, help="results JSON (default: none)")
     sp.add_argument(
@@ -563,6 +582,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-pickle",
         action="store_true",
         help="allow loading a pickle (it runs code from the file: only for files you trust)",
+    )
+
+    sp = sub.add_parser(
+        "export",
+        help="write a build in another tool's layout (DARS release JSONL, LLMRouter JSONL)",
+        description="Write the build under --data-dir to OUT: `dars-release` (the DARS "
+        "reference release's <dataset>/{train,test}_scored_generations.jsonl + metadata.json, "
+        "which the authors' router scripts read) or `llmrouter` (LLMRouter's routing JSONL, "
+        "one row per query and model). See docs/import-export.md.",
+    )
+    sp.set_defaults(func=_export)
+    sp.add_argument("format", choices=["dars-release", "llmrouter"], help="target layout")
+    sp.add_argument("out", help="folder to write")
+    sp.add_argument(
+        "--data-dir", default="data", help="the build's data/ folder (default: %(default)s)"
+    )
+    sp.add_argument(
+        "--params", default="params.yaml", help="the build's params.yaml (default: %(default)s)"
     )
 
     cmd(

@@ -121,3 +121,7 @@ class VersionUnreadableError(DarsError):
 
 class ContractVersionMismatchError(DarsError):
     """Two dataset versions follow different data contract versions."""
+
+
+class PredictionFileError(InputDataError):
+    """A `dars bench --predictions` file that cannot be scored (names the line)."""

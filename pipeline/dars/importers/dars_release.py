@@ -8,17 +8,39 @@ JSONL files itself is one dataset named after the folder.
 Each line is one scored generation with the fields
 `query_id, model, prompt_variant_id, decode_id, observation_type, input_question,
 output_text, score, cost, usage{prompt_tokens, completion_tokens, cost}, finish_reason`
-(and, where present, `dataset, split, original_question, context`). Mapping:
+(and, where present, `dataset, split, original_question, context`, and what the authors'
+`dataset/score_generations.py` adds: `score_type, parse_success, predicted_answer,
+gold_answer, em`). Mapping:
 
 - task = the dataset folder (or the row's `dataset`); the query's prompt is
-  `original_question` (else the variant-0 `input_question`), with `context` before it
+  `original_question` (else the original's `input_question`), with `context` before it
   when the row has one; queries keep the release's `query_id` as `source_id`;
-- variant_id = `prompt_variant_id` (0 = the original), its prompt = `input_question`;
+- variant ids: the release numbers the original query `prompt_variant_id = -1` and its
+  rewrites 0, 1, ...; the contract numbers the original 0. So variant_id =
+  `prompt_variant_id + 1` (-1 -> 0, rewrite r -> r + 1), its prompt = `input_question`.
+  The release's training rows are rewrites only (0..4 -> variants 1..5; the queries'
+  variant 0 is written from `original_question` with no observation), so their
+  `single_shot` label (sample 0 of variant 0) is null; the raw id stays as the column
+  `prompt_variant_id`;
 - sample_id = the rank of the row within (query, model, variant), ordered by
-  `observation_type` then `decode_id`; both stay as columns, so the test views
-  (`prompt_variation`: K variants x 1 decode; `decoding_variation`: the original x N
-  decodes) can be told apart;
+  `observation_type` then `decode_id`; both stay as columns (`observation_type` per row),
+  so the two test views (`prompt_variation`: rewrites x 1 decode; `decoding_variation`:
+  the original x N decodes) survive the import and `dars.labels.views` selects them by
+  `observation_type`. A test row must name one of the two views, and a view's rows must
+  have the matching id (prompt_variation: a rewrite; decoding_variation: -1); the rows
+  per view are counted in reports/import.json (`views`) and checked against the rows
+  written;
+- the scoring fields go where the contract has a place: `predicted_answer` -> `parsed`;
+  `parse_success = false` -> `grade_status = unparsable` (a scored wrong answer, as our own
+  graders mark it); `gold_answer` -> the query's `reference` (JSON when it is a list, as
+  for DROP); `score_type`, `parse_success`, `predicted_answer`, `gold_answer` and `em`
+  are also kept verbatim as extra outcome columns;
 - completion = `output_text`; tokens from `usage`; cost = `cost` (else `usage.cost`);
+- a row with `status = "error"` (what `dars export dars-release` writes for a failed
+  generation; the authors' files have no such field) is a failed generation even when it
+  has an output: score null, never a wrong answer;
+- aggregate settings: `prior_alpha`, `prior_beta` and `ci` of the top metadata.json where
+  it has them (what `dars export dars-release` records), else 0.5 / 0.5 / 0.95;
 - splits: the test file's queries are `test`; the train file's queries are cut into
   `train` and `validation` (10%, seeded hash of the id, grouped by query, stratified by
   task), because the release has no validation split and the publish layout needs one.
@@ -34,6 +56,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +70,17 @@ NAME = "dars-release"
 FILES = {"train": "train_scored_generations.jsonl", "test": "test_scored_generations.jsonl"}
 REQUIRED = ("query_id", "model", "prompt_variant_id", "decode_id", "input_question")
 VALIDATION_FRACTION = 0.1
-EXTRA_COLUMNS = ["observation_type", "decode_id", "source_split"]
+ORIGINAL = -1  # the release's prompt_variant_id of the original query
+VIEWS = ("prompt_variation", "decoding_variation")
+#: fields the authors' dataset/score_generations.py writes, kept verbatim per row
+SCORING_COLUMNS = ["score_type", "parse_success", "predicted_answer", "gold_answer", "em"]
+EXTRA_COLUMNS = [
+    "observation_type",
+    "decode_id",
+    "prompt_variant_id",
+    "source_split",
+    *SCORING_COLUMNS,
+]
 
 
 def find_datasets(src: Path) -> dict[str, dict[str, Path]]:
@@ -119,19 +152,33 @@ def parse_row(
             drops.add(f"missing field {key!r}", where)
             return None
     variant, decode = _int(row["prompt_variant_id"]), _int(row["decode_id"])
-    if variant is None or variant < 0:
-        drops.add("prompt_variant_id is not an integer >= 0", where)
+    if variant is None or variant < ORIGINAL:
+        drops.add("prompt_variant_id is not an integer >= -1 (-1 = the original)", where)
         return None
     if decode is None or decode < 0:
         drops.add("decode_id is not an integer >= 0", where)
         return None
+    obs_type = row.get("observation_type")
+    obs_type = None if obs_type in (None, "") else str(obs_type)
+    if split == "test":
+        if obs_type not in VIEWS:
+            drops.add(f"test row with observation_type not one of {list(VIEWS)}", where)
+            return None
+        if (obs_type == "decoding_variation") != (variant == ORIGINAL):
+            drops.add(
+                "observation_type does not match prompt_variant_id (decoding_variation = "
+                "the original, -1; prompt_variation = a rewrite, >= 0)",
+                where,
+            )
+            return None
     output = row.get("output_text")
     raw_score = row.get("score")
-    if raw_score is None:
-        if output is not None:
+    failed = row.get("status") == "error"
+    if raw_score is None or failed:
+        if output is not None and not failed:
             drops.add("missing score", where)
             return None
-        score = None  # no output and no score: a failed generation, never a wrong answer
+        score = None  # no scored output: a failed generation, never a wrong answer
     else:
         score = _number(raw_score)
         if score is None or not math.isfinite(score):
@@ -160,12 +207,14 @@ def parse_row(
     def with_context(text: str) -> str:
         return f"{context}\n\n{text}" if isinstance(context, str) and context.strip() else text
 
-    obs_type = row.get("observation_type")
+    gold = row.get("gold_answer")
+    parse_ok = row.get("parse_success")
+    predicted = row.get("predicted_answer")
     return {
         "source_id": str(row["query_id"]),
         "task": str(row.get("dataset") or task),
         "query_prompt": with_context(str(question)) if question is not None else None,
-        "variant_id": variant,
+        "variant_id": variant - ORIGINAL,  # -1 (the original) -> 0, rewrite r -> r + 1
         "variant_prompt": with_context(str(row["input_question"])),
         "model": str(row["model"]),
         "order": 0,  # set once all rows are read: by observation_type, then decode_id
@@ -173,17 +222,41 @@ def parse_row(
         "finish_reason": str(row.get("finish_reason") or "unknown"),
         "cost": cost,
         "score": score,
-        "observation_type": None if obs_type is None else str(obs_type),
+        "observation_type": obs_type,
         "decode_id": decode,
+        "prompt_variant_id": variant,
         "source_split": split,
+        "score_type": None if row.get("score_type") is None else str(row["score_type"]),
+        "parse_success": parse_ok if isinstance(parse_ok, bool) else None,
+        "predicted_answer": None if predicted is None else str(predicted),
+        "gold_answer": _text(gold),
+        "em": _number(row.get("em")),
+        "parsed": None if predicted is None or score is None else str(predicted),
+        "grade_status": "error" if score is None else ("unparsable" if parse_ok is False else "ok"),
         **tokens,
     }
 
 
+def _text(value: Any) -> str | None:
+    """A JSON value as the contract's text: strings as they are, lists/objects as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def read_jsonl(
-    path: Path, *, name: str, task: str, split: str, drops: Drops
+    path: Path,
+    *,
+    name: str,
+    task: str,
+    split: str,
+    drops: Drops,
+    view_rows: Counter[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows of one JSONL file; `name` is how messages call the file."""
+    """The rows of one JSONL file; `name` is how messages call the file. `view_rows`
+    counts the file's JSON objects by `observation_type` (before any row is dropped)."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -195,6 +268,8 @@ def read_jsonl(
             except json.JSONDecodeError as exc:
                 drops.add("not valid JSON", f"{where} (column {exc.colno})")
                 continue
+            if view_rows is not None and isinstance(obj, dict):
+                view_rows[str(obj.get("observation_type") or "")] += 1
             parsed = parse_row(obj, task=task, split=split, where=where, drops=drops)
             if parsed is not None:
                 parsed["_where"] = where
@@ -208,25 +283,34 @@ def read_release(src: str | Path) -> Imported:
     drops = Drops()
     rows: list[dict[str, Any]] = []
     files: list[Path] = []
+    source_views: Counter[str] = Counter()
     for name, by_split in datasets.items():
         for split, path in by_split.items():
             files.append(path)
             shown = path.relative_to(src.parent).as_posix()
-            rows += read_jsonl(path, name=shown, task=name, split=split, drops=drops)
+            rows += read_jsonl(
+                path,
+                name=shown,
+                task=name,
+                split=split,
+                drops=drops,
+                view_rows=source_views if split == "test" else None,
+            )
     meta = read_metadata(src, datasets)
     files += [
         p
         for p in [src / "metadata.json", *(src / n / "metadata.json" for n in datasets)]
         if p.is_file()
     ]
-    obs = pd.DataFrame(rows, columns=[*OBS_COLUMNS, *EXTRA_COLUMNS, "_where"])
+    columns = [*OBS_COLUMNS, *EXTRA_COLUMNS, "parsed", "grade_status", "_where"]
+    obs = pd.DataFrame(rows, columns=columns)
     if len(obs):
         obs = _drop_conflicts(obs, drops)
         ordering = obs.sort_values(
             ["observation_type", "decode_id"], kind="stable", na_position="first"
         ).index
         obs.loc[ordering, "order"] = range(len(obs))
-    # the query's original prompt: original_question, else its variant-0 input_question
+    # the query's original prompt: original_question, else the original's input_question
     v0 = obs[obs["variant_id"] == 0].drop_duplicates(["task", "source_id"])
     first = v0.set_index(["task", "source_id"])["variant_prompt"]
     key = pd.MultiIndex.from_frame(obs[["task", "source_id"]])
@@ -234,8 +318,24 @@ def read_release(src: str | Path) -> Imported:
     obs["query_prompt"] = obs["query_prompt"].fillna(fallback)
     no_prompt = obs["query_prompt"].isna()
     for where in obs.loc[no_prompt, "_where"]:
-        drops.add("query has neither original_question nor a variant 0", where)
+        drops.add("query has neither original_question nor an original (id -1) row", where)
     obs = obs[~no_prompt]
+    # the contract's reference: the release's gold answer (one per query)
+    gold = obs.dropna(subset=["gold_answer"]).drop_duplicates(["task", "source_id"])
+    ref = gold.set_index(["task", "source_id"])["gold_answer"]
+    key = pd.MultiIndex.from_frame(obs[["task", "source_id"]])
+    obs["reference"] = ref.reindex(key).to_numpy()
+    test = obs[obs["source_split"] == "test"]
+    views = {
+        v: {
+            "source_rows": int(source_views.get(v, 0)),
+            "imported_rows": int((test["observation_type"] == v).sum()),
+        }
+        for v in VIEWS
+    }
+    pairs = test.groupby(["task", "source_id", "model"])["observation_type"].nunique()
+    views["pairs"] = int(len(pairs))
+    views["pairs_missing_a_view"] = int((pairs < len(VIEWS)).sum())
     splits = _splits(obs)
     lam, beta, per_task = utility_weights(meta)
     return Imported(
@@ -250,6 +350,8 @@ def read_release(src: str | Path) -> Imported:
         lambda_cost=lam,
         beta_risk=beta,
         per_task=per_task,
+        views=views,
+        aggregate=aggregate_settings(meta),
         card_note=(
             "Imported from the DARS reference release: the scores, costs and token counts "
             "are the release's own; the test split keeps its prompt_variation and "
@@ -313,6 +415,22 @@ def _licence(meta: dict[str, Any]) -> str:
                 if isinstance(m.get(key), str) and m[key].strip():
                     return m[key]
     return "unknown (see the DARS release)"
+
+
+def aggregate_settings(meta: dict[str, Any]) -> dict[str, float]:
+    """`prior_alpha`, `prior_beta` and `ci` of the top metadata.json where it records them
+    (`dars export dars-release` does, so a round trip keeps the build's posterior)."""
+    top = meta.get(".", {}) if isinstance(meta.get("."), dict) else {}
+    out = {}
+    for key, ok in (
+        ("prior_alpha", lambda v: v > 0),
+        ("prior_beta", lambda v: v > 0),
+        ("ci", lambda v: 0 < v < 1),
+    ):
+        v = _number(top.get(key))
+        if v is not None and math.isfinite(v) and ok(v):
+            out[key] = v
+    return out
 
 
 def utility_weights(meta: dict[str, Any]) -> tuple[float, float, dict[str, dict[str, float]]]:

@@ -119,6 +119,11 @@ class Imported:
     beta_risk: float = DEFAULT_BETA
     per_task: dict[str, dict[str, float]] = field(default_factory=dict)
     card_note: str = ""  # what the card must say about this source (e.g. n = 1)
+    #: {view: {source_rows, imported_rows}} for a source with test views; the rows written
+    #: per view are checked against `imported_rows` (write_workspace)
+    views: dict[str, Any] | None = None
+    #: aggregate settings the source records (prior_alpha, prior_beta, ci), over the defaults
+    aggregate: dict[str, float] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -161,12 +166,17 @@ def queries_table(obs: pd.DataFrame, imp: Imported) -> pd.DataFrame:
     meta = [
         json.dumps({"source_id": s, "source": imp.source}, sort_keys=True) for s in q["source_id"]
     ]
+    if "reference" in obs.columns:  # the source's gold answer, where it ships one
+        first = obs.dropna(subset=["reference"]).drop_duplicates("query_id")
+        ref = q["query_id"].map(first.set_index("query_id")["reference"]).fillna("")
+    else:
+        ref = pd.Series("", index=q.index)  # the source ships scores, not references
     return pd.DataFrame(
         {
             "query_id": q["query_id"].to_numpy(),
             "task": q["task"].to_numpy(),
             "prompt": q["query_prompt"].to_numpy(),
-            "reference": "",  # the source ships scores, not references
+            "reference": ref.to_numpy(),
             "grader": schema.IMPORTED_GRADER,
             "source": [f"{imp.source}:{t}" for t in q["task"]],
             "license": imp.license,
@@ -232,8 +242,15 @@ def observation_tables(
         gen[c] = obs[c].to_numpy()
     out = gen.copy()
     out["score"] = obs["score"].astype("float64")
-    out["parsed"] = None
-    out["grade_status"] = np.where(failed, "error", "ok")
+    # the source's parsed answer and grade status where it ships them (e.g. DARS's
+    # predicted_answer / parse_success), else none and ok/error
+    out["parsed"] = obs["parsed"].to_numpy() if "parsed" in obs.columns else None
+    out["grade_status"] = (
+        obs["grade_status"].fillna("ok").to_numpy()
+        if "grade_status" in obs.columns
+        else np.where(failed, "error", "ok")
+    )
+    out.loc[failed.to_numpy(), "grade_status"] = "error"
     out["grade_detail"] = f"score from the {imp.source} source"
     return gen, out
 
@@ -270,6 +287,7 @@ def workspace_params(
         "lambda_cost": imp.lambda_cost,
         "beta_risk": imp.beta_risk,
         "max_error_rate": 1.0,  # the source decides what it kept; failures are counted
+        **imp.aggregate,
     }
     return {
         "dataset_version": f"{imp.source}-{revision}",
@@ -329,6 +347,33 @@ def workspace_params(
     }
 
 
+def _check_views(imp: Imported, outcomes_dir: Path, models: list[str]) -> dict[str, Any] | None:
+    """The rows per test view in the outcome files just written, checked against what the
+    importer kept (`imp.views[view]['imported_rows']`); a mismatch is a bug, never data."""
+    if imp.views is None:
+        return None
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    written: Counter[str] = Counter()
+    for m in models:
+        t = pq.read_table(model_file(outcomes_dir, m), columns=["observation_type", "source_split"])
+        t = t.filter(pc.equal(t["source_split"], "test"))
+        for v, n in Counter(t["observation_type"].to_pylist()).items():
+            written[str(v)] += n
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in imp.views.items()}
+    for view, counts in out.items():
+        if not isinstance(counts, dict):
+            continue
+        counts["written_rows"] = int(written.get(view, 0))
+        if counts["written_rows"] != counts["imported_rows"]:
+            raise InputDataError(
+                f"{imp.source}: test view {view!r}: {counts['imported_rows']} rows kept but "
+                f"{counts['written_rows']} written to {str(outcomes_dir)!r}"
+            )
+    return out
+
+
 def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
     """Map `imp` onto the contract under `out`; returns the import report."""
     out = Path(out)
@@ -361,6 +406,7 @@ def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
         write_frame(gen[sel], model_file(data / "generations", m), schema=gen_schema)
         write_frame(outc[sel], model_file(data / "outcomes", m), schema=out_schema)
 
+    views = _check_views(imp, data / "outcomes", models)
     params = workspace_params(
         imp,
         models=models,
@@ -419,6 +465,7 @@ def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
         "failed_generations": int(obs["score"].isna().sum()),
         "observations_per_pair": {"min": per_pair[0], "max": per_pair[1]},
         "splits": {str(k): int(v) for k, v in splits["split"].value_counts().sort_index().items()},
+        **({"views": views} if views is not None else {}),
         **imp.drops.as_dict(),
     }
     write_json(report, out / "reports" / "import.json")

@@ -18,6 +18,11 @@ view has no valid observation gets null statistics (its query is then not scored
 view, never counted as wrong). Utility is not stored: the metrics recompute it with the
 (possibly per-task) weights of `dars.labels.utility`.
 
+An imported DARS release (`dars import dars-release`) records each test row's view in the
+column `observation_type` (the release's test rows are either rewrites x 1 decode or the
+original x N decodes, not a K x N grid); where outcomes carry that column, a view keeps the
+rows that name it, so the views are the release's own.
+
 With adaptive sampling (`sampling.strategy: adaptive`) a pair may lack some variants or
 decodes; a view then holds whatever of its cells were sampled (`n` says how many).
 """
@@ -38,10 +43,16 @@ from dars.core.io import model_file
 VIEWS = ("prompt_variation", "decoding_variation")
 FULL = "full"  # the K x N label (data/labels.parquet), reported next to the views
 OUTCOME_COLUMNS = ["query_id", "model", "variant_id", "sample_id", "score", "cost"]
+#: optional outcome columns the views read where a table has them
+OPTIONAL_COLUMNS = ["true_p", "observation_type"]
 
 
 def view_mask(outcomes: pd.DataFrame, view: str) -> pd.Series:
     """The outcome rows a view keeps."""
+    if view in VIEWS and "observation_type" in outcomes.columns:
+        tagged = outcomes["observation_type"]
+        if tagged.notna().any():
+            return tagged == view
     if view == "prompt_variation":
         return outcomes["sample_id"] == 0
     if view == "decoding_variation":
@@ -125,7 +136,7 @@ def read_outcomes(
             raise InputDataError(f"outcomes[{m}] file {str(path)!r} does not exist")
         try:
             names = pq.read_schema(path).names
-            cols = OUTCOME_COLUMNS + (["true_p"] if "true_p" in names else [])
+            cols = OUTCOME_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in names]
             missing = [c for c in OUTCOME_COLUMNS if c not in names]
             if missing:
                 raise InputDataError(
