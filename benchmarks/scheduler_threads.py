@@ -4,11 +4,12 @@ decoded with 1 and with 2 threads; the completions are compared and the load rec
 
     PYTHONPATH=pipeline python benchmarks/scheduler_threads.py
 
-Results: benchmarks/results/scheduler_threads.json.
+Results: benchmarks/results/scheduler_threads.json (`--out`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -24,6 +25,9 @@ from tests.test_scheduler import PROMPTS, unit_reqs  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/scheduler_threads.json")
+    a = ap.parse_args()
     group = [unit_reqs(v, p, 3, max_tokens=12) for v, p in enumerate(PROMPTS)]
     runs = {}
     for threads in (1, 2):
@@ -55,8 +59,7 @@ def main() -> None:
             str(k): {kk: vv for kk, vv in v.items() if kk != "texts"} for k, v in runs.items()
         },
     }
-    out_path = REPO / "benchmarks/results/scheduler_threads.json"
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("samples", "same_text", "slowdown_2_threads_vs_1")}))
 
 
