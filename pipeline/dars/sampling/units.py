@@ -6,8 +6,6 @@ with the rendered prompt and the checkpoint shard path of each.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from dars.core.errors import InputDataError
 from dars.core.params import ModelConfig, SampleConfig
 from dars.prompting import format as prompting
 from dars.prompting.few_shot import few_shot_examples
-from dars.sampling.shards import shard_key
+from dars.sampling.shards import group_key, grouped_shard_key, shard_key, shard_path
 
 
 def work_units(queries: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
@@ -132,7 +130,7 @@ def plan_units(
                 prompt=text,
                 grader=u.grader,
                 reference=u.reference,
-                shard=shard_dir / f"{key}.parquet",
+                shard=shard_path(shard_dir, key),
                 task=getattr(u, "task", None),
             )
         )
@@ -149,13 +147,8 @@ def plan_units(
     out = []
     for g0 in range(0, len(plan), size):
         members = keys[g0 : g0 + size]
-        tag = shard_key_in_group(members, slots=slots)
+        tag = group_key(members, slots=slots)
         for u, key in zip(plan[g0 : g0 + size], members, strict=True):
-            name = hashlib.sha256(f"{key}|{tag}".encode()).hexdigest()[:24]
-            out.append(replace(u, shard=shard_dir / f"{name}.parquet", group=g0 // size))
+            name = grouped_shard_key(key, group=tag)
+            out.append(replace(u, shard=shard_path(shard_dir, name), group=g0 // size))
     return out
-
-
-def shard_key_in_group(members: list[str], *, slots: int) -> str:
-    blob = json.dumps({"slots": slots, "members": members})
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
