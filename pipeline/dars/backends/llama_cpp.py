@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dars.backends.base import GenRequest, GenResult
+from dars.backends.base import BaseBackend, GenRequest, GenResult, UnitGroups
 from dars.core import runlog
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig
@@ -349,8 +349,22 @@ class SequenceState:
 # The engine
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(BaseBackend):
     name = "llama_cpp"
+
+    @classmethod
+    def unit_groups(cls, config: ModelConfig, n: int) -> UnitGroups:
+        """The scheduler decodes fixed groups of units (`units_per_group`) on B slots."""
+        return UnitGroups(size=units_per_group(config, n), slots=scheduler_slots(config))
+
+    @classmethod
+    def progress_note(cls, config: ModelConfig) -> dict[str, str]:
+        """Threads used / CPUs allowed, and a warning when other processes hold the cores
+        (a 2-thread decode slowed to 1-2 tokens/s when another process held a core)."""
+        threads, cpus = effective_threads(config.n_threads)
+        threads = THREADS_IN_USE.get("threads", threads)
+        note = load_note(cpus)
+        return {"threads": f"{threads}/{cpus}"} | ({"cpu": note} if note else {})
 
     def __init__(
         self, config: ModelConfig, *, share_prompt: bool = True, adapt_threads: bool = True

@@ -21,7 +21,7 @@ The procedure, in rounds:
    variant with the fewest samples next, ties to the lower id), so every variant is
    sampled and the input-side variance is still estimated.
 
-Sample ids are per variant 0, 1, 2, ... and seeds are `dars.sampling.requests.sample_seed`, so
+Sample ids are per variant 0, 1, 2, ... and seeds are `dars.sampling.requests.variant_seeds`, so
 an adaptive build draws a subset of exactly the generations a uniform build would draw.
 
 Scope. In the DVC pipeline each model is sampled by its own `sample@<model>` stage, which

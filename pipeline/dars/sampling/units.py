@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from dars.backends import UnitGroups, backend_class
 from dars.core.errors import InputDataError
 from dars.core.params import ModelConfig, SampleConfig
 from dars.prompting import format as prompting
@@ -80,14 +81,10 @@ class WorkUnit:
         )
 
 
-def group_size(config: ModelConfig, sample: SampleConfig) -> int | None:
-    """Units per fixed group when the backend decodes several units together (the
-    llama_cpp scheduler), else None (each unit is generated on its own)."""
-    if config.backend != "llama_cpp":
-        return None
-    from dars.backends.llama_cpp import units_per_group
-
-    return units_per_group(config, sample.n)
+def unit_groups(config: ModelConfig, sample: SampleConfig) -> UnitGroups | None:
+    """How the model's backend groups units when it decodes several together (the
+    llama.cpp scheduler), else None (each unit is generated on its own)."""
+    return backend_class(config.backend).unit_groups(config, sample.n)
 
 
 def grouped(units: list[WorkUnit]) -> list[list[WorkUnit]]:
@@ -134,20 +131,18 @@ def plan_units(
                 task=getattr(u, "task", None),
             )
         )
-    size = group_size(config, sample)
-    if size is None:
+    groups = unit_groups(config, sample)
+    if groups is None:
         return plan
     # Units decoded together: a sample's text can depend on its batch (llama.cpp's batched
     # kernels are not batch-invariant), so a shard's name also hashes its group's members
     # and the slot count. A shard is then reused only by the same group, and a rerun or a
     # resume gives the same bytes as an uninterrupted run.
-    from dars.backends.llama_cpp import scheduler_slots
-
-    slots = scheduler_slots(config)
+    size = groups.size
     out = []
     for g0 in range(0, len(plan), size):
         members = keys[g0 : g0 + size]
-        tag = group_key(members, slots=slots)
+        tag = group_key(members, slots=groups.slots)
         for u, key in zip(plan[g0 : g0 + size], members, strict=True):
             name = grouped_shard_key(key, group=tag)
             out.append(replace(u, shard=shard_path(shard_dir, name), group=g0 // size))
