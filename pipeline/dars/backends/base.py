@@ -14,8 +14,9 @@ The sampling layer asks these of the class registered under `ModelConfig.backend
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, Protocol, Self
 
 from dars.core.params import ModelConfig, SampleConfig
 
@@ -76,12 +77,19 @@ def sample_seed(
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
-class BaseBackend:
+class BaseBackend(ABC):
     """The class-level defaults: built from its model config alone, each unit generated
     on its own, a hashed seed per sample, nothing added to the progress line."""
 
-    name: ClassVar[str]
+    name: str  # the registered name, also written to every row
     revision: str
+
+    @abstractmethod
+    def generate_variant(self, requests: list[GenRequest]) -> list[GenResult]:
+        """Generate all samples of one variant (same prompt, different seeds)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     @classmethod
     def from_params(cls, config: ModelConfig, params: dict[str, Any]) -> Self:

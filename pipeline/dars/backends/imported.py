@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from dars.backends.base import BaseBackend
+from dars.backends.base import BaseBackend, GenRequest, GenResult
 from dars.core.errors import ParamsError
 from dars.core.params import ModelConfig
 
@@ -20,3 +20,9 @@ class ImportedBackend(BaseBackend):
             f"Model {config.name!r} was imported by `dars import` (backend 'imported'): its "
             "rows come from another release and there is no engine to sample it with"
         )
+
+    def generate_variant(self, requests: list[GenRequest]) -> list[GenResult]:
+        raise NotImplementedError("an imported model has no engine")  # never built
+
+    def close(self) -> None:
+        return None
