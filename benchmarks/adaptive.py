@@ -131,6 +131,8 @@ def draw_all(sim: SimulatorSettings, *, seed: int, queries: list[str]) -> pd.Dat
                     reference=ref,
                 )
                 for req, res in zip(reqs, backend.generate_variant(reqs), strict=True):
+                    # sim_error_rate is 0 here, so every generation has a completion
+                    assert res.completion is not None, (q, v, req.sample_id)
                     g = grader.grade(res.completion, ref, {}, cfg)
                     rows.append((q, model, v, req.sample_id, g.score, res.true_p))
     return pd.DataFrame(

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -27,9 +28,9 @@ from tests.test_scheduler import PROMPTS, unit_reqs  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/scheduler_threads.json")
-    a = ap.parse_args()
+    args = ap.parse_args()
     group = [unit_reqs(v, p, 3, max_tokens=12) for v, p in enumerate(PROMPTS)]
-    runs = {}
+    runs: dict[int, dict[str, Any]] = {}
     for threads in (1, 2):
         cfg = ModelConfig(name="gemma", backend="llama_cpp", n_ctx=512, max_num_seqs=8,
                           n_threads=threads)  # fmt: skip
@@ -59,7 +60,7 @@ def main() -> None:
             str(k): {kk: vv for kk, vv in v.items() if kk != "texts"} for k, v in runs.items()
         },
     }
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("samples", "same_text", "slowdown_2_threads_vs_1")}))
 
 

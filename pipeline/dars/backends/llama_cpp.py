@@ -424,7 +424,7 @@ class LlamaCppBackend(BaseBackend):
         if got is None:
             buf = ctypes.create_string_buffer(64)
             n = self._ll.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-            got = bytes(buf[: max(n, 0)])
+            got = buf.raw[: max(n, 0)]
             self._pieces[token] = got
         return got
 
@@ -713,6 +713,7 @@ class LlamaCppBackend(BaseBackend):
                 else:
                     ready.append((u, i, tok))
 
+        tok: int | None  # a sequence's next token (None: it has ended)
         try:
             while True:
                 while free and (ready or next_unit < len(units)):  # fill the free slots
@@ -802,7 +803,7 @@ class LlamaCppBackend(BaseBackend):
                 + (
                     f", more than llama.cpp's {self._max_seqs} sequences"
                     if too_many
-                    else f", more than half the {avail / 2**20:.0f} MiB of free memory"
+                    else f", more than half the {(avail or 0) / 2**20:.0f} MiB of free memory"
                 )
                 + "; lower models.<name>.max_num_seqs or max_tokens"
             )

@@ -171,7 +171,8 @@ class OpenAIBackend(BaseBackend):
         """All samples of several variants, at most `max_concurrency` requests in flight."""
         flat = [r for g in groups for r in g]
         results = self._loop.run_until_complete(self._gather(flat))
-        out, i = [], 0
+        out: list[list[GenResult]] = []
+        i = 0
         for g in groups:
             out.append(list(results[i : i + len(g)]))
             i += len(g)
