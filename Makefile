@@ -48,6 +48,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks
 	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/mypy pipeline benchmarks
 
 dag: $(STAMP)
 	$(BIN)/dvc dag

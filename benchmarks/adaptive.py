@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "pipeline"))
@@ -55,10 +56,24 @@ from dars.backends.simulated import (  # noqa: E402
     SimulatorSettings,
     true_probability,
 )
-from dars.core.params import ModelConfig, SampleConfig  # noqa: E402
+from dars.core.params import (  # noqa: E402
+    ModelConfig,
+    SampleConfig,
+    load_params,
+    model_config,
+    sample_config,
+)
 from dars.graders import GradeConfig, get_grader  # noqa: E402
-from dars.sampling.adaptive import AdaptiveSettings, adaptive_rounds  # noqa: E402
+from dars.graders.batch import grade_file  # noqa: E402
+from dars.graders.settings import grade_settings  # noqa: E402
+from dars.sampling.adaptive import (  # noqa: E402
+    AdaptiveSettings,
+    adaptive_rounds,
+    sample_model_adaptive,
+)
 from dars.sampling.requests import plan_requests  # noqa: E402
+from dars.sampling.uniform import sample_model  # noqa: E402
+from dars.stages import prepare, reformulate  # noqa: E402
 from dars.stages.aggregate import aggregate_labels  # noqa: E402
 
 K, N = 5, 5
@@ -116,6 +131,8 @@ def draw_all(sim: SimulatorSettings, *, seed: int, queries: list[str]) -> pd.Dat
                     reference=ref,
                 )
                 for req, res in zip(reqs, backend.generate_variant(reqs), strict=True):
+                    # sim_error_rate is 0 here, so every generation has a completion
+                    assert res.completion is not None, (q, v, req.sample_id)
                     g = grader.grade(res.completion, ref, {}, cfg)
                     rows.append((q, model, v, req.sample_id, g.score, res.true_p))
     return pd.DataFrame(
@@ -232,8 +249,8 @@ def pair_shares(truth: pd.DataFrame) -> dict[str, float]:
 # --------------------------------------------------------------------------- study
 
 
-def run_scenario(name: str, base: SimulatorSettings) -> dict[str, Any]:
-    queries = [f"{name[:3]}{i:04d}" for i in range(N_QUERIES)]
+def run_scenario(name: str, base: SimulatorSettings, n_queries: int = N_QUERIES) -> dict[str, Any]:
+    queries = [f"{name[:3]}{i:04d}" for i in range(n_queries)]
     points: list[dict[str, Any]] = []
     shares = []
     for rep in REPLICATES:
@@ -241,11 +258,11 @@ def run_scenario(name: str, base: SimulatorSettings) -> dict[str, Any]:
         truth = truth_table(sim, queries)
         shares.append(pair_shares(truth))
         features = router_features(truth, seed=100 + rep)
-        train = np.random.default_rng(rep).random(N_QUERIES) < 0.5
+        train = np.random.default_rng(rep).random(n_queries) < 0.5
         t0 = time.perf_counter()
         draws = draw_all(sim, seed=rep, queries=queries)
         print(f"  {name} rep {rep}: {len(draws)} draws in {time.perf_counter() - t0:.1f}s")
-        n_pairs = N_QUERIES * len(MODELS)
+        n_pairs = n_queries * len(MODELS)
         oracle = measures(
             truth.assign(mean=truth["truth"]), truth, features, train
         )  # labels = truth
@@ -359,13 +376,6 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
     adaptive stage (per-model rules), both on gemma-3-270m via llama.cpp."""
     import yaml
 
-    from dars.core.params import load_params, model_config, sample_config
-    from dars.graders.settings import grade_settings
-    from dars.sampling import adaptive
-    from dars.sampling.uniform import sample_model
-    from dars.stages import grade as grade_stage
-    from dars.stages import prepare, reformulate
-
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["prepare"]["tasks"] = {
         "arithmetic-easy": {"kind": "arithmetic", "n": 4, "difficulty": 0, "seed": 7},
@@ -398,7 +408,6 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
     p = load_params(workdir / "params.yaml")
     q = pd.read_parquet(workdir / "queries.parquet")
     v = pd.read_parquet(workdir / "variants.parquet")
-    by_id = grade_stage.index_queries(q, path="queries")
     gconf, _ = grade_settings(p)
     labels = {}
     spent = {}
@@ -408,7 +417,7 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
         frames = []
         t0 = time.perf_counter()
         for m in keep:
-            fn = adaptive.sample_model_adaptive if strategy == "adaptive" else sample_model
+            fn = sample_model_adaptive if strategy == "adaptive" else sample_model
             table = fn(
                 config=model_config(p, m),
                 sample=sample_config(p),
@@ -418,9 +427,19 @@ def llama_comparison(workdir: Path) -> dict[str, Any]:
                 checkpoint_dir=workdir / f"ckpt-{strategy}",
                 progress=False,
             )
-            gens = table.to_pandas()
-            res = grade_stage.grade_all(gens, by_id, config=gconf, workers=1)
-            frames.append(grade_stage.outcomes_frame(gens, res))
+            # graded as the grade stage does: generations file -> outcomes file
+            gens_path = workdir / f"generations-{strategy}-{m}.parquet"
+            outcomes_path = workdir / f"outcomes-{strategy}-{m}.parquet"
+            pq.write_table(table, gens_path)
+            grade_file(
+                generations=gens_path,
+                queries=q,
+                queries_path=str(workdir / "queries.parquet"),
+                out=outcomes_path,
+                config=gconf,
+                workers=1,
+            )
+            frames.append(pd.read_parquet(outcomes_path))
         seconds[strategy] = round(time.perf_counter() - t0, 1)
         out = pd.concat(frames, ignore_index=True)
         outcomes[strategy] = out
@@ -460,11 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=str(REPO / "benchmarks" / "results" / "adaptive.png"))
     ap.add_argument("--llama", action="store_true", help="also run the real llama.cpp comparison")
     ap.add_argument("--workdir", default="/tmp/dars-adaptive-bench")
+    ap.add_argument("--queries", type=int, default=N_QUERIES, help="queries per simulated scenario")
     args = ap.parse_args(argv)
     results: dict[str, Any] = {
         "backend": "simulated (research instrument with known truth; not a model)",
         "design": {
-            "queries": N_QUERIES,
+            "queries": args.queries,
             "models": MODELS,
             "K": K,
             "N": N,
@@ -478,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, sim in SCENARIOS.items():
         print(f"scenario {name}")
-        results["scenarios"][name] = run_scenario(name, sim)
+        results["scenarios"][name] = run_scenario(name, sim, args.queries)
     if args.llama:
         print("llama.cpp comparison")
         results["llama_cpp"] = llama_comparison(Path(args.workdir))

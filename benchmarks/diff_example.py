@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import BIN, DvcRepo, base_params  # noqa: E402
+from tests.factories import BIN, DvcRepo, base_params  # noqa: E402
 
 
 def main() -> None:

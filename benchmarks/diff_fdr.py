@@ -25,6 +25,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def one_diff(truth, *, seed: int, n: int, shift: dict[str, float], method: str) 
             pairs["alpha_old"], pairs["beta_old"], pairs["alpha_new"], pairs["beta_new"]
         )
     shifted = pairs["model"].isin(list(shift)).to_numpy()
-    out = {"tested": int((~np.isnan(p)).sum()), "pairs": len(p)}
+    out: dict[str, Any] = {"tested": int((~np.isnan(p)).sum()), "pairs": len(p)}
     nulls = p[~shifted & ~np.isnan(p)]
     out["null_p05"] = float((nulls <= 0.05).mean()) if len(nulls) else None
     out["null_p01"] = float((nulls <= 0.01).mean()) if len(nulls) else None
@@ -156,7 +157,7 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     truth = simulated_truth(n_queries=a.queries, abilities=ABILITIES, k=a.k)
-    result = {
+    result: dict[str, Any] = {
         "command": "python benchmarks/diff_fdr.py "
         f"--replicates {a.replicates} --shift-replicates {a.shift_replicates} "
         f"--queries {a.queries} --k {a.k} --n {a.n}",

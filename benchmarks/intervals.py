@@ -113,7 +113,7 @@ def _scaled_jeffreys(d: dict[str, np.ndarray], f: np.ndarray):
     return intervals.jeffreys_interval(d["sum_s"] * f, d["n"] * f, level=LEVEL)
 
 
-def compute(kind: str, d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def compute(kind: str, d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """One of KINDS; the alternatives that were measured and not chosen are built here
     from `design_effect` (Jeffreys on counts scaled by f, boundary rule included)."""
     if kind == "fixed":
@@ -170,9 +170,9 @@ def cell(
 
 def timing(rng: np.random.Generator, pairs: int) -> dict[str, float]:
     sim = simulate(rng, pairs=pairs, k=5, n=5, sd=0.8, boundary=0.4)
-    d = pair_inputs(sim["y"], sim["n_i"])
+    d: dict[str, Any] = pair_inputs(sim["y"], sim["n_i"])
     frac = dict(d, sum_s=d["sum_s"] * rng.uniform(0.8, 1.0, pairs))  # fractional (F1-like)
-    out = {"pairs": pairs}
+    out: dict[str, float] = {"pairs": pairs}
     for name, dd in (("binary", d), ("fractional", frac)):
         for kind in ("fixed", "rewrite"):
             t0 = time.perf_counter()

@@ -226,7 +226,7 @@ def main() -> None:
     prompts = real_prompts(arithmetic=a.arithmetic, humaneval=a.humaneval, shots=3)
     path, revision = resolve_model_path("auto")
     config = ModelConfig(name="gemma", backend="llama_cpp", n_ctx=2048, n_threads=a.threads)
-    engines = {
+    engines: dict[str, Any] = {
         "batched": LlamaCppBackend(config),
         "batched_reprefill": LlamaCppBackend(config, share_prompt=False),
         "naive": llama_cpp.Llama(
@@ -458,7 +458,7 @@ def main_pool(a: argparse.Namespace) -> None:
     for n in a.n:
         groups = pool_units(pool, n=n, slots=a.slots)
         use = [x for x in arms if x not in extra or n in a.compare_at]
-        acc = {x: {"wall_s": 0.0, "tokens": 0, "texts": []} for x in use}
+        acc: dict[str, dict[str, Any]] = {x: {"wall_s": 0.0, "tokens": 0, "texts": []} for x in use}
         measurements = []
         for gi, (config, group) in enumerate(groups):
             k = gi % len(use)

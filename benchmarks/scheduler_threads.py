@@ -4,16 +4,18 @@ decoded with 1 and with 2 threads; the completions are compared and the load rec
 
     PYTHONPATH=pipeline python benchmarks/scheduler_threads.py
 
-Results: benchmarks/results/scheduler_threads.json.
+Results: benchmarks/results/scheduler_threads.json (`--out`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -24,8 +26,11 @@ from tests.test_scheduler import PROMPTS, unit_reqs  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/scheduler_threads.json")
+    args = ap.parse_args()
     group = [unit_reqs(v, p, 3, max_tokens=12) for v, p in enumerate(PROMPTS)]
-    runs = {}
+    runs: dict[int, dict[str, Any]] = {}
     for threads in (1, 2):
         cfg = ModelConfig(name="gemma", backend="llama_cpp", n_ctx=512, max_num_seqs=8,
                           n_threads=threads)  # fmt: skip
@@ -55,8 +60,7 @@ def main() -> None:
             str(k): {kk: vv for kk, vv in v.items() if kk != "texts"} for k, v in runs.items()
         },
     }
-    out_path = REPO / "benchmarks/results/scheduler_threads.json"
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("samples", "same_text", "slowdown_2_threads_vs_1")}))
 
 

@@ -206,6 +206,8 @@ def generate(root: Path, rows: int, *, chunk_queries: int = 200_000) -> dict[str
                 if writer is None:
                     writer = pq.ParquetWriter(target, batch.schema)
                 writer.write_batch(batch)
+        if writer is None:
+            raise RuntimeError(f"the outcomes query of model m{m} returned no rows")
         writer.close()
         # the generations are the outcomes without the grade columns
         gen_cols = ", ".join(c for c in writer.schema.names if c not in GRADE_NAMES)
@@ -298,7 +300,7 @@ def coverage(labels: Path) -> dict[str, Any]:
                 count(*) FILTER (WHERE {lo} IS NULL)
             FROM read_parquet('{labels}')
             """
-        ).fetchone()
+        ).fetchall()[0]
         con.close()
         key = "intervals" if not suffix else "intervals_fixed"
         out[key] = {

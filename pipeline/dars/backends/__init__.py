@@ -1,42 +1,77 @@
-"""Inference backends, one file each. Optional engines fail at build time with the
-pip extra to install (datatrove style)."""
+"""Inference backends, one file each, registered by name (`BACKENDS`, with "Did you
+mean ...?" for an unknown name).
+
+Registration is lazy: each entry is a loader that imports its backend's module when the
+backend is first asked for, so importing `dars.backends` imports no engine module. The
+backend modules themselves import their optional engine (llama-cpp-python, vLLM,
+aiohttp) only when an engine is built, and a missing one fails there with the pip extra
+to install (datatrove style). The sampling layer asks the registered class what it needs
+(`BaseBackend`: grouping, seeds, progress notes) and never compares backend names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from dars.backends.base import Backend, GenRequest, GenResult
-from dars.core.errors import ParamsError
-from dars.core.params import BACKENDS, ModelConfig
+from dars.backends.base import Backend, BaseBackend, GenRequest, GenResult, UnitGroups
+from dars.core.params import ModelConfig
+from dars.core.registry import Registry
 
-__all__ = ["Backend", "GenRequest", "GenResult", "build_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BaseBackend",
+    "GenRequest",
+    "GenResult",
+    "UnitGroups",
+    "backend_class",
+    "build_backend",
+]
+
+BACKENDS: Registry[Callable[[], type[BaseBackend]]] = Registry("backend")
+
+
+@BACKENDS.register("llama_cpp")
+def _llama_cpp() -> type[BaseBackend]:
+    from dars.backends.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend
+
+
+@BACKENDS.register("openai")
+def _openai() -> type[BaseBackend]:
+    from dars.backends.openai import OpenAIBackend
+
+    return OpenAIBackend
+
+
+@BACKENDS.register("vllm")
+def _vllm() -> type[BaseBackend]:
+    from dars.backends.vllm import VllmBackend
+
+    return VllmBackend
+
+
+@BACKENDS.register("simulated")
+def _simulated() -> type[BaseBackend]:
+    from dars.backends.simulated import SimulatedBackend
+
+    return SimulatedBackend
+
+
+@BACKENDS.register("imported")
+def _imported() -> type[BaseBackend]:
+    from dars.backends.imported import ImportedBackend
+
+    return ImportedBackend
+
+
+def backend_class(name: str) -> type[BaseBackend]:
+    """The class registered under `name` (an unknown name: `UnknownNameError`)."""
+    return BACKENDS.get(name)()
 
 
 def build_backend(config: ModelConfig, params: dict[str, Any]) -> Backend:
-    if config.backend == "llama_cpp":
-        from dars.backends.llama_cpp import LlamaCppBackend
-
-        return LlamaCppBackend(config)
-    if config.backend == "openai":
-        from dars.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(config)
-    if config.backend == "vllm":
-        from dars.backends.vllm import VllmBackend
-
-        return VllmBackend(config)
-    if config.backend == "simulated":
-        from dars.backends.simulated import SimulatedBackend, simulator_settings
-
-        return SimulatedBackend(config, simulator_settings(params))
-    if config.backend == "imported":
-        raise ParamsError(
-            f"Model {config.name!r} was imported by `dars import` (backend 'imported'): its "
-            "rows come from another release and there is no engine to sample it with"
-        )
-    if config.backend in BACKENDS:
-        raise ParamsError(
-            f"Backend {config.backend!r} (model {config.name!r}) is planned but not implemented "
-            "in this build; implemented backends: llama_cpp, simulated"
-        )
-    raise ParamsError(f"Unknown backend {config.backend!r}; allowed: {', '.join(BACKENDS)}")
+    """The engine of one model config (`config.backend` picks the registered class)."""
+    return backend_class(config.backend).from_params(config, params)

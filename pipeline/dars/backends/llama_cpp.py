@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dars.backends.base import GenRequest, GenResult
+from dars.backends.base import BaseBackend, GenRequest, GenResult, UnitGroups
 from dars.core import runlog
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig
@@ -349,8 +349,22 @@ class SequenceState:
 # The engine
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(BaseBackend):
     name = "llama_cpp"
+
+    @classmethod
+    def unit_groups(cls, config: ModelConfig, n: int) -> UnitGroups:
+        """The scheduler decodes fixed groups of units (`units_per_group`) on B slots."""
+        return UnitGroups(size=units_per_group(config, n), slots=scheduler_slots(config))
+
+    @classmethod
+    def progress_note(cls, config: ModelConfig) -> dict[str, str]:
+        """Threads used / CPUs allowed, and a warning when other processes hold the cores
+        (a 2-thread decode slowed to 1-2 tokens/s when another process held a core)."""
+        threads, cpus = effective_threads(config.n_threads)
+        threads = THREADS_IN_USE.get("threads", threads)
+        note = load_note(cpus)
+        return {"threads": f"{threads}/{cpus}"} | ({"cpu": note} if note else {})
 
     def __init__(
         self, config: ModelConfig, *, share_prompt: bool = True, adapt_threads: bool = True
@@ -410,7 +424,7 @@ class LlamaCppBackend:
         if got is None:
             buf = ctypes.create_string_buffer(64)
             n = self._ll.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-            got = bytes(buf[: max(n, 0)])
+            got = buf.raw[: max(n, 0)]
             self._pieces[token] = got
         return got
 
@@ -699,6 +713,7 @@ class LlamaCppBackend:
                 else:
                     ready.append((u, i, tok))
 
+        tok: int | None  # a sequence's next token (None: it has ended)
         try:
             while True:
                 while free and (ready or next_unit < len(units)):  # fill the free slots
@@ -788,7 +803,7 @@ class LlamaCppBackend:
                 + (
                     f", more than llama.cpp's {self._max_seqs} sequences"
                     if too_many
-                    else f", more than half the {avail / 2**20:.0f} MiB of free memory"
+                    else f", more than half the {(avail or 0) / 2**20:.0f} MiB of free memory"
                 )
                 + "; lower models.<name>.max_num_seqs or max_tokens"
             )

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dars.backends.base import GenRequest, GenResult
+from dars.backends.base import BaseBackend, GenRequest, GenResult
 from dars.core.errors import AuthenticationError, MissingCredentialError, MissingExtraError
 from dars.core.params import ModelConfig
 
@@ -127,7 +127,7 @@ def read_api_key(env_name: str, *, model: str) -> str | None:
     return key
 
 
-class OpenAIBackend:
+class OpenAIBackend(BaseBackend):
     name = "openai"
 
     def __init__(self, config: ModelConfig) -> None:
@@ -171,7 +171,8 @@ class OpenAIBackend:
         """All samples of several variants, at most `max_concurrency` requests in flight."""
         flat = [r for g in groups for r in g]
         results = self._loop.run_until_complete(self._gather(flat))
-        out, i = [], 0
+        out: list[list[GenResult]] = []
+        i = 0
         for g in groups:
             out.append(list(results[i : i + len(g)]))
             i += len(g)

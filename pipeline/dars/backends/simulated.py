@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dars.backends.base import GenRequest, GenResult
+from dars.backends.base import BaseBackend, GenRequest, GenResult
 from dars.core.params import ModelConfig, SimulatorParams, section
 
 SIM_REVISION = "simulated"
@@ -95,13 +95,17 @@ def _right_answer(grader: str, reference: str) -> str:
     return reference
 
 
-class SimulatedBackend:
+class SimulatedBackend(BaseBackend):
     name = "simulated"
     revision = SIM_REVISION
 
     def __init__(self, config: ModelConfig, settings: SimulatorSettings) -> None:
         self.config = config
         self.settings = settings
+
+    @classmethod
+    def from_params(cls, config: ModelConfig, params: dict[str, Any]) -> SimulatedBackend:
+        return cls(config, simulator_settings(params))
 
     def generate_variant(self, requests: list[GenRequest]) -> list[GenResult]:
         return [self._one(r) for r in requests]

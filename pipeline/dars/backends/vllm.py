@@ -14,7 +14,7 @@ request `SamplingParams(n=len(run), seed=first)`; the seed recorded in each row 
 exactly the seed vLLM used for it. `spaced_sample_seeds` gives each variant its own
 aligned block of `SEED_STRIDE` consecutive seeds (so no two variants share a sample seed),
 and the sample stage's planner uses them for this backend
-(`dars.sampling.requests.variant_seeds`), so every variant is ONE n=N request. A sample's
+(`VllmBackend.variant_seeds`), so every variant is ONE n=N request. A sample's
 result is as reproducible as a one-sample request with its own seed: vLLM seeds each
 child request's generator with its own seed (per-request seeds, vLLM PR #2514). The
 prompt is computed once either way: prefix caching is on.
@@ -61,9 +61,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dars.backends.base import GenRequest, GenResult
+from dars.backends.base import BaseBackend, GenRequest, GenResult
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
-from dars.core.params import ModelConfig
+from dars.core.params import ModelConfig, SampleConfig
 
 SEED_STRIDE = 1 << 12  # samples per variant that spaced seeds can hold
 _SEED_BLOCKS = (1 << 62) // SEED_STRIDE  # seeds stay below 2**62 (torch.Generator takes 64 bits)
@@ -260,8 +260,23 @@ def results_from_outputs(
     return [[r for r in rs if r is not None] for rs in got]
 
 
-class VllmBackend:
+class VllmBackend(BaseBackend):
     name = "vllm"
+
+    @classmethod
+    def variant_seeds(
+        cls, *, config: ModelConfig, sample: SampleConfig, query_id: str, variant_id: int
+    ) -> list[int]:
+        """N consecutive seeds in the variant's own block (`spaced_sample_seeds`), so the
+        planner sends ONE `SamplingParams(n=N, seed=first)` request per variant and
+        vLLM's child seeds (seed + index) are exactly the recorded ones."""
+        return spaced_sample_seeds(
+            base_seed=sample.seed,
+            model=config.name,
+            query_id=query_id,
+            variant_id=variant_id,
+            n=sample.n,
+        )
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config

@@ -216,7 +216,7 @@ def canonical_skops(data: bytes) -> bytes:
 
     def renamed(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for key, value in node.items():
                 if key == "__id__" and isinstance(value, int):
                     out[key] = ids[value]

@@ -78,7 +78,7 @@ def within_budget(
         name = f.name.split("-dars.")[0].split("-single_shot-")[0]
         sup = "dars" if "-dars." in f.name else "single_shot"
         r = (metrics.get("routers") or {}).get(name) or {}
-        value = ((r.get(sup) or {}).get("utility") or {}).get("value")
+        value: Any = ((r.get(sup) or {}).get("utility") or {}).get("value")  # is_number checks
         return float(value) if is_number(value) and math.isfinite(value) else -math.inf
 
     order = sorted(files, key=lambda f: ("-dars." not in f.name, -utility(f), f.name))

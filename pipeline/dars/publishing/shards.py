@@ -82,11 +82,11 @@ class _RollingWriter:
             self._writer = pq.ParquetWriter(self._path, self.schema)
         self._writer.write_table(table)
         self.out.rows += table.num_rows
-        if self._path.stat().st_size >= self.max_bytes:
+        if self._path is not None and self._path.stat().st_size >= self.max_bytes:
             self._close()
 
     def _close(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None and self._path is not None:
             self._writer.close()
             self.out.files.append(self._path)
             self._writer, self._path = None, None

@@ -143,11 +143,11 @@ def generation_counts(
             list(DISTINCT backend) FILTER (WHERE backend IS NOT NULL)
         FROM {duck.read_parquet(generations)}
         """
-    ).fetchone()
+    ).fetchall()[0]
     (label_backends,) = con.execute(
         "SELECT list(DISTINCT backend) FILTER (WHERE backend IS NOT NULL) "
         f"FROM {duck.read_parquet([labels])}"
-    ).fetchone()
+    ).fetchall()[0]
     return {
         "n_generations": int(n),
         "n_failed": int(failed),

@@ -21,7 +21,7 @@ The procedure, in rounds:
    variant with the fewest samples next, ties to the lower id), so every variant is
    sampled and the input-side variance is still estimated.
 
-Sample ids are per variant 0, 1, 2, ... and seeds are `dars.sampling.requests.sample_seed`, so
+Sample ids are per variant 0, 1, 2, ... and seeds are `dars.sampling.requests.variant_seeds`, so
 an adaptive build draws a subset of exactly the generations a uniform build would draw.
 
 Scope. In the DVC pipeline each model is sampled by its own `sample@<model>` stage, which
@@ -403,10 +403,6 @@ def run_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _shard_path(folder: Path, r: int, query_id: str) -> Path:
-    return folder / f"r{r:04d}-{hashlib.sha256(query_id.encode()).hexdigest()[:16]}.parquet"
-
-
 def _load_round_shard(path: Path, expected: list[tuple[int, int]]) -> pa.Table | None:
     if not path.exists():
         return None
@@ -446,7 +442,7 @@ def sample_model_adaptive(
     from dars.sampling.requests import plan_requests
     from dars.sampling.retries import generate_with_retries
     from dars.sampling.rows import rows_for
-    from dars.sampling.shards import remove_temp_files
+    from dars.sampling.shards import remove_temp_files, round_shard_path
     from dars.sampling.units import render_prompt, work_units
 
     if executor != "local":
@@ -527,7 +523,7 @@ def sample_model_adaptive(
 
     def shard(r: int, query_id: str, draws: list[tuple[int, int]]) -> pa.Table:
         expected = sorted(draws)
-        path = _shard_path(folder, r, query_id)
+        path = round_shard_path(folder, r, query_id)
         table = _load_round_shard(path, expected)
         if table is None:
             table = generate(query_id, expected)

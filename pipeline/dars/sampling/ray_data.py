@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,7 +123,8 @@ def run_ray(
             num_gpus=gpus_per_worker,
         )
         pending: dict[str, list[pa.Table]] = {}
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for got in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            batch = cast(pa.Table, got)  # batch_format="pyarrow": Ray yields Arrow tables
             for shard in set(batch.column(SHARD_COL).to_pylist()):
                 part = batch.filter(pc.equal(batch.column(SHARD_COL), shard))
                 pending.setdefault(shard, []).append(part)

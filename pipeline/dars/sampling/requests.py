@@ -3,57 +3,30 @@
 Seeds are a pure function of (sample.seed, model, query, variant, sample id), so a
 sample's seed does not depend on the order, the executor, the batch, or what an earlier
 run already finished. Uniform and adaptive builds draw the same (variant, sample id)
-with the same seed. For vLLM a variant's seeds are consecutive, so it is one n=N request.
+with the same seed. The backend class plans a variant's seeds (`variant_seeds`): for vLLM
+they are consecutive, so a variant is one n=N request.
 """
 
 from __future__ import annotations
 
-import hashlib
-
-from dars.backends.base import GenRequest
+from dars.backends import backend_class
+from dars.backends.base import GenRequest, sample_seed
 from dars.core.params import ModelConfig, SampleConfig
 from dars.prompting import format as prompting
 
-
-def sample_seed(
-    *, base_seed: int, model: str, query_id: str, variant_id: int, sample_id: int
-) -> int:
-    """A distinct, order-independent seed per (model, query, variant, sample)."""
-    key = f"{base_seed}|{model}|{query_id}|{variant_id}|{sample_id}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
+__all__ = ["plan_requests", "sample_seed", "variant_seeds"]
 
 
 def variant_seeds(
     *, config: ModelConfig, sample: SampleConfig, query_id: str, variant_id: int
 ) -> list[int]:
-    """The N sample seeds of a variant.
-
-    vLLM: N consecutive seeds in the variant's own block (`spaced_sample_seeds`), so the
-    planner sends ONE `SamplingParams(n=N, seed=first)` request per variant and vLLM's
-    child seeds (seed + index) are exactly the recorded ones. Other backends: a hashed
-    seed per sample (`sample_seed`). Either way sample i's seed does not depend on N, so
-    an adaptive build draws a subset of the uniform build's samples.
-    """
-    if config.backend == "vllm":
-        from dars.backends.vllm import spaced_sample_seeds
-
-        return spaced_sample_seeds(
-            base_seed=sample.seed,
-            model=config.name,
-            query_id=query_id,
-            variant_id=variant_id,
-            n=sample.n,
-        )
-    return [
-        sample_seed(
-            base_seed=sample.seed,
-            model=config.name,
-            query_id=query_id,
-            variant_id=variant_id,
-            sample_id=i,
-        )
-        for i in range(sample.n)
-    ]
+    """The N sample seeds of a variant, as its backend class plans them
+    (`BaseBackend.variant_seeds`: a hashed seed per sample; vLLM: N consecutive seeds, one
+    n=N request). Either way sample i's seed does not depend on N, so an adaptive build
+    draws a subset of the uniform build's samples."""
+    return backend_class(config.backend).variant_seeds(
+        config=config, sample=sample, query_id=query_id, variant_id=variant_id
+    )
 
 
 def plan_requests(

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from dars.backends import backend_class
 from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_table
@@ -33,17 +34,6 @@ from dars.sampling.shards import load_done, remove_temp_files
 from dars.sampling.units import WorkUnit, plan_units
 
 EXECUTORS = ("local", "ray")
-
-
-def cpu_note(config: ModelConfig) -> dict[str, str]:
-    """Threads used / CPUs allowed, and a warning when other processes hold the cores
-    (a 2-thread decode slowed to 1-2 tokens/s when another process held a core)."""
-    from dars.backends.llama_cpp import THREADS_IN_USE, effective_threads, load_note
-
-    threads, cpus = effective_threads(config.n_threads)
-    threads = THREADS_IN_USE.get("threads", threads)
-    note = load_note(cpus)
-    return {"threads": f"{threads}/{cpus}"} | ({"cpu": note} if note else {})
 
 
 def sample_model(
@@ -90,6 +80,7 @@ def sample_model(
         dynamic_ncols=True,
     )
     tokens, t0 = 0, time.perf_counter()
+    backend_cls = backend_class(config.backend)
 
     def on_done(unit: WorkUnit, table: pa.Table) -> None:
         nonlocal tokens
@@ -98,8 +89,7 @@ def sample_model(
         tokens += int(pc.sum(table.column("completion_tokens")).as_py() or 0)
         bar.update(table.num_rows)
         info = {"tok_s": f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}"}
-        if config.backend == "llama_cpp":
-            info |= cpu_note(config)
+        info |= backend_cls.progress_note(config)
         bar.set_postfix(info)
 
     try:

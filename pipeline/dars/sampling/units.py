@@ -6,19 +6,18 @@ with the rendered prompt and the checkpoint shard path of each.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dars.backends import UnitGroups, backend_class
 from dars.core.errors import InputDataError
 from dars.core.params import ModelConfig, SampleConfig
 from dars.prompting import format as prompting
 from dars.prompting.few_shot import few_shot_examples
-from dars.sampling.shards import shard_key
+from dars.sampling.shards import group_key, grouped_shard_key, shard_key, shard_path
 
 
 def work_units(queries: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
@@ -82,14 +81,10 @@ class WorkUnit:
         )
 
 
-def group_size(config: ModelConfig, sample: SampleConfig) -> int | None:
-    """Units per fixed group when the backend decodes several units together (the
-    llama_cpp scheduler), else None (each unit is generated on its own)."""
-    if config.backend != "llama_cpp":
-        return None
-    from dars.backends.llama_cpp import units_per_group
-
-    return units_per_group(config, sample.n)
+def unit_groups(config: ModelConfig, sample: SampleConfig) -> UnitGroups | None:
+    """How the model's backend groups units when it decodes several together (the
+    llama.cpp scheduler), else None (each unit is generated on its own)."""
+    return backend_class(config.backend).unit_groups(config, sample.n)
 
 
 def grouped(units: list[WorkUnit]) -> list[list[WorkUnit]]:
@@ -132,30 +127,23 @@ def plan_units(
                 prompt=text,
                 grader=u.grader,
                 reference=u.reference,
-                shard=shard_dir / f"{key}.parquet",
+                shard=shard_path(shard_dir, key),
                 task=getattr(u, "task", None),
             )
         )
-    size = group_size(config, sample)
-    if size is None:
+    groups = unit_groups(config, sample)
+    if groups is None:
         return plan
     # Units decoded together: a sample's text can depend on its batch (llama.cpp's batched
     # kernels are not batch-invariant), so a shard's name also hashes its group's members
     # and the slot count. A shard is then reused only by the same group, and a rerun or a
     # resume gives the same bytes as an uninterrupted run.
-    from dars.backends.llama_cpp import scheduler_slots
-
-    slots = scheduler_slots(config)
+    size = groups.size
     out = []
     for g0 in range(0, len(plan), size):
         members = keys[g0 : g0 + size]
-        tag = shard_key_in_group(members, slots=slots)
+        tag = group_key(members, slots=groups.slots)
         for u, key in zip(plan[g0 : g0 + size], members, strict=True):
-            name = hashlib.sha256(f"{key}|{tag}".encode()).hexdigest()[:24]
-            out.append(replace(u, shard=shard_dir / f"{name}.parquet", group=g0 // size))
+            name = grouped_shard_key(key, group=tag)
+            out.append(replace(u, shard=shard_path(shard_dir, name), group=g0 // size))
     return out
-
-
-def shard_key_in_group(members: list[str], *, slots: int) -> str:
-    blob = json.dumps({"slots": slots, "members": members})
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]

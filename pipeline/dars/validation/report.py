@@ -118,7 +118,7 @@ def model_counts(
         if "status" in gen.columns:
             n_error = ws.execute(
                 f"SELECT count(*) FROM {duck.ident(gen.sql_name)} WHERE status = 'error'"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         grade = {s: 0 for s in GRADE_STATUSES}
         if "grade_status" in out.columns:
             rows = ws.execute(

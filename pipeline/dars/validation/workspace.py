@@ -109,7 +109,7 @@ class Workspace:
 
     def relation(self, sql_name: str) -> Relation:
         cols = [r[0] for r in self.execute(f"DESCRIBE {duck.ident(sql_name)}").fetchall()]
-        rows = self.execute(f"SELECT count(*) FROM {duck.ident(sql_name)}").fetchone()[0]
+        rows = self.execute(f"SELECT count(*) FROM {duck.ident(sql_name)}").fetchall()[0][0]
         return Relation(sql_name, tuple(cols), int(rows))
 
     def copy_parquet(self, path: str | Path, *, prefix: str) -> Relation:

@@ -112,8 +112,7 @@ def label_changes(old: Version, new: Version, *, fdr: float = DEFAULT_FDR) -> pd
     pairs["method"] = "untestable"
     pairs["stat"] = np.nan
     pairs["p_value"] = np.nan
-    have_scores = old.scores is not None and new.scores is not None
-    if have_scores:
+    if old.scores is not None and new.scores is not None:
         st = ["query_id", "model", "count", "sum", "sumsq"]
         pairs = pairs.merge(old.scores[st], on=keys, how="left").merge(
             new.scores[st], on=keys, how="left", suffixes=("_old", "_new")
@@ -190,6 +189,8 @@ def dvc_params_diff(old: Version, new: Version) -> dict[str, Any] | None:
     import sys
 
     if not (old.kind == new.kind == "git" and old.git_root == new.git_root and old.git_root):
+        return None
+    if old.git_commit is None or new.git_commit is None:
         return None
     r = subprocess.run(
         [sys.executable, "-m", "dvc", "params", "diff", old.git_commit, new.git_commit,
@@ -365,9 +366,9 @@ def splits_section(old: Version, new: Version) -> dict[str, Any]:
     }
 
 
-def _metric_leaves(obj: Any, path: str = "") -> dict[str, dict[str, float]]:
+def _metric_leaves(obj: Any, path: str = "") -> dict[str, dict[str, dict[str, Any]]]:
     """'routers/knn/dars' -> {metric: {value, ci_low, ci_high}} for the headline metrics."""
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     if not isinstance(obj, Mapping):
         return out
     cells = {
