@@ -763,11 +763,11 @@ def parse(params: Mapping[str, Any]) -> Parsed:
     try:
         value = _PARAMS.validate_python(data)
     except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
         for err in exc.errors():
             top = str(err["loc"][0]) if err["loc"] else ""
-            top = top if top in _TOP else ""
-            errors.setdefault(top, []).append(_message(err, where))
-        value = _PARAMS.validate_python({k: v for k, v in data.items() if k not in errors})
+            errors.setdefault(top if top in _TOP else "", []).append(_message(err, where))
+        value = _PARAMS.validate_python({k: v for k, v in data.items() if k not in bad})
     if value.reformulate is not None:
         try:
             value.reformulate.llm.model_config()
