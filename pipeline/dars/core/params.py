@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -976,10 +977,15 @@ def get(
     return node
 
 
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
 def read(cls: type, raw: Any, key: str, where: str = "params.yaml") -> Any:
     """A section class parsed from a raw mapping found at `key` (or ParamsError)."""
     try:
-        return TypeAdapter(cls).validate_python({} if raw is None else raw)
+        return _adapter(cls).validate_python({} if raw is None else raw)
     except ValidationError as exc:
         _raise([_message(e, where, cls, tuple(key.split("."))) for e in exc.errors()])
 
