@@ -194,7 +194,7 @@ def runtime_fields(section_name: str) -> set[str]:
     cls = P.SECTIONS.get(section_name)
     if cls is None:
         return set()
-    return {n for n, f in P.fields_of(cls).items() if f.metadata["rule"].runtime}
+    return P.runtime_keys(cls)
 
 
 def present_keys(section_name: str) -> set[str]:

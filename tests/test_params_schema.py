@@ -133,11 +133,12 @@ def test_model_values_are_kept_as_written() -> None:
 
 
 def test_every_key_is_documented() -> None:
-    classes = [P.ModelConfig, *P.SECTIONS.values(), P.ReformulateLLMParams, P.RewriteChecks]
+    classes = [*P.BACKEND_TYPES.values(), *P.SECTIONS.values(), P.ReformulateLLMParams]
+    classes.append(P.RewriteChecks)
     for cls in classes:
-        for f in dataclasses.fields(cls):
-            if "rule" in f.metadata and f.metadata["rule"].kind != "section":
-                assert f.metadata["rule"].doc, f"{cls.__name__}.{f.name} has no doc"
+        for name, f in P.fields_of(cls).items():
+            if not dataclasses.is_dataclass(f.annotation):
+                assert f.description, f"{cls.__name__}.{name} has no doc"
 
 
 def test_docs_params_page_is_current() -> None:
