@@ -13,14 +13,21 @@ from sklearn.pipeline import Pipeline
 
 from dars.core.errors import ParamsError
 from dars.core.registry import Registry
+from dars.routers.avengers_pro import AvengersProRouter
 from dars.routers.base import BaseRouter
 from dars.routers.best_single import BestSingleRouter
 from dars.routers.cheapest import CheapestRouter
+from dars.routers.embedllm import EmbedLLMRouter
+from dars.routers.graphrouter import GraphRouter
 from dars.routers.knn import KNNRouter
+from dars.routers.knn16 import DarsKNNRouter
 from dars.routers.linear import RidgeRouter
 from dars.routers.mf import MFRouter
+from dars.routers.mirt import MIRTRouter
 from dars.routers.mlp import MLPRouter
+from dars.routers.mlp3 import DarsMLPRouter
 from dars.routers.random_router import RandomRouter
+from dars.routers.rm_softmax import RMSoftmaxRouter
 
 ROUTERS: Registry[type[BaseRouter]] = Registry("router")
 ROUTERS.register("random")(RandomRouter)
@@ -30,6 +37,17 @@ ROUTERS.register("knn")(KNNRouter)
 ROUTERS.register("ridge")(RidgeRouter)
 ROUTERS.register("mlp")(MLPRouter)
 ROUTERS.register("mf")(MFRouter)
+# DARS's seven (AIGNLAI/DARS `methods/`), behaviour matched; see docs/routers.md
+ROUTERS.register("mlp3")(DarsMLPRouter)
+ROUTERS.register("knn16")(DarsKNNRouter)
+ROUTERS.register("embedllm")(EmbedLLMRouter)
+ROUTERS.register("mirt")(MIRTRouter)
+ROUTERS.register("rm_softmax")(RMSoftmaxRouter)
+ROUTERS.register("graphrouter")(GraphRouter)
+ROUTERS.register("avengers_pro")(AvengersProRouter)
+
+#: DARS's seven routers, in the paper's order
+DARS_ROUTERS = ("mlp3", "knn16", "embedllm", "mirt", "rm_softmax", "graphrouter", "avengers_pro")
 
 #: routers whose decision does not depend on the query text
 BASELINES = ("random", "best-single", "cheapest")
@@ -62,13 +80,21 @@ def make_router(
 
 __all__ = [
     "BASELINES",
+    "DARS_ROUTERS",
     "ROUTERS",
+    "AvengersProRouter",
     "BaseRouter",
     "BestSingleRouter",
     "CheapestRouter",
+    "DarsKNNRouter",
+    "DarsMLPRouter",
+    "EmbedLLMRouter",
+    "GraphRouter",
     "KNNRouter",
     "MFRouter",
+    "MIRTRouter",
     "MLPRouter",
+    "RMSoftmaxRouter",
     "RandomRouter",
     "RidgeRouter",
     "make_router",

