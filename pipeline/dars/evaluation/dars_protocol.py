@@ -40,6 +40,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -608,3 +609,70 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"| {b['decoding_variation']['oracle_score']:.4f} | | | | | |"
         )
     return "\n".join(lines) + "\n"
+
+
+def read_rows(outcomes_dir: str | Path, models: Sequence[str]) -> pd.DataFrame:
+    """Every model's outcome rows with the columns the protocol reads (plus
+    `observation_type` and `source_row` where the files have them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dars.core.io import model_file
+
+    frames = []
+    for m in models:
+        path = model_file(outcomes_dir, m)
+        if not path.exists():
+            raise InputDataError(f"outcomes[{m}] file {str(path)!r} does not exist")
+        try:
+            names = pq.read_schema(path).names
+            missing = [c for c in ROW_COLUMNS if c not in names]
+            if missing:
+                raise InputDataError(f"outcomes[{m}] file {str(path)!r} lacks columns {missing}")
+            extra = [c for c in ("observation_type", "source_row") if c in names]
+            frames.append(pq.read_table(path, columns=ROW_COLUMNS + extra).to_pandas())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputDataError(
+                f"outcomes[{m}] file {str(path)!r} is not readable: {exc}"
+            ) from exc
+    return pd.concat(frames, ignore_index=True)
+
+
+def evaluate_tables(
+    outcomes: pd.DataFrame,
+    *,
+    queries: pd.DataFrame,
+    splits: pd.DataFrame,
+    models: Sequence[str],
+    routers: Sequence[RouterSpec],
+    settings: ProtocolSettings,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The protocol from contract tables (outcomes, queries with `task` and `prompt`,
+    splits); the result records the rows left out, by reason."""
+    if "task" not in queries.columns:
+        raise InputDataError(
+            "the queries table has no `task` column; the DARS protocol is per task"
+        )
+    rows, counts = protocol_rows(outcomes, splits=splits, tasks=queries[["query_id", "task"]])
+    texts = dict(zip(queries["query_id"], queries["prompt"], strict=True))
+    result = run_protocol(
+        rows, texts=texts, models=models, routers=routers, settings=settings, progress=progress
+    )
+    return {"protocol": "dars", "rows": counts, **result}
+
+
+def table_frame(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per (task, router, supervision): the headline numbers (single shot: the
+    mean over runs, with its std in `<metric>_std`)."""
+    rows = []
+    for task, t in result["tasks"].items():
+        for name, r in t["routers"].items():
+            d = {"task": task, "router": name, "supervision": "distribution"}
+            rows.append(d | {k: r["distribution"][k] for k in RUN_METRICS})
+            if r["single_shot"]:
+                s = {"task": task, "router": name, "supervision": "single_shot"}
+                for k in RUN_METRICS:
+                    s[k], s[f"{k}_std"] = r["single_shot"][k]["mean"], r["single_shot"][k]["std"]
+                rows.append(s)
+    return pd.DataFrame(rows)

@@ -87,6 +87,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
         cells = [_fmt(s[k]) for k in cols]
         lines.append(f"| {name} | – | " + " | ".join(cells) + " |")
     lines += view_table(result)
+    lines += field_table(result)
     flip = result["oracle_verdict_flip"]
     lines += [
         "",
@@ -203,3 +204,43 @@ def plot_label_noise(labels: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+FIELD_COLUMNS = (
+    ("aiq", "AIQ"),
+    ("apgr_routellm", "APGR"),
+    ("cpt_20", "CPT(20%)"),
+    ("cpt_50", "CPT(50%)"),
+    ("cpt_80", "CPT(80%)"),
+    ("imp_max", "ImpMax"),
+    ("oracle_gap", "OracleGap"),
+    ("arena_score", "arena"),
+    ("robustness", "robustness"),
+)
+
+
+def field_table(result: dict[str, Any]) -> list[str]:
+    """Markdown lines: the field's metrics of every system, all queries and per-task macro."""
+    field = result.get("field")
+    if not field:
+        return []
+    lines = [
+        "",
+        "### The field's metrics (docs/routers.md)",
+        "",
+        f"RouteLLM pair: strong = {field['strong_model']}, weak = {field['weak_model']}; "
+        "`all`: every test query; `macro`: the mean over tasks.",
+        "",
+        "| system | supervision | over | " + " | ".join(t for _, t in FIELD_COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(FIELD_COLUMNS),
+    ]
+    for name, sups in field["systems"].items():
+        for sup, entry in sups.items():
+            for over in ("all", "macro"):
+                vals = entry[over]
+                cells = [
+                    f"{vals[k]:.3f}" if k in vals and np.isfinite(vals[k]) else "n/a"
+                    for k, _ in FIELD_COLUMNS
+                ]
+                lines.append(f"| {name} | {sup} | {over} | " + " | ".join(cells) + " |")
+    return lines

@@ -1,58 +1,32 @@
 """The `evaluate` stage: every trained router on the test split, both supervisions.
 
-Metrics and their definitions are in `dars.evaluation.metrics`. Outputs:
+Our protocol (default; `dars.evaluation.scoring.score`, shared with `dars bench`):
+`--metrics` JSON with every metric and its paired-bootstrap interval, DARS minus
+single-shot, the oracle and the best single model, DARS's evaluation views (with
+`--outcomes`) and the field's metrics; `--table` Markdown; `--plots-dir` the cost-quality
+and label-noise plots (PNG and CSV) and `--headline` the flat metrics DVC shows.
 
-* `--metrics` JSON: per router and supervision every metric with its paired-bootstrap
-  interval (single-shot: mean and std over the R draws), the DARS - single-shot
-  difference per metric with its interval and p-value, the oracle and the best single
-  model (in hindsight) as references, and how often single-shot test labels name another
-  best model than the distributional labels.
-* `--table` Markdown: the DARS-vs-single-shot table and the full metrics table.
-* `views` (with `--outcomes`): every system again under DARS's evaluation views of the
-  test split, `prompt_variation` and `decoding_variation` (`dars.labels.views`), derived
-  from the same outcomes, next to the full K x N label; the table adds a per-view section.
-* `--plots-dir`: `cost_quality.png` (lambda sweep per router, both supervisions, with the
-  oracle and the single models) and `label_noise.png` (histogram of single_shot - mean
-  over all labels).
+`--protocol dars` (`dars.evaluation.dars_protocol`): what the DARS authors' code computes,
+from the outcome rows (it fits the `routers.names` routers itself, per task, R runs);
+writes `--metrics` and `--table` only.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from dars.core.errors import InputDataError
 from dars.core.io import write_json, write_text
 from dars.core.params import load_params, section
+from dars.evaluation import dars_protocol as P
+from dars.evaluation import report, scoring, systems
 from dars.evaluation import views as dvc_views
-from dars.evaluation.report import markdown_tables, plot_cost_quality, plot_label_noise, view_table  # noqa: F401
-from dars.evaluation.routing import (
-    EvalSettings,
-    check_predictions,
-    evaluate_systems,
-    evaluate_views,
-    test_label_matrix,
-)
-from dars.labels import utility as W
+from dars.evaluation.report import view_table  # noqa: F401  (re-exported for callers)
+from dars.evaluation.routing import eval_settings, test_label_matrix
 from dars.labels import views as V
-from dars.routers.io import load_router, read_routing_inputs
+from dars.routers.io import read_routing_inputs
 from dars.routers.targets import split_queries
-
-
-def eval_settings(params: dict[str, Any]) -> EvalSettings:
-    agg, ev = section(params, "aggregate"), section(params, "evaluate")
-    return EvalSettings(
-        lambda_cost=W.weight(agg.lambda_cost),
-        beta_risk=W.weight(agg.beta_risk),
-        lambdas=tuple(sorted(float(g) for g in ev.lambda_grid)),
-        n_boot=int(ev.bootstrap),
-        seed=int(ev.seed),
-        ci=float(ev.ci),
-    )
 
 
 def run(
@@ -67,62 +41,71 @@ def run(
     plots_dir: str,
     outcomes_dir: str | None = None,
     headline_out: str | None = None,
+    protocol: str = "ours",
+    runs: int | None = None,
+    beta_per_task: Sequence[str] | None = None,
 ) -> Path:
     params = load_params(params_path)
-    st = eval_settings(params)
     lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
-    index_path = Path(models_dir) / "index.json"
-    if not index_path.exists():
-        raise InputDataError(f"router index {str(index_path)!r} does not exist; run `dars train`")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    models = list(index["models"])
-    if sorted(lab["model"].unique()) != sorted(models):
-        raise InputDataError(
-            f"labels file {labels!r} has models {sorted(lab['model'].unique())} but the routers "
-            f"in {str(index_path)!r} were trained on {models}; rerun `dars train`"
+    models = sorted(lab["model"].unique())
+    if protocol == "dars":
+        if outcomes_dir is None:
+            raise InputDataError("--protocol dars reads the outcome rows: pass --outcomes DIR")
+        r = section(params, "routers")
+        settings = P.ProtocolSettings(
+            beta_per_task=P.parse_beta_per_task(beta_per_task),
+            runs=P.DEFAULT_RUNS if runs is None else int(runs),
         )
-    test = split_queries(spl, q, "test")
-    lm, ok = test_label_matrix(lab, test["query_id"].tolist(), models)
+        specs = [P.registry_router(n, r.params.get(n)) for n in r.names]
+        result = P.evaluate_tables(
+            P.read_rows(outcomes_dir, models),
+            queries=q,
+            splits=spl,
+            models=models,
+            routers=specs,
+            settings=settings,
+        )
+        write_json(result, metrics_out)
+        write_text(P.markdown(result), table_out)
+        print(P.markdown(result))
+        return Path(metrics_out)
+    st = eval_settings(params)
+    index = systems.read_index(models_dir, models=models, labels_path=labels)
+    models = list(index["models"])
+    texts, lms = {}, {}
+    for split in ("test", "validation"):
+        part = split_queries(spl, q, split)
+        lms[split], ok = test_label_matrix(lab, part["query_id"].tolist(), models)
+        texts[split] = [t for t, k in zip(part["prompt"], ok, strict=True) if k]
+        if split == "test":
+            n_dropped = int((~ok).sum())
+    lm = lms["test"]
     if not len(lm.query_ids):
         raise InputDataError(f"no test query in {splits!r} has complete labels to score")
-    texts = [t for t, k in zip(test["prompt"], ok, strict=True) if k]
-
-    runs: dict[str, dict[str, list[tuple[int, np.ndarray, np.ndarray]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for e in index["routers"]:
-        obj = load_router(Path(models_dir) / e["path"])
-        if list(obj["models"]) != models:
-            raise InputDataError(f"router file {e['path']!r} has models {obj['models']}")
-        pred = check_predictions(
-            obj["pipeline"].predict(texts), n_queries=len(texts), models=models, who=e["path"]
-        )
-        runs[e["router"]][e["supervision"]].append(
-            (int(e["repeat"]), pred, np.asarray(obj["cost_estimate"], dtype=np.float64))
-        )
-    systems = {
-        name: {sup: [(p, c) for _, p, c in sorted(rs, key=lambda t: t[0])] for sup, rs in s.items()}
-        for name, s in runs.items()
-    }
-    result, scored, refs, ref = evaluate_systems(systems, lm=lm, settings=st)
-    result["n_test_dropped"] = int((~ok).sum())
-    result["single_shot_repeats"] = int(index.get("single_shot_repeats", 1))
-    result["features"] = index.get("features")
+    preds = systems.predict_all(models_dir, index, texts)
+    outcomes = None
     if outcomes_dir is not None:
         outcomes = V.read_outcomes(outcomes_dir, models=models, query_ids=lm.query_ids)
-        by_view = V.all_view_labels(
-            outcomes,
-            query_ids=lm.query_ids,
-            cost_scale=V.cost_scale(lab),
-            tasks=lab[["query_id", "task"]] if "task" in lab.columns else None,
-        )
-        result["views"] = evaluate_views(systems, lm=lm, labels_by_view=by_view, settings=st)
+    val = None
+    if texts["validation"]:
+        val_preds = {
+            n: {s: [p for p, _ in rs] for s, rs in v.items()}
+            for n, v in preds["validation"].items()
+        }
+        val = scoring.Validation(lm=lms["validation"], predictions=val_preds)
+    test_lab = lab[lab["query_id"].isin(set(lm.query_ids))]
+    result, scored, refs, ref = scoring.score(
+        preds["test"], lm=lm, settings=st, outcomes=outcomes, labels=test_lab, validation=val
+    )
+    result["n_test_dropped"] = n_dropped
+    result["single_shot_repeats"] = int(index.get("single_shot_repeats", 1))
+    result["features"] = index.get("features")
     write_json(result, metrics_out)
-    table = markdown_tables(result)
+    table = report.markdown_tables(result)
     write_text(table, table_out)
     plots = Path(plots_dir)
-    plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
-    plot_label_noise(lab, plots / "label_noise.png")
+    report.plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
+    report.plot_label_noise(lab, plots / "label_noise.png")
     curves = {n: {s: sc.curve for s, sc in sups.items()} for n, sups in scored.items()}
     curves["oracle"] = {"reference": refs["oracle"].curve}
     dvc_views.write_router_views(
