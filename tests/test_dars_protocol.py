@@ -243,3 +243,58 @@ def test_bad_beta_per_task_and_missing_columns_are_named():
             splits=pd.DataFrame(columns=["query_id", "split"]),
             tasks=pd.DataFrame(columns=["query_id", "task"]),
         )
+
+
+def _write_tables(root, tables):
+    """The tables `dars evaluate --protocol dars` reads: outcomes/<model>.parquet,
+    labels, queries, splits and params.yaml."""
+    import yaml
+
+    from dars.core.io import model_file, write_frame
+    from tests.conftest import base_params
+
+    outcomes, splits, queries = tables
+    for m, part in outcomes.groupby("model"):
+        path = model_file(root / "outcomes", m)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_frame(part.reset_index(drop=True), path)
+    pairs = outcomes.groupby(["query_id", "model"], as_index=False).agg(
+        mean=("score", "mean"), std=("score", "std"), mean_cost=("cost", "mean")
+    )
+    pairs["cost_norm"] = pairs["mean_cost"] / pairs["mean_cost"].max()
+    pairs["single_shot"] = pairs["mean"]
+    write_frame(pairs, root / "labels.parquet")
+    write_frame(queries, root / "queries.parquet")
+    write_frame(splits, root / "splits.parquet")
+    params = base_params()
+    params["routers"]["names"] = ["knn", "ridge"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_evaluate_protocol_dars_from_the_cli(tables, tmp_path, capsys):
+    from dars.cli import main
+
+    _write_tables(tmp_path, tables)
+    metrics, table = tmp_path / "dars.json", tmp_path / "dars.md"
+    argv = ["evaluate", "--params", str(tmp_path / "params.yaml")]
+    for flag, name in (
+        ("--labels", "labels.parquet"),
+        ("--queries", "queries.parquet"),
+        ("--splits", "splits.parquet"),
+        ("--outcomes", "outcomes"),
+        ("--metrics", "dars.json"),
+        ("--table", "dars.md"),
+    ):
+        argv += [flag, str(tmp_path / name)]
+    argv += ["--models-dir", str(tmp_path / "none"), "--plots-dir", str(tmp_path / "plots")]
+    rc = main(argv + ["--protocol", "dars", "--runs", "2", "--beta-per-task", "t1=0.1"])
+    assert rc == 0
+    import json
+
+    res = json.loads(metrics.read_text())
+    assert res["protocol"] == "dars" and res["settings"]["runs"] == 2
+    assert res["tasks"]["t1"]["beta_risk"] == 0.1 and res["tasks"]["t2"]["beta_risk"] == 0.2
+    assert set(res["tasks"]["t1"]["routers"]) == {"knn", "ridge"}
+    assert "| t2 | ridge | single-shot |" in table.read_text()
+    assert main(argv + ["--protocol", "dars", "--runs", "1", "--beta-per-task", "t1"]) == 1
+    assert "TASK=BETA" in capsys.readouterr().err
