@@ -298,3 +298,34 @@ def test_evaluate_protocol_dars_from_the_cli(tables, tmp_path, capsys):
     assert "| t2 | ridge | single-shot |" in table.read_text()
     assert main(argv + ["--protocol", "dars", "--runs", "1", "--beta-per-task", "t1"]) == 1
     assert "TASK=BETA" in capsys.readouterr().err
+
+
+def test_parallel_runs_give_the_same_result(tables, rows):
+    _, _, queries = tables
+    texts = dict(zip(queries["query_id"], queries["prompt"], strict=True))
+    out = [
+        P.run_protocol(
+            rows,
+            texts=texts,
+            models=["big", "small"],
+            routers=[P.registry_router("ridge")],
+            settings=P.ProtocolSettings(runs=P.PARALLEL_FROM_RUNS, n_jobs=n_jobs),
+            progress=False,
+        )
+        for n_jobs in (1, 2)
+    ]
+    assert out[0] == out[1]
+
+
+def test_the_timing_benchmark_runs_at_a_small_scale():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dars_protocol.py"
+    spec = importlib.util.spec_from_file_location("bench_dars_protocol", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    full = mod.synthetic_release(scale=1.0, seed=0)[1]
+    assert (full["split"] == "train").sum() == 600 and (full["split"] == "test").sum() == 1148
+    res = mod.measure(routers=["knn"], runs=1, scale=0.03, progress=False)
+    assert res["shape"]["models"] == 6 and res["routers"]["knn"]["fits"] == 3 * 2

@@ -62,6 +62,8 @@ RUN_METRICS = (
 DEFAULT_LAMBDA, DEFAULT_BETA, DEFAULT_RUNS, DEFAULT_SEED = 0.05, 0.2, 100, 42
 #: DARS's TF-IDF: 20k features, word uni- and bigrams, raw term frequency
 TFIDF_ARGS = {"max_features": 20_000, "ngram_range": (1, 2), "min_df": 1}
+#: fewer runs than this are fitted in-process (a worker pool costs ~1 s to start)
+PARALLEL_FROM_RUNS = 8
 ROW_COLUMNS = ["query_id", "model", "variant_id", "sample_id", "score", "cost"]
 
 
@@ -72,6 +74,8 @@ class ProtocolSettings:
     beta_per_task: Mapping[str, float] = field(default_factory=dict)
     runs: int = DEFAULT_RUNS
     seed: int = DEFAULT_SEED
+    #: processes for the single-shot runs (-1: every core); results do not depend on it
+    n_jobs: int = -1
 
     def beta(self, task: str) -> float:
         return float(self.beta_per_task.get(task, self.beta_risk))
@@ -505,20 +509,25 @@ def run_protocol(
             bar.update(1)
             single: list[dict[str, float]] = []
             chosen = np.empty((settings.runs, len(te_ids)), dtype=np.int64)
-            for r, (ds, dcost) in enumerate(draws):
-                yq, yc = plan.matrices(ds, dcost, len(tr_ids), m)
-                est_r = _fit(
-                    spec,
-                    spec.make(settings.seed + r, m),
-                    X,
-                    heads.stack(yq, yc, np.zeros_like(yq)),
-                    n_models=m,
+            targets = (
+                (r, *plan.matrices(ds, dcost, len(tr_ids), m))
+                for r, (ds, dcost) in enumerate(draws)
+            )
+            args = {"spec": spec, "X": X, "Xt": Xt, "m": m, "settings": settings}
+            n_jobs = (
+                settings.n_jobs if settings.runs >= PARALLEL_FROM_RUNS and not spec.on_text else 1
+            )
+            if n_jobs == 1:
+                done = (_single_shot(r, yq, yc, **args) for r, yq, yc in targets)
+            else:
+                from joblib import Parallel, delayed
+
+                done = Parallel(n_jobs=n_jobs, return_as="generator")(
+                    delayed(_single_shot)(r, yq, yc, **args) for r, yq, yc in targets
                 )
-                qr, cr, sr = split_prediction(
-                    est_r.predict(Xt), n_models=m, train_cost=yc.mean(0), who=spec.name
-                )
-                chosen[r] = route(qr, cr, sr, lambda_cost=settings.lambda_cost, beta=0.0)
-                single.append(score_choices(chosen[r], rw, dc))
+            for r, row in done:
+                chosen[r] = row
+                single.append(score_choices(row, rw, dc))
                 bar.update(1)
             entry["routers"][spec.name] = {
                 "distribution": score_choices(choice, rw, dc),
@@ -529,6 +538,26 @@ def run_protocol(
     bar.close()
     result["macro"] = macro_average(result)
     return result
+
+
+def _single_shot(
+    r: int,
+    yq: np.ndarray,
+    yc: np.ndarray,
+    *,
+    spec: RouterSpec,
+    X: Any,
+    Xt: Any,
+    m: int,
+    settings: ProtocolSettings,
+) -> tuple[int, np.ndarray]:
+    """Single-shot run r: fit on the drawn targets (std target 0, seed + r), route with
+    beta = 0; returns (r, chosen model per test query)."""
+    est = _fit(
+        spec, spec.make(settings.seed + r, m), X, heads.stack(yq, yc, np.zeros_like(yq)), n_models=m
+    )
+    q, c, s = split_prediction(est.predict(Xt), n_models=m, train_cost=yc.mean(0), who=spec.name)
+    return r, route(q, c, s, lambda_cost=settings.lambda_cost, beta=0.0)
 
 
 def _agreement(chosen: np.ndarray) -> float:
