@@ -705,3 +705,30 @@ def table_frame(result: Mapping[str, Any]) -> pd.DataFrame:
                     s[k], s[f"{k}_std"] = r["single_shot"][k]["mean"], r["single_shot"][k]["std"]
                 rows.append(s)
     return pd.DataFrame(rows)
+
+
+def evaluate_files(
+    outcomes_dir: str | Path,
+    *,
+    queries: pd.DataFrame,
+    splits: pd.DataFrame,
+    models: Sequence[str],
+    routers: Any,
+    runs: int | None = None,
+    beta_per_task: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """`dars evaluate --protocol dars`: the `routers` params section's routers (names and
+    keyword arguments) on the outcome files, DARS's defaults for lambda and beta."""
+    settings = ProtocolSettings(
+        beta_per_task=parse_beta_per_task(beta_per_task),
+        runs=DEFAULT_RUNS if runs is None else int(runs),
+    )
+    specs = [registry_router(n, routers.params.get(n)) for n in routers.names]
+    return evaluate_tables(
+        read_rows(outcomes_dir, models),
+        queries=queries,
+        splits=splits,
+        models=models,
+        routers=specs,
+        settings=settings,
+    )

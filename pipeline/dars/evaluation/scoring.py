@@ -43,6 +43,17 @@ class Validation:
     predictions: Mapping[str, Mapping[str, Sequence[np.ndarray]]]
 
 
+def validation(
+    lm: M.LabelMatrix, predictions: Mapping[str, Mapping[str, Sequence[tuple[np.ndarray, Any]]]]
+) -> Validation | None:
+    """The Validation of systems' (scores, cost) runs on the validation split, or None
+    when it has no query with complete labels."""
+    if not len(lm.query_ids) or not predictions:
+        return None
+    preds = {n: {s: [p for p, _ in rs] for s, rs in v.items()} for n, v in predictions.items()}
+    return Validation(lm=lm, predictions=preds)
+
+
 def score(
     systems: Systems,
     *,

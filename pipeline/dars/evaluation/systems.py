@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from dars.core.errors import InputDataError
-from dars.evaluation.routing import check_predictions
+from dars.evaluation import metrics as M
+from dars.evaluation.routing import check_predictions, test_label_matrix
 from dars.routers.io import load_router
+from dars.routers.targets import split_queries
 
 Runs = list[tuple[np.ndarray, np.ndarray]]
 
@@ -67,3 +70,22 @@ def predict_all(
         }
         for key, per in found.items()
     }
+
+
+def split_inputs(
+    labels: pd.DataFrame,
+    queries: pd.DataFrame,
+    splits: pd.DataFrame,
+    *,
+    models: list[str],
+    names: Sequence[str] = ("test", "validation"),
+) -> tuple[dict[str, M.LabelMatrix], dict[str, list[str]], dict[str, int]]:
+    """Per split: the label matrix of its queries with complete labels, their texts (in
+    the same order), and how many queries were dropped for missing labels."""
+    lms, texts, dropped = {}, {}, {}
+    for split in names:
+        part = split_queries(splits, queries, split)
+        lms[split], ok = test_label_matrix(labels, part["query_id"].tolist(), models)
+        texts[split] = [t for t, k in zip(part["prompt"], ok, strict=True) if k]
+        dropped[split] = int((~ok).sum())
+    return lms, texts, dropped

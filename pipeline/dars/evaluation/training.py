@@ -3,12 +3,15 @@
 * `train_settings`: the `routers` and `aggregate` parameters, names checked;
 * `draw_single_shot`: one valid observation per (query, model), uniformly at random, the
   way a one-sample dataset labels a pair (failed generations are never drawn);
-* `fit_router`: fit one router on the queries whose targets are all known.
+* `fit_router`: fit one router on the queries whose targets are all known;
+* `supervision_targets` and `train_all`: every router on every target set, saved.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,7 @@ from dars.core.registry import unknown_name_message
 from dars.labels import utility as W
 from dars.routers import ROUTERS, make_router
 from dars.routers.features import FEATURIZERS
-from dars.routers.targets import wide
+from dars.routers.targets import dars_targets, wide
 
 SUPERVISIONS = ("dars", "single_shot")
 
@@ -113,3 +116,81 @@ def fit_router(
     )
     pipe.fit([t for t, k in zip(texts, keep, strict=True) if k], y[keep])
     return pipe, cost[keep].mean(axis=0), int((~keep).sum())
+
+
+def supervision_targets(
+    lab: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    *,
+    query_ids: list[str],
+    models: list[str],
+    settings: TrainSettings,
+) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """(supervision, repeat, Y, cost) for the DARS labels and each single-shot draw;
+    costs are normalised by the build's largest mean cost (1 if everything was free)."""
+    cost_scale = float(lab["mean_cost"].max())
+    if not np.isfinite(cost_scale) or cost_scale <= 0:
+        cost_scale = 1.0  # every generation was free: all normalised costs are 0
+    y, c = dars_targets(lab, query_ids=query_ids, models=models, beta_risk=settings.beta_risk)
+    targets = [("dars", 0, y, c)]
+    for r in range(settings.repeats):
+        y, c = draw_single_shot(
+            outcomes,
+            query_ids=query_ids,
+            models=models,
+            cost_scale=cost_scale,
+            seed=settings.seed + r,
+        )
+        targets.append(("single_shot", r, y, c))
+    return targets
+
+
+def train_all(
+    targets: list[tuple[str, int, np.ndarray, np.ndarray]],
+    *,
+    texts: list[str],
+    models: list[str],
+    settings: TrainSettings,
+    out: Path,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit every router on every target set, save each with skops under `out`; returns
+    the index (what `evaluate` reads) and the fit seconds per file (for the run log)."""
+    from dars.routers.io import save_router
+
+    entries, fit_s = [], {}
+    for name in settings.routers:
+        for sup, r, y, c in targets:
+            t0 = time.perf_counter()
+            pipe, cost_est, dropped = fit_router(
+                name, texts=texts, y=y, cost=c, settings=settings, random_state=settings.seed + r
+            )
+            fname = f"{name}-{sup}.skops" if sup == "dars" else f"{name}-{sup}-r{r}.skops"
+            meta = {"router": name, "supervision": sup, "repeat": r}
+            digest = save_router(
+                {
+                    "pipeline": pipe,
+                    "models": list(models),
+                    "cost_estimate": cost_est,
+                    **meta,
+                    "features": settings.features,
+                    "lambda_cost": W.as_json(settings.lambda_cost),
+                    "beta_risk": W.as_json(settings.beta_risk),
+                },
+                out / fname,
+            )
+            entries.append(
+                meta
+                | {"path": fname, "sha256": digest, "n_train": len(texts) - dropped}
+                | {"n_dropped": dropped}
+            )
+            fit_s[fname] = round(time.perf_counter() - t0, 3)
+    index = {
+        "models": list(models),
+        "features": settings.features,
+        "lambda_cost": W.as_json(settings.lambda_cost),
+        "beta_risk": W.as_json(settings.beta_risk),
+        "single_shot_repeats": settings.repeats,
+        "n_train_queries": len(texts),
+        "routers": entries,
+    }
+    return index, fit_s

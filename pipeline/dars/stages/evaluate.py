@@ -23,10 +23,9 @@ from dars.evaluation import dars_protocol as P
 from dars.evaluation import report, scoring, systems
 from dars.evaluation import views as dvc_views
 from dars.evaluation.report import view_table  # noqa: F401  (re-exported for callers)
-from dars.evaluation.routing import eval_settings, test_label_matrix
+from dars.evaluation.routing import eval_settings
 from dars.labels import views as V
 from dars.routers.io import read_routing_inputs
-from dars.routers.targets import split_queries
 
 
 def run(
@@ -51,58 +50,39 @@ def run(
     if protocol == "dars":
         if outcomes_dir is None:
             raise InputDataError("--protocol dars reads the outcome rows: pass --outcomes DIR")
-        r = section(params, "routers")
-        settings = P.ProtocolSettings(
-            beta_per_task=P.parse_beta_per_task(beta_per_task),
-            runs=P.DEFAULT_RUNS if runs is None else int(runs),
-        )
-        specs = [P.registry_router(n, r.params.get(n)) for n in r.names]
-        result = P.evaluate_tables(
-            P.read_rows(outcomes_dir, models),
+        result = P.evaluate_files(
+            outcomes_dir,
             queries=q,
             splits=spl,
             models=models,
-            routers=specs,
-            settings=settings,
+            routers=section(params, "routers"),
+            runs=runs,
+            beta_per_task=beta_per_task,
         )
         write_json(result, metrics_out)
-        write_text(P.markdown(result), table_out)
-        print(P.markdown(result))
+        write_text(table := P.markdown(result), table_out)
+        print(table)
         return Path(metrics_out)
     st = eval_settings(params)
     index = systems.read_index(models_dir, models=models, labels_path=labels)
-    models = list(index["models"])
-    texts, lms = {}, {}
-    for split in ("test", "validation"):
-        part = split_queries(spl, q, split)
-        lms[split], ok = test_label_matrix(lab, part["query_id"].tolist(), models)
-        texts[split] = [t for t, k in zip(part["prompt"], ok, strict=True) if k]
-        if split == "test":
-            n_dropped = int((~ok).sum())
+    lms, texts, dropped = systems.split_inputs(lab, q, spl, models=list(index["models"]))
     lm = lms["test"]
     if not len(lm.query_ids):
         raise InputDataError(f"no test query in {splits!r} has complete labels to score")
     preds = systems.predict_all(models_dir, index, texts)
     outcomes = None
     if outcomes_dir is not None:
-        outcomes = V.read_outcomes(outcomes_dir, models=models, query_ids=lm.query_ids)
-    val = None
-    if texts["validation"]:
-        val_preds = {
-            n: {s: [p for p, _ in rs] for s, rs in v.items()}
-            for n, v in preds["validation"].items()
-        }
-        val = scoring.Validation(lm=lms["validation"], predictions=val_preds)
+        outcomes = V.read_outcomes(outcomes_dir, models=lm.models, query_ids=lm.query_ids)
+    val = scoring.validation(lms["validation"], preds["validation"])
     test_lab = lab[lab["query_id"].isin(set(lm.query_ids))]
     result, scored, refs, ref = scoring.score(
         preds["test"], lm=lm, settings=st, outcomes=outcomes, labels=test_lab, validation=val
     )
-    result["n_test_dropped"] = n_dropped
+    result["n_test_dropped"] = dropped["test"]
     result["single_shot_repeats"] = int(index.get("single_shot_repeats", 1))
     result["features"] = index.get("features")
     write_json(result, metrics_out)
-    table = report.markdown_tables(result)
-    write_text(table, table_out)
+    write_text(table := report.markdown_tables(result), table_out)
     plots = Path(plots_dir)
     report.plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
     report.plot_label_noise(lab, plots / "label_noise.png")

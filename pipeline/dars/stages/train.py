@@ -25,25 +25,23 @@ names in column order ("models"), the cost estimate ("cost_estimate") and metada
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-
-import numpy as np
 
 from dars.core import runlog
 from dars.core.errors import InputDataError
 from dars.core.io import write_json
 from dars.core.params import load_params
-from dars.evaluation.training import (  # noqa: F401
+from dars.evaluation.training import (  # noqa: F401  (re-exported for callers)
     SUPERVISIONS,
     TrainSettings,
     draw_single_shot,
     fit_router,
+    supervision_targets,
+    train_all,
     train_settings,
 )
-from dars.labels import utility as W
-from dars.routers.io import read_outcomes, read_routing_inputs, save_router
-from dars.routers.targets import dars_targets, split_queries
+from dars.routers.io import read_outcomes, read_routing_inputs
+from dars.routers.targets import split_queries
 
 
 def run(
@@ -55,73 +53,17 @@ def run(
     outcomes_dir: str,
     out_dir: str,
 ) -> Path:
-    params = load_params(params_path)
-    st = train_settings(params)
+    st = train_settings(load_params(params_path))
     lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
     models = sorted(lab["model"].unique())
     train = split_queries(spl, q, "train")
     if len(train) < 2:
         raise InputDataError(f"splits file {splits!r} has {len(train)} train queries; need >= 2")
     ids, texts = train["query_id"].tolist(), train["prompt"].tolist()
-    cost_scale = float(lab["mean_cost"].max())
-    if not np.isfinite(cost_scale) or cost_scale <= 0:
-        cost_scale = 1.0  # every generation was free: all normalised costs are 0
     outcomes = read_outcomes(outcomes_dir, models)
-
-    targets: list[tuple[str, int, np.ndarray, np.ndarray]] = []
-    y, c = dars_targets(lab, query_ids=ids, models=models, beta_risk=st.beta_risk)
-    targets.append(("dars", 0, y, c))
-    for r in range(st.repeats):
-        y, c = draw_single_shot(
-            outcomes, query_ids=ids, models=models, cost_scale=cost_scale, seed=st.seed + r
-        )
-        targets.append(("single_shot", r, y, c))
-
+    targets = supervision_targets(lab, outcomes, query_ids=ids, models=models, settings=st)
     out = Path(out_dir)
-    entries = []
-    fit_s: dict[str, float] = {}
-    for name in st.routers:
-        for sup, r, y, c in targets:
-            t0 = time.perf_counter()
-            pipe, cost_est, dropped = fit_router(
-                name, texts=texts, y=y, cost=c, settings=st, random_state=st.seed + r
-            )
-            fname = f"{name}-{sup}.skops" if sup == "dars" else f"{name}-{sup}-r{r}.skops"
-            digest = save_router(
-                {
-                    "pipeline": pipe,
-                    "models": list(models),
-                    "cost_estimate": cost_est,
-                    "router": name,
-                    "supervision": sup,
-                    "repeat": r,
-                    "features": st.features,
-                    "lambda_cost": W.as_json(st.lambda_cost),
-                    "beta_risk": W.as_json(st.beta_risk),
-                },
-                out / fname,
-            )
-            entries.append(
-                {
-                    "router": name,
-                    "supervision": sup,
-                    "repeat": r,
-                    "path": fname,
-                    "sha256": digest,
-                    "n_train": len(ids) - dropped,
-                    "n_dropped": dropped,
-                }
-            )
-            fit_s[fname] = round(time.perf_counter() - t0, 3)  # run log, not the output
-    index = {
-        "models": list(models),
-        "features": st.features,
-        "lambda_cost": W.as_json(st.lambda_cost),
-        "beta_risk": W.as_json(st.beta_risk),
-        "single_shot_repeats": st.repeats,
-        "n_train_queries": len(ids),
-        "routers": entries,
-    }
+    index, fit_s = train_all(targets, texts=texts, models=models, settings=st, out=out)
     write_json(index, out / "index.json")
     runlog.write_log("train", "routers", {"output": str(out), "fit_s": fit_s})
     print(
