@@ -72,3 +72,46 @@ def test_robustness_and_macro():
     assert np.isnan(F.robustness(np.array([[0, 1]])))  # one rewrite: nothing to compare
     m = GOLDEN["macro"]
     assert F.macro(m["per_task"]) == m["expected"]
+
+
+def test_scoring_reports_the_field_block_with_robustness_per_task_and_macro():
+    from dars.evaluation import metrics as M
+    from dars.evaluation import scoring
+    from dars.evaluation.routing import EvalSettings
+
+    lm = M.LabelMatrix(
+        query_ids=["a", "b", "c", "d"],
+        models=["big", "small"],
+        mean=np.array([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.5, 0.5]]),
+        std=np.zeros((4, 2)),
+        cost=np.array([[1.0, 0.1]] * 4),
+        single_shot=np.array([[1.0, 0.0]] * 4),
+        tasks=["x", "x", "y", "y"],
+    )
+    pred = np.array([[0.9, 0.1], [0.1, 0.7], [0.2, 0.6], [0.6, 0.5]])
+    st = EvalSettings(
+        lambda_cost=0.0, beta_risk=0.0, lambdas=(0.0, 1.0), n_boot=50, seed=0, ci=0.95
+    )
+    # rewrites: query a keeps its model, b changes, c has one rewrite only, d changes
+    rw = [
+        np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.6], [0.6, 0.5]]),
+        np.array([[0.8, 0.1], [0.1, 0.9], [np.nan, np.nan], [0.1, 0.5]]),
+    ]
+    result, *_ = scoring.score(
+        {"r": {"dars": [(pred, np.array([1.0, 0.1]))]}},
+        lm=lm,
+        settings=st,
+        rewrite_predictions={"r": {"dars": [rw]}},
+    )
+    f = result["field"]
+    assert f["strong_model"] == "big" and f["weak_model"] == "small"
+    r = f["systems"]["r"]["dars"]
+    # routed: a big, b small, c small, d big -> quality (0.9 + 0.7 + 0.6 + 0.5) / 4
+    q = (0.9 + 0.7 + 0.6 + 0.5) / 4
+    assert r["all"]["oracle_gap"] == pytest.approx((0.9 + 0.8 + 0.6 + 0.5) / 4 - q)
+    assert r["all"]["imp_max"] == pytest.approx((q - 0.6) / 0.6)
+    assert r["all"]["robustness"] == pytest.approx(2 / 3)
+    assert r["per_task"]["x"]["robustness"] == pytest.approx(0.5)
+    assert r["per_task"]["y"]["robustness"] == pytest.approx(1.0)
+    assert r["macro"]["robustness"] == pytest.approx(0.75)
+    assert "arena_score" not in r["all"]  # no raw $ without labels' mean_cost

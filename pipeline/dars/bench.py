@@ -691,6 +691,12 @@ def run(
         seed=seed,
         ci=0.95,
     )
+    rewrites = None
+    variant_texts = rewrite_texts(dataset, split, lm.query_ids)
+    if variant_texts is not None:
+        rewrites = {
+            n: {"dars": [[_predict_rows(predict, n, col) for col in variant_texts]]} for n in fitted
+        }
     outcomes = view_outcomes(dataset, split, lm.query_ids)
     if outcomes is None:
         print(f"bench: {dataset!r} publishes no `outcomes` config; evaluation views skipped")
@@ -701,6 +707,7 @@ def run(
         outcomes=outcomes,
         labels=pd.concat([lab_tr, lab_te]) if outcomes is not None else lab_te,
         validation=validation,
+        rewrite_predictions=rewrites,
     )
     result.setdefault("views", {})
     result.update(
@@ -731,6 +738,37 @@ def run(
         print(f"bench -> {output}")
     out = BenchResult(result)
     out.table = results_table(result, user_name)
+    return out
+
+
+def rewrite_texts(dataset: str, split: str, query_ids: list[str]) -> list[list[str | None]] | None:
+    """The accepted prompt variants of `query_ids` as K columns (None where a query has
+    fewer), for robustness across rewrites; None when the dataset publishes no variants."""
+    try:
+        v = load_split(dataset, "variants", split)
+    except InputDataError:
+        return None
+    if any(c not in v.columns for c in ("query_id", "variant_id", "prompt")):
+        return None
+    if "accepted" in v.columns:
+        v = v[v["accepted"].fillna(False).astype(bool)]
+    v = v[v["query_id"].isin(set(query_ids))].sort_values(["query_id", "variant_id"])
+    if v.empty:
+        return None
+    v["k"] = v.groupby("query_id").cumcount()
+    wide = v.pivot(index="query_id", columns="k", values="prompt").reindex(query_ids)
+    return [[t if isinstance(t, str) else None for t in wide[k]] for k in wide.columns]
+
+
+def _predict_rows(
+    predict: Callable[[str, list[str]], np.ndarray], name: str, texts: list[str | None]
+) -> np.ndarray:
+    """Predictions for the present texts, NaN rows where a query has no such variant."""
+    rows = [i for i, t in enumerate(texts) if t is not None]
+    first = predict(name, [texts[i] for i in rows]) if rows else None
+    out = np.full((len(texts), first.shape[1] if first is not None else 1), np.nan)
+    if first is not None:
+        out[rows] = first
     return out
 
 

@@ -173,5 +173,5 @@ def macro(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     out = {}
     for k in keys:
         vals = np.array([v.get(k, np.nan) for v in per_task.values()], dtype=float)
-        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        out[k] = float(M.nanmean(vals, axis=0))
     return out

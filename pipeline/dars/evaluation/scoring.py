@@ -153,7 +153,7 @@ def _per_rows(
                 ks.append(np.where(ok, ch, -1))
             out["robustness"] = F.robustness(np.stack(ks))
         runs.append(out)
-    return {k: float(np.nanmean([o[k] for o in runs])) for k in runs[0]}
+    return {k: float(M.nanmean(np.array([o[k] for o in runs], float), axis=0)) for k in runs[0]}
 
 
 def field_block(
