@@ -15,7 +15,8 @@ per-(query, model) rate; costs are per-model price x token counts.
 Measured per router (`knn`, `ridge`, `mlp`, the reference routers of `dars.routers`):
 wall time of `run_protocol` with R = 100 single-shot runs (1 + R fits per task), on the
 machine's 2 cores (BLAS threads = 2), after the shared steps (rows, costs, TF-IDF), which
-are timed once. Results: benchmarks/results/dars_protocol.json.
+are timed once. `cpu_s` is the CPU time of the process and its joblib workers (the work,
+whoever else shares the cores). Results: benchmarks/results/dars_protocol.json.
 """
 
 from __future__ import annotations
@@ -88,6 +89,23 @@ def synthetic_release(*, scale: float = 1.0, seed: int = 0) -> tuple[pd.DataFram
     return pd.DataFrame(cols), pd.DataFrame(splits), pd.DataFrame(queries)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its live children (the joblib
+    workers): the work done, whatever else shares the cores."""
+    import psutil
+
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def measure(
     *, routers: list[str], runs: int, scale: float = 1.0, progress: bool = True
 ) -> dict[str, object]:
@@ -114,7 +132,7 @@ def measure(
         "routers": {},
     }
     for name in routers:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         res = P.run_protocol(
             rows,
             texts=texts,
@@ -123,11 +141,12 @@ def measure(
             settings=settings,
             progress=progress,
         )
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         fits = len(res["tasks"]) * (1 + runs)
         macro = res["macro"][name]
         out["routers"][name] = {
             "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
             "fits": fits,
             "s_per_fit": round(wall / fits, 4),
             "distribution_rewrite_score": round(macro["distribution_rewrite_score"], 4),
