@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -129,8 +130,9 @@ def measure(
         "runs": runs,
         "synthesise_s": round(t_synth, 2),
         "rows_and_costs_s": round(t_rows, 2),
-        "routers": {},
     }
+    per_router: dict[str, dict[str, float]] = {}
+    out["routers"] = per_router
     for name in routers:
         t0, c0 = time.perf_counter(), cpu_seconds()
         res = P.run_protocol(
@@ -144,7 +146,7 @@ def measure(
         wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         fits = len(res["tasks"]) * (1 + runs)
         macro = res["macro"][name]
-        out["routers"][name] = {
+        per_router[name] = {
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
             "fits": fits,
@@ -161,6 +163,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--routers", default="knn,ridge,mlp")
     ap.add_argument("--scale", type=float, default=1.0, help="share of the published queries")
+    ap.add_argument("--note", default="", help="how it was run (lock, load), recorded as is")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dars_protocol.json"))
     a = ap.parse_args()
     res = measure(routers=a.routers.split(","), runs=a.runs, scale=a.scale)
@@ -170,7 +173,7 @@ def main() -> None:
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
     }
-    res["command"] = "flock -x /tmp/dars-cpu.lock python benchmarks/dars_protocol.py"
+    res["command"] = "python " + " ".join(sys.argv) + (f" ({a.note})" if a.note else "")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

@@ -37,6 +37,7 @@ run; the R draws and the scoring are vectorised numpy on integer-coded pairs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -513,17 +514,17 @@ def run_protocol(
                 (r, *plan.matrices(ds, dcost, len(tr_ids), m))
                 for r, (ds, dcost) in enumerate(draws)
             )
-            args = {"spec": spec, "X": X, "Xt": Xt, "m": m, "settings": settings}
+            one = functools.partial(_single_shot, spec=spec, X=X, Xt=Xt, m=m, settings=settings)
             n_jobs = (
                 settings.n_jobs if settings.runs >= PARALLEL_FROM_RUNS and not spec.on_text else 1
             )
             if n_jobs == 1:
-                done = (_single_shot(r, yq, yc, **args) for r, yq, yc in targets)
+                done = (one(r, yq, yc) for r, yq, yc in targets)
             else:
                 from joblib import Parallel, delayed
 
                 done = Parallel(n_jobs=n_jobs, return_as="generator")(
-                    delayed(_single_shot)(r, yq, yc, **args) for r, yq, yc in targets
+                    delayed(one)(r, yq, yc) for r, yq, yc in targets
                 )
             for r, row in done:
                 chosen[r] = row

@@ -67,7 +67,8 @@ def score(
     """Score `systems` on `lm` (our protocol); `labels` (the test labels with `mean_cost`,
     `cost_norm` and `task`) give the view costs' scale and the raw $ of the arena score;
     `outcomes` add the DARS views."""
-    result, scored, refs, ref = evaluate_systems(dict(systems), lm=lm, settings=settings)
+    plain = {n: {s: list(r) for s, r in v.items()} for n, v in systems.items()}
+    result, scored, refs, ref = evaluate_systems(plain, lm=lm, settings=settings)
     if outcomes is not None and labels is not None:
         by_view = V.all_view_labels(
             outcomes,
@@ -75,9 +76,7 @@ def score(
             cost_scale=V.cost_scale(labels),
             tasks=labels[["query_id", "task"]] if "task" in labels.columns else None,
         )
-        result["views"] = evaluate_views(
-            dict(systems), lm=lm, labels_by_view=by_view, settings=settings
-        )
+        result["views"] = evaluate_views(plain, lm=lm, labels_by_view=by_view, settings=settings)
     raw = None
     if labels is not None and "mean_cost" in labels.columns:
         from dars.routers.targets import wide
@@ -115,7 +114,9 @@ def _per_rows(
 ) -> dict[str, float]:
     lm = ref.lm
     mean, cost = lm.mean[rows], lm.cost[rows]
-    lam = ref.lambda_cost if np.ndim(ref.lambda_cost) == 0 else ref.lambda_cost[rows]
+    lam: Any = ref.lambda_cost
+    if np.ndim(lam) > 0:
+        lam = np.asarray(lam)[rows]
     q_best, q_oracle = float(mean.mean(0).max()), float(mean.max(1).mean())
     s, w = pair
     runs = []
