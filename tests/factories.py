@@ -464,3 +464,50 @@ def make_dars_release(root: Path, *, n_train: int = 10, n_test: int = 4, seed: i
         json.dumps({"license": "CC-BY-4.0 (GPQA), MIT (MATH-500)", "lambda": 0.05, "beta": 0.2})
     )
     return src
+
+
+def protocol_tables(
+    *,
+    n_train: int = 8,
+    n_test: int = 4,
+    models: tuple[str, ...] = ("big", "small"),
+    tasks: tuple[str, ...] = ("t1", "t2"),
+    k: int = 3,
+    n: int = 2,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(outcomes, splits, queries) shaped like an imported DARS release, per task: train
+    queries with k rewrites x n decodes, test queries with `prompt_variation` rows (k
+    rewrites x 1 decode) and `decoding_variation` rows (the original x n decodes).
+    Scores are Bernoulli draws whose rate depends on the model and the query's parity."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows, splits, qs = [], [], []
+    for task in tasks:
+        for i in range(n_train + n_test):
+            qid = f"{task}-q{i:03d}"
+            split = "train" if i < n_train else "test"
+            splits.append({"query_id": qid, "task": task, "split": split})
+            qs.append({"query_id": qid, "task": task, "prompt": f"{task} question {i % 2} {i}"})
+            cells = (
+                [(v, d, None) for v in range(1, k + 1) for d in range(n)]
+                if split == "train"
+                else [(v, 0, "prompt_variation") for v in range(1, k + 1)]
+                + [(0, d, "decoding_variation") for d in range(n)]
+            )
+            for j, model in enumerate(models):
+                rate = 0.8 if (i + j) % 2 == 0 else 0.2
+                for v, d, obs in cells:
+                    rows.append(
+                        {
+                            "query_id": qid,
+                            "model": model,
+                            "variant_id": v,
+                            "sample_id": d,
+                            "score": float(rng.random() < rate),
+                            "cost": 0.001 * (j + 1) * (1 + rng.random()),
+                            "observation_type": obs,
+                        }
+                    )
+    return pd.DataFrame(rows), pd.DataFrame(splits), pd.DataFrame(qs)

@@ -494,3 +494,46 @@ def test_prediction_files_need_a_known_layout_and_exclude_a_router(dataset, tmp_
         main(["bench", "--dataset", str(dataset), "--router", "m:R", "--predictions", str(bad)])
     with pytest.raises(RouterInterfaceError, match="exactly one"):
         bench.run(dataset=str(dataset), n_boot=100)
+
+
+def test_bench_reports_the_fields_metrics_with_validation_tuned_thresholds(dataset):
+    res = bench.run(
+        dataset=str(dataset), router=f"{EXAMPLE}:TfidfRidgeRouter", baselines=["knn"], n_boot=100
+    )
+    field = res["field"]
+    assert field["strong_model"] in POOL and field["weak_model"] in POOL
+    user = field["systems"]["TfidfRidgeRouter (yours)"]["dars"]
+    for k in ("aiq", "apgr_routellm", "imp_max", "oracle_gap", "cpt_80"):
+        assert k in user["all"] and k in user["macro"], k
+    assert 0 <= user["all"]["aiq"] <= 1
+    # the published validation split tunes the RouteLLM thresholds, never the test split
+    assert "validated_cpt_50_strong_calls" in user["all"]
+
+
+def test_bench_protocol_dars(dataset, tmp_path, capsys):
+    out = tmp_path / "dars.json"
+    rc = main(
+        [
+            "bench",
+            "--dataset",
+            str(dataset),
+            "--router",
+            f"{EXAMPLE}:TfidfRidgeRouter",
+            "--baselines",
+            "knn,ridge",
+            "--protocol",
+            "dars",
+            "--runs",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["protocol"] == "dars" and res["settings"]["runs"] == 2
+    for task in res["tasks"].values():
+        assert set(task["routers"]) == {"TfidfRidgeRouter (yours)", "knn", "ridge"}
+        user = task["routers"]["TfidfRidgeRouter (yours)"]
+        assert user["single_shot"]["runs"] == 2
+    assert "| distribution |" in capsys.readouterr().out

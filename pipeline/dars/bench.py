@@ -74,8 +74,6 @@ from dars.evaluation.routing import (
     DEFAULT_LAMBDAS,
     EvalSettings,
     check_predictions,
-    evaluate_systems,
-    evaluate_views,
     test_label_matrix,
 )
 from dars.labels import utility as W
@@ -533,6 +531,25 @@ def print_table(result: dict[str, Any], user: str) -> None:
                 cells.append(_cell(found.get("dars") if group == "routers" and found else found))
             v.add_row(f"[bold]{n}[/bold]" if n == user else n, *cells)
         console.print(v)
+    field = result.get("field")
+    if field:
+        from dars.evaluation.report import FIELD_COLUMNS
+
+        f = Table(
+            title=f"the field's metrics (RouteLLM pair: {escape(field['strong_model'])} vs "
+            f"{escape(field['weak_model'])}; all queries | per-task macro)"
+        )
+        f.add_column("router")
+        for _, title in FIELD_COLUMNS:
+            f.add_column(title, justify="right")
+        for n, sups in field["systems"].items():
+            e = sups.get("dars") or next(iter(sups.values()))
+            cells = []
+            for k, _ in FIELD_COLUMNS:
+                a, m = e["all"].get(k, float("nan")), e["macro"].get(k, float("nan"))
+                cells.append("n/a" if not np.isfinite(a) else f"{a:.3f} | {m:.3f}")
+            f.add_row(f"[bold]{escape(n)}[/bold]" if n == user else escape(n), *cells)
+        console.print(f)
 
 
 def _cell(summary: dict[str, Any] | None) -> str:
@@ -555,14 +572,35 @@ def run(
     beta_risk: float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    protocol: str = "ours",
+    runs: int | None = None,
+    beta_per_task: list[str] | None = None,
 ) -> BenchResult:
     """Fit `router` (an instance, a class or 'module:Class') on the train split of
     `dataset` and score it on `split`; or score the choices in the file `predictions`
-    instead; returns the results dict with `.table`."""
+    instead; returns the results dict with `.table`. `protocol="dars"`: DARS's protocol
+    instead (`run_dars_protocol`)."""
     if (router is None) == (predictions is None):
         raise RouterInterfaceError(
             "give a router (--router my_module:MyRouter) or a predictions file "
             "(--predictions FILE), exactly one"
+        )
+    if protocol == "dars":
+        if predictions is not None:
+            raise RouterInterfaceError(
+                "--protocol dars fits the router per task and single-shot run; it cannot score "
+                "a predictions file (use the default protocol)"
+            )
+        return run_dars_protocol(
+            dataset=dataset,
+            router=router,
+            router_args=router_args,
+            output=output,
+            baselines=baselines,
+            lambda_cost=lambda_cost,
+            beta_risk=beta_risk,
+            runs=runs,
+            beta_per_task=beta_per_task,
         )
     if predictions is None:
         user, cls_name = resolve_router(router, router_args)
@@ -605,6 +643,7 @@ def run(
     cost_est = cost.mean(axis=0)
 
     from dars.evaluation import metrics as M
+    from dars.evaluation import scoring
 
     q_te = data[f"queries/{split}"].sort_values("query_id")
     q_te = q_te[q_te["query_id"].isin(lab_te["query_id"])]
@@ -612,7 +651,10 @@ def run(
     test_texts = [t for t, k in zip(q_te["prompt"], ok, strict=True) if k]
     if not test_texts:
         raise InputDataError(f"dataset {dataset!r}: no {split!r} query has complete labels")
+    val_lm, val_texts = validation_frame(dataset, split=split, models=models)
 
+    fitted: dict[str, Any] = {}
+    systems: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
     if user is None:  # --predictions: fixed choices, routed at any lambda (zero cost)
         from dars.evaluation.prediction_file import one_hot, read_choices
 
@@ -620,18 +662,27 @@ def run(
         picks = read_choices(
             predictions, scored=lm.query_ids, known=known, models=models, split=split
         )
-        systems = {user_name: {"dars": [(one_hot(picks, len(models)), np.zeros(len(models)))]}}
+        systems[user_name] = {"dars": [(one_hot(picks, len(models)), np.zeros(len(models)))]}
     else:
         fit_labels, fit_tasks = fit_extras(lab_tr, ids, models)
         fit_user_router(
             user, texts=texts, y=y, cost=cost, models=models, labels=fit_labels, tasks=fit_tasks
         )
-        pred = _call(f"{cls_name}.predict(X)", user.predict, test_texts)
-        pred = check_predictions(pred, n_queries=len(test_texts), models=models, who=cls_name)
-        systems = {user_name: {"dars": [(pred, cost_est)]}}
+        fitted[user_name] = user
     for b in baselines:
-        pipe = make_router(b, random_state=seed).fit(texts, y)
-        systems[b] = {"dars": [(np.asarray(pipe.predict(test_texts)), cost_est)]}
+        fitted[b] = make_router(b, random_state=seed).fit(texts, y)
+
+    def predict(name: str, xs: list[str]) -> np.ndarray:
+        who = cls_name if name == user_name else name
+        pred = _call(f"{who}.predict(X)", fitted[name].predict, xs)
+        return check_predictions(pred, n_queries=len(xs), models=models, who=who)
+
+    systems |= {n: {"dars": [(predict(n, test_texts), cost_est)]} for n in fitted}
+    validation = None
+    if val_lm is not None:
+        validation = scoring.Validation(
+            lm=val_lm, predictions={n: {"dars": [predict(n, val_texts)]} for n in fitted}
+        )
     settings = EvalSettings(
         lambda_cost=lam,
         beta_risk=beta,
@@ -640,7 +691,25 @@ def run(
         seed=seed,
         ci=0.95,
     )
-    result, scored, _, _ = evaluate_systems(systems, lm=lm, settings=settings)
+    rewrites = None
+    variant_texts = rewrite_texts(dataset, split, lm.query_ids)
+    if variant_texts is not None:
+        rewrites = {
+            n: {"dars": [[_predict_rows(predict, n, col) for col in variant_texts]]} for n in fitted
+        }
+    outcomes = view_outcomes(dataset, split, lm.query_ids)
+    if outcomes is None:
+        print(f"bench: {dataset!r} publishes no `outcomes` config; evaluation views skipped")
+    result, scored, _, _ = scoring.score(
+        systems,
+        lm=lm,
+        settings=settings,
+        outcomes=outcomes,
+        labels=pd.concat([lab_tr, lab_te]) if outcomes is not None else lab_te,
+        validation=validation,
+        rewrite_predictions=rewrites,
+    )
+    result.setdefault("views", {})
     result.update(
         dataset=dataset,
         dataset_version=manifest.get("dataset_version"),
@@ -663,22 +732,130 @@ def run(
             for b in baselines
         },
     )
-    outcomes = view_outcomes(dataset, split, lm.query_ids)
-    if outcomes is None:
-        result["views"] = {}
-        print(f"bench: {dataset!r} publishes no `outcomes` config; evaluation views skipped")
-    else:
-        by_view = V.all_view_labels(
-            outcomes,
-            query_ids=lm.query_ids,
-            cost_scale=V.cost_scale(pd.concat([lab_tr, lab_te])),
-            tasks=lab_te[["query_id", "task"]] if "task" in lab_te.columns else None,
-        )
-        result["views"] = evaluate_views(systems, lm=lm, labels_by_view=by_view, settings=settings)
     print_table(result, user_name)
     if output:
         write_json(result, output)
         print(f"bench -> {output}")
     out = BenchResult(result)
     out.table = results_table(result, user_name)
+    return out
+
+
+def rewrite_texts(dataset: str, split: str, query_ids: list[str]) -> list[list[str | None]] | None:
+    """The accepted prompt variants of `query_ids` as K columns (None where a query has
+    fewer), for robustness across rewrites; None when the dataset publishes no variants."""
+    try:
+        v = load_split(dataset, "variants", split)
+    except InputDataError:
+        return None
+    if any(c not in v.columns for c in ("query_id", "variant_id", "prompt")):
+        return None
+    if "accepted" in v.columns:
+        v = v[v["accepted"].fillna(False).astype(bool)]
+    v = v[v["query_id"].isin(set(query_ids))].sort_values(["query_id", "variant_id"])
+    if v.empty:
+        return None
+    v["k"] = v.groupby("query_id").cumcount()
+    wide = v.pivot(index="query_id", columns="k", values="prompt").reindex(query_ids)
+    return [[t if isinstance(t, str) else None for t in wide[k]] for k in wide.columns]
+
+
+def _predict_rows(
+    predict: Callable[[str, list[str]], np.ndarray], name: str, texts: list[str | None]
+) -> np.ndarray:
+    """Predictions for the present texts, NaN rows where a query has no such variant."""
+    rows = [i for i, t in enumerate(texts) if t is not None]
+    first = predict(name, [texts[i] for i in rows]) if rows else None
+    out = np.full((len(texts), first.shape[1] if first is not None else 1), np.nan)
+    if first is not None:
+        out[rows] = first
+    return out
+
+
+def validation_frame(dataset: str, *, split: str, models: list[str]) -> tuple[Any, list[str]]:
+    """The validation split's label matrix and texts (for tuning thresholds off the test
+    split), or (None, []) when the dataset publishes none or scores it."""
+    if split == "validation":
+        return None, []
+    try:
+        lab = load_split(dataset, "labels", "validation")
+        q = load_split(dataset, "queries", "validation").sort_values("query_id")
+    except InputDataError:
+        return None, []
+    if any(c not in lab.columns for c in LABEL_COLUMNS) or sorted(lab["model"].unique()) != models:
+        return None, []
+    q = q[q["query_id"].isin(lab["query_id"])]
+    lm, ok = test_label_matrix(lab, q["query_id"].tolist(), models)
+    texts = [t for t, k in zip(q["prompt"], ok, strict=True) if k]
+    return (lm, texts) if texts else (None, [])
+
+
+def run_dars_protocol(
+    *,
+    dataset: str,
+    router: Any,
+    router_args: dict[str, Any] | None = None,
+    output: str | None = None,
+    baselines: list[str] | None = None,
+    lambda_cost: float | None = None,
+    beta_risk: float | None = None,
+    runs: int | None = None,
+    beta_per_task: list[str] | None = None,
+) -> BenchResult:
+    """DARS's protocol (`dars.evaluation.dars_protocol`) on a published dataset's outcome
+    rows (configs `queries` and `outcomes`, splits train, validation and test): your
+    router and the learned reference routers, fitted per task, R single-shot runs."""
+    from sklearn.base import clone
+
+    from dars.evaluation import dars_protocol as P
+    from dars.routers import BASELINES
+
+    user, cls_name = resolve_router(router, router_args)
+    check_hub(dataset)
+    frames, splits = {"queries": [], "outcomes": []}, []
+    for sp in ("train", "validation", "test"):
+        for cfg in frames:
+            try:
+                df = load_split(dataset, cfg, sp)
+            except InputDataError:
+                if sp == "validation":
+                    continue
+                raise
+            frames[cfg].append(df)
+            if cfg == "queries":
+                splits.append(pd.DataFrame({"query_id": df["query_id"], "split": sp}))
+    queries = pd.concat(frames["queries"], ignore_index=True)
+    outcomes = pd.concat(frames["outcomes"], ignore_index=True)
+    models = sorted(outcomes["model"].unique())
+
+    def make_user(seed: int, n_models: int) -> Any:
+        try:
+            return clone(user)
+        except (TypeError, RuntimeError):
+            return user  # not a scikit-learn estimator: refitted in place
+
+    names = [b for b in (ROUTERS.names() if baselines is None else baselines) if b not in BASELINES]
+    specs = [P.RouterSpec(f"{cls_name} (yours)", make_user, on_text=True)]
+    specs += [P.registry_router(b) for b in names]
+    settings = P.ProtocolSettings(
+        lambda_cost=P.DEFAULT_LAMBDA if lambda_cost is None else float(lambda_cost),
+        beta_risk=P.DEFAULT_BETA if beta_risk is None else float(beta_risk),
+        beta_per_task=P.parse_beta_per_task(beta_per_task),
+        runs=P.DEFAULT_RUNS if runs is None else int(runs),
+    )
+    result = P.evaluate_tables(
+        outcomes,
+        queries=queries,
+        splits=pd.concat(splits, ignore_index=True),
+        models=models,
+        routers=specs,
+        settings=settings,
+    )
+    result.update(dataset=dataset, router=router if isinstance(router, str) else cls_name)
+    print(P.markdown(result))
+    if output:
+        write_json(result, output)
+        print(f"bench -> {output}")
+    out = BenchResult(result)
+    out.table = P.table_frame(result)
     return out

@@ -156,6 +156,9 @@ def _evaluate(a: argparse.Namespace) -> Any:
         plots_dir=a.plots_dir,
         outcomes_dir=a.outcomes,
         headline_out=a.headline,
+        protocol=a.protocol,
+        runs=a.runs,
+        beta_per_task=a.beta_per_task,
     )
 
 
@@ -174,6 +177,33 @@ def _bench(a: argparse.Namespace) -> Any:
         beta_risk=a.beta_risk,
         n_boot=a.bootstrap,
         seed=a.seed,
+        protocol=a.protocol,
+        runs=a.runs,
+        beta_per_task=a.beta_per_task,
+    )
+
+
+def protocol_flags(sp: argparse.ArgumentParser) -> None:
+    """--protocol, --runs and --beta-per-task (evaluate and bench)."""
+    sp.add_argument(
+        "--protocol",
+        choices=["ours", "dars"],
+        default="ours",
+        help="ours: utility with paired-bootstrap intervals (default); dars: what the DARS "
+        "authors' code computes (docs/routers.md)",
+    )
+    sp.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="--protocol dars: single-shot runs, seeded 42 + r (default: 100)",
+    )
+    sp.add_argument(
+        "--beta-per-task",
+        action="append",
+        default=[],
+        metavar="TASK=BETA",
+        help="--protocol dars: beta of one task (repeatable; others get 0.2 or --beta)",
     )
 
 
@@ -502,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "folder of MODEL.parquet outcomes: adds DARS's evaluation "
         "views (prompt_variation, decoding_variation) of the test split",
     )
+    protocol_flags(sp)
 
     sp = cmd(
         "bench",
@@ -549,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    protocol_flags(sp)
 
     sp = cmd(
         "diff",

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_LAMBDAS",
     "EvalSettings",
     "check_predictions",
+    "eval_settings",
     "evaluate_systems",
     "evaluate_views",
     "score_references",
@@ -164,3 +165,18 @@ def evaluate_views(
             k: res[k] for k in ("routers", "reference", "oracle_verdict_flip", "has_truth")
         }
     return out
+
+
+def eval_settings(params: dict[str, Any]) -> EvalSettings:
+    """The `aggregate` weights and the `evaluate` section as EvalSettings."""
+    from dars.core.params import section
+
+    agg, ev = section(params, "aggregate"), section(params, "evaluate")
+    return EvalSettings(
+        lambda_cost=W.weight(agg.lambda_cost),
+        beta_risk=W.weight(agg.beta_risk),
+        lambdas=tuple(sorted(float(g) for g in ev.lambda_grid)),
+        n_boot=int(ev.bootstrap),
+        seed=int(ev.seed),
+        ci=float(ev.ci),
+    )

@@ -1,245 +1,31 @@
 """The `evaluate` stage: every trained router on the test split, both supervisions.
 
-Metrics and their definitions are in `dars.evaluation.metrics`. Outputs:
+Our protocol (default; `dars.evaluation.scoring.score`, shared with `dars bench`):
+`--metrics` JSON with every metric and its paired-bootstrap interval, DARS minus
+single-shot, the oracle and the best single model, DARS's evaluation views (with
+`--outcomes`) and the field's metrics; `--table` Markdown; `--plots-dir` the cost-quality
+and label-noise plots (PNG and CSV) and `--headline` the flat metrics DVC shows.
 
-* `--metrics` JSON: per router and supervision every metric with its paired-bootstrap
-  interval (single-shot: mean and std over the R draws), the DARS - single-shot
-  difference per metric with its interval and p-value, the oracle and the best single
-  model (in hindsight) as references, and how often single-shot test labels name another
-  best model than the distributional labels.
-* `--table` Markdown: the DARS-vs-single-shot table and the full metrics table.
-* `views` (with `--outcomes`): every system again under DARS's evaluation views of the
-  test split, `prompt_variation` and `decoding_variation` (`dars.labels.views`), derived
-  from the same outcomes, next to the full K x N label; the table adds a per-view section.
-* `--plots-dir`: `cost_quality.png` (lambda sweep per router, both supervisions, with the
-  oracle and the single models) and `label_noise.png` (histogram of single_shot - mean
-  over all labels).
+`--protocol dars` (`dars.evaluation.dars_protocol`): what the DARS authors' code computes,
+from the outcome rows (it fits the `routers.names` routers itself, per task, R runs);
+writes `--metrics` and `--table` only.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from dars.core.errors import InputDataError
 from dars.core.io import write_json, write_text
 from dars.core.params import load_params, section
-from dars.evaluation import metrics as M
+from dars.evaluation import dars_protocol as P
+from dars.evaluation import report, scoring, systems
 from dars.evaluation import views as dvc_views
-from dars.evaluation.routing import (
-    EvalSettings,
-    check_predictions,
-    evaluate_systems,
-    evaluate_views,
-    test_label_matrix,
-)
-from dars.labels import utility as W
+from dars.evaluation.report import view_table  # noqa: F401  (re-exported for callers)
+from dars.evaluation.routing import eval_settings
 from dars.labels import views as V
-from dars.routers.io import load_router, read_routing_inputs
-from dars.routers.targets import split_queries
-
-
-def eval_settings(params: dict[str, Any]) -> EvalSettings:
-    agg, ev = section(params, "aggregate"), section(params, "evaluate")
-    return EvalSettings(
-        lambda_cost=W.weight(agg.lambda_cost),
-        beta_risk=W.weight(agg.beta_risk),
-        lambdas=tuple(sorted(float(g) for g in ev.lambda_grid)),
-        n_boot=int(ev.bootstrap),
-        seed=int(ev.seed),
-        ci=float(ev.ci),
-    )
-
-
-def _fmt(s: dict[str, float], *, spread: bool = False) -> str:
-    if not np.isfinite(s["value"]):
-        return "n/a"
-    core = f"{s['value']:.3f}"
-    if spread and s.get("repeats", 1) > 1:
-        core += f" ± {s['std']:.3f}"
-    return f"{core} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
-
-
-def _fmt_diff(d: dict[str, float]) -> str:
-    if not np.isfinite(d["diff"]):
-        return "n/a"
-    return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-
-
-def markdown_tables(result: dict[str, Any]) -> str:
-    has_truth = result["has_truth"]
-    lines = [
-        f"Test queries: {result['n_test_queries']} (dropped for missing labels: "
-        f"{result['n_test_dropped']}); models: {', '.join(result['models'])}; "
-        f"lambda = {W.describe(result['settings']['lambda_cost'])}, "
-        f"beta = {W.describe(result['settings']['beta_risk'])}; "
-        f"{result['settings']['bootstrap']} paired-bootstrap resamples, "
-        f"{int(result['settings']['ci'] * 100)}% intervals; single-shot: mean ± std over "
-        f"{result['single_shot_repeats']} label draws.",
-        "",
-        "### DARS vs single-shot supervision (utility on the test split)",
-        "",
-    ]
-    head = "| router | utility, DARS | utility, single-shot | Δ utility (DARS − SS) | p |"
-    sep = "|---|---|---|---|---|"
-    if has_truth:
-        head += " true quality, DARS | true quality, SS | Δ true quality | p |"
-        sep += "---|---|---|---|"
-    lines += [head, sep]
-    for name, r in result["routers"].items():
-        if "dars" not in r or "single_shot" not in r:
-            continue
-        d = r["dars_minus_single_shot"]
-        row = (
-            f"| {name} | {_fmt(r['dars']['utility'])} | "
-            f"{_fmt(r['single_shot']['utility'], spread=True)} | {_fmt_diff(d['utility'])} | "
-            f"{d['utility']['p_value']:.3f} |"
-        )
-        if has_truth:
-            row += (
-                f" {_fmt(r['dars']['quality_true'])} | "
-                f"{_fmt(r['single_shot']['quality_true'], spread=True)} | "
-                f"{_fmt_diff(d['quality_true'])} | {d['quality_true']['p_value']:.3f} |"
-            )
-        lines.append(row)
-    cols = list(M.METRICS) + (["quality_true"] if has_truth else [])
-    lines += [
-        "",
-        "### All metrics",
-        "",
-        "| system | supervision | " + " | ".join(cols) + " |",
-        "|---|---|" + "---|" * len(cols),
-    ]
-    for name, r in result["routers"].items():
-        for sup in ("dars", "single_shot"):
-            if sup in r:
-                cells = [_fmt(r[sup][k], spread=True) for k in cols]
-                lines.append(f"| {name} | {sup} | " + " | ".join(cells) + " |")
-    for name, s in result["reference"].items():
-        cells = [_fmt(s[k]) for k in cols]
-        lines.append(f"| {name} | – | " + " | ".join(cells) + " |")
-    lines += view_table(result)
-    flip = result["oracle_verdict_flip"]
-    lines += [
-        "",
-        f"Single-shot test labels name a different best model than the distributional "
-        f"labels on {flip['rate']:.1%} of {flip['n_queries']} test queries.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def view_table(result: dict[str, Any]) -> list[str]:
-    """Markdown lines: utility and quality of every system under each evaluation view."""
-    views = result.get("views") or {}
-    if not views:
-        return []
-    names = [V.FULL, *views]
-    counts = [str(result["n_test_queries"])] + [str(views[v]["n_test_queries"]) for v in views]
-    lines = [
-        "",
-        "### DARS evaluation views (same test outcomes)",
-        "",
-        "`full`: the K×N label; `prompt_variation`: the K variants, one decode each; "
-        "`decoding_variation`: the original prompt, N decodes. Test queries scored: "
-        + ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True))
-        + ".",
-        "",
-        "| system | supervision | "
-        + " | ".join(f"utility, {n} | quality, {n}" for n in names)
-        + " |",
-        "|---|---|" + "---|---|" * len(names),
-    ]
-    rows: list[tuple[str, str, list[dict[str, Any] | None]]] = []
-    for name, r in result["routers"].items():
-        for sup in ("dars", "single_shot"):
-            if sup in r:
-                per = [r[sup]] + [views[v]["routers"].get(name, {}).get(sup) for v in views]
-                rows.append((name, sup, per))
-    for name, s in result["reference"].items():
-        rows.append((name, "–", [s] + [views[v]["reference"].get(name) for v in views]))
-    for name, sup, per in rows:
-        cells = []
-        for s in per:
-            if s is None:
-                cells += ["n/a", "n/a"]
-            else:
-                spread = sup == "single_shot"
-                cells += [_fmt(s["utility"], spread=spread), _fmt(s["quality"], spread=spread)]
-        lines.append(f"| {name} | {sup} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def plot_cost_quality(
-    scored: dict[str, dict[str, M.Scored]],
-    refs: dict[str, M.Scored],
-    ref: M.Reference,
-    path: Path,
-) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(scored)
-    ncol = min(4, len(names))
-    nrow = int(np.ceil(len(names) / ncol))
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False, sharex=True, sharey=True
-    )
-    single_c, single_q = ref.lm.cost.mean(axis=0), ref.lm.mean.mean(axis=0)
-    oc, oq = refs["oracle"].curve
-    for ax, name in zip(axes.flat, names, strict=False):
-        ax.plot(oc, oq, ":", color="grey", label="oracle")
-        ax.scatter(single_c, single_q, marker="x", color="black", s=20, label="single models")
-        for sup, style in (("dars", "-o"), ("single_shot", "--s")):
-            if sup in scored[name]:
-                c, q = scored[name][sup].curve
-                ax.plot(c, q, style, markersize=3, label=sup.replace("_", "-"))
-        ax.set_title(name, fontsize=9)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(names) :]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("mean normalised cost")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("mean quality (μq)")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Cost–quality curves on the test split (λ sweep)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_label_noise(labels: pd.DataFrame, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = labels["single_shot"].notna() & labels["mean"].notna()
-    noise = (labels.loc[ok, "single_shot"] - labels.loc[ok, "mean"]).to_numpy()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.hist(noise, bins=np.linspace(-1, 1, 41), color="tab:blue", edgecolor="white")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("single-shot label − distribution mean")
-    ax.set_ylabel("(query, model) pairs")
-    mae = float(np.abs(noise).mean()) if len(noise) else float("nan")
-    ax.set_title(
-        f"Label noise of one sample: {len(noise)} pairs, mean |noise| = {mae:.3f}", fontsize=9
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+from dars.routers.io import read_routing_inputs
 
 
 def run(
@@ -254,62 +40,52 @@ def run(
     plots_dir: str,
     outcomes_dir: str | None = None,
     headline_out: str | None = None,
+    protocol: str = "ours",
+    runs: int | None = None,
+    beta_per_task: Sequence[str] | None = None,
 ) -> Path:
     params = load_params(params_path)
-    st = eval_settings(params)
     lab, q, spl = read_routing_inputs(labels=labels, queries=queries, splits=splits)
-    index_path = Path(models_dir) / "index.json"
-    if not index_path.exists():
-        raise InputDataError(f"router index {str(index_path)!r} does not exist; run `dars train`")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    models = list(index["models"])
-    if sorted(lab["model"].unique()) != sorted(models):
-        raise InputDataError(
-            f"labels file {labels!r} has models {sorted(lab['model'].unique())} but the routers "
-            f"in {str(index_path)!r} were trained on {models}; rerun `dars train`"
+    models = sorted(lab["model"].unique())
+    if protocol == "dars":
+        if outcomes_dir is None:
+            raise InputDataError("--protocol dars reads the outcome rows: pass --outcomes DIR")
+        result = P.evaluate_files(
+            outcomes_dir,
+            queries=q,
+            splits=spl,
+            models=models,
+            routers=section(params, "routers"),
+            runs=runs,
+            beta_per_task=beta_per_task,
         )
-    test = split_queries(spl, q, "test")
-    lm, ok = test_label_matrix(lab, test["query_id"].tolist(), models)
+        write_json(result, metrics_out)
+        write_text(table := P.markdown(result), table_out)
+        print(table)
+        return Path(metrics_out)
+    st = eval_settings(params)
+    index = systems.read_index(models_dir, models=models, labels_path=labels)
+    lms, texts, dropped = systems.split_inputs(lab, q, spl, models=list(index["models"]))
+    lm = lms["test"]
     if not len(lm.query_ids):
         raise InputDataError(f"no test query in {splits!r} has complete labels to score")
-    texts = [t for t, k in zip(test["prompt"], ok, strict=True) if k]
-
-    runs: dict[str, dict[str, list[tuple[int, np.ndarray, np.ndarray]]]] = defaultdict(
-        lambda: defaultdict(list)
+    preds = systems.predict_all(models_dir, index, texts)
+    outcomes = None
+    if outcomes_dir is not None:
+        outcomes = V.read_outcomes(outcomes_dir, models=lm.models, query_ids=lm.query_ids)
+    val = scoring.validation(lms["validation"], preds["validation"])
+    test_lab = lab[lab["query_id"].isin(set(lm.query_ids))]
+    result, scored, refs, ref = scoring.score(
+        preds["test"], lm=lm, settings=st, outcomes=outcomes, labels=test_lab, validation=val
     )
-    for e in index["routers"]:
-        obj = load_router(Path(models_dir) / e["path"])
-        if list(obj["models"]) != models:
-            raise InputDataError(f"router file {e['path']!r} has models {obj['models']}")
-        pred = check_predictions(
-            obj["pipeline"].predict(texts), n_queries=len(texts), models=models, who=e["path"]
-        )
-        runs[e["router"]][e["supervision"]].append(
-            (int(e["repeat"]), pred, np.asarray(obj["cost_estimate"], dtype=np.float64))
-        )
-    systems = {
-        name: {sup: [(p, c) for _, p, c in sorted(rs, key=lambda t: t[0])] for sup, rs in s.items()}
-        for name, s in runs.items()
-    }
-    result, scored, refs, ref = evaluate_systems(systems, lm=lm, settings=st)
-    result["n_test_dropped"] = int((~ok).sum())
+    result["n_test_dropped"] = dropped["test"]
     result["single_shot_repeats"] = int(index.get("single_shot_repeats", 1))
     result["features"] = index.get("features")
-    if outcomes_dir is not None:
-        outcomes = V.read_outcomes(outcomes_dir, models=models, query_ids=lm.query_ids)
-        by_view = V.all_view_labels(
-            outcomes,
-            query_ids=lm.query_ids,
-            cost_scale=V.cost_scale(lab),
-            tasks=lab[["query_id", "task"]] if "task" in lab.columns else None,
-        )
-        result["views"] = evaluate_views(systems, lm=lm, labels_by_view=by_view, settings=st)
     write_json(result, metrics_out)
-    table = markdown_tables(result)
-    write_text(table, table_out)
+    write_text(table := report.markdown_tables(result), table_out)
     plots = Path(plots_dir)
-    plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
-    plot_label_noise(lab, plots / "label_noise.png")
+    report.plot_cost_quality(scored, refs, ref, plots / "cost_quality.png")
+    report.plot_label_noise(lab, plots / "label_noise.png")
     curves = {n: {s: sc.curve for s, sc in sups.items()} for n, sups in scored.items()}
     curves["oracle"] = {"reference": refs["oracle"].curve}
     dvc_views.write_router_views(
