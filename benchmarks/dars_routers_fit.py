@@ -20,6 +20,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def synthetic_targets(n: int, seed: int) -> np.ndarray:
     return heads.stack(q, np.clip(c, 0, 1), s)
 
 
-def make(name: str) -> object:
+def make(name: str) -> Any:
     cls = ROUTERS.get(name)
     kw = {"n_models": N_MODELS} if "n_models" in cls().get_params() else {}
     return cls(**kw)

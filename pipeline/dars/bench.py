@@ -659,6 +659,7 @@ def run(
         from dars.evaluation.prediction_file import one_hot, read_choices
 
         known = data[f"queries/{split}"]["query_id"].tolist()
+        assert predictions is not None  # user is None only with --predictions
         picks = read_choices(
             predictions, scored=lm.query_ids, known=known, models=models, split=split
         )
@@ -765,7 +766,8 @@ def _predict_rows(
 ) -> np.ndarray:
     """Predictions for the present texts, NaN rows where a query has no such variant."""
     rows = [i for i, t in enumerate(texts) if t is not None]
-    first = predict(name, [texts[i] for i in rows]) if rows else None
+    present = [t for t in texts if t is not None]
+    first = predict(name, present) if rows else None
     out = np.full((len(texts), first.shape[1] if first is not None else 1), np.nan)
     if first is not None:
         out[rows] = first
@@ -812,7 +814,8 @@ def run_dars_protocol(
 
     user, cls_name = resolve_router(router, router_args)
     check_hub(dataset)
-    frames, splits = {"queries": [], "outcomes": []}, []
+    frames: dict[str, list[Any]] = {"queries": [], "outcomes": []}
+    splits: list[str] = []
     for sp in ("train", "validation", "test"):
         for cfg in frames:
             try:

@@ -27,7 +27,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -179,6 +179,14 @@ class ModelConfig:
     price_per_1k_completion: Float = p(0.0, "price per 1000 completion tokens", ge=0.0)
     revision: Str = p("unknown", "model revision (vllm: a pinned commit or tag)")
     stop: Stop = p((), "stop strings (a string or a list)")
+
+    if TYPE_CHECKING:
+        # For the type checker only: `ModelConfig(backend=..., **backend_keys)` returns the
+        # backend's own type, whose extra keys (n_ctx, base_url, sim_ability, ...) callers
+        # read after checking the backend; mypy cannot follow the `__new__` dispatch.
+        def __init__(self, **kwargs: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """`ModelConfig(backend="vllm", ...)` is a `VllmConfig`: the backend picks the type."""

@@ -191,7 +191,7 @@ def plot_label_noise(labels: pd.DataFrame, path: Path) -> Path:
     ok = labels["single_shot"].notna() & labels["mean"].notna()
     noise = (labels.loc[ok, "single_shot"] - labels.loc[ok, "mean"]).to_numpy()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.hist(noise, bins=np.linspace(-1, 1, 41), color="tab:blue", edgecolor="white")
+    ax.hist(noise, bins=list(np.linspace(-1, 1, 41)), color="tab:blue", edgecolor="white")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("single-shot label − distribution mean")
     ax.set_ylabel("(query, model) pairs")

@@ -143,7 +143,8 @@ def export_llmrouter(
     declared = b.params.get("models") or {}
     llm = {}
     for m in sorted(models):
-        cfg = declared.get(m) if isinstance(declared.get(m), dict) else {}
+        got = declared.get(m)
+        cfg: dict = got if isinstance(got, dict) else {}
         p_in, p_out = cfg.get("price_per_1k_prompt"), cfg.get("price_per_1k_completion")
         llm[m] = {
             "model": m,
