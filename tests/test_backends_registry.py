@@ -48,19 +48,25 @@ def test_importing_the_registry_and_the_sampling_layer_imports_no_backend_module
     assert json.loads(out.stdout) == ["dars.backends.base"]
 
 
+def config(backend: str) -> ModelConfig:
+    """A valid minimal config (vllm needs a model id and a pinned revision)."""
+    pinned = {"model_path": "org/model", "revision": "abc123"} if backend == "vllm" else {}
+    return ModelConfig(name="m", backend=backend, **pinned)
+
+
 def test_only_the_llama_cpp_scheduler_groups_units():
     cfg = ModelConfig(name="m", backend="llama_cpp", max_num_seqs=4)
     assert backend_class("llama_cpp").unit_groups(cfg, 3) == UnitGroups(size=6, slots=4)
     grouped = ModelConfig(name="m", backend="llama_cpp", group_units=5)
     assert backend_class("llama_cpp").unit_groups(grouped, 3) == UnitGroups(size=5, slots=16)
     for name in ("simulated", "vllm", "openai", "imported"):
-        assert backend_class(name).unit_groups(ModelConfig(name="m", backend=name), 3) is None
+        assert backend_class(name).unit_groups(config(name), 3) is None
 
 
 def test_vllm_plans_consecutive_seeds_and_the_others_a_hashed_seed_per_sample():
     sample = SampleConfig(n=4, seed=3, max_retries=0)
     keys = {"sample": sample, "query_id": "q", "variant_id": 1}
-    vllm = backend_class("vllm").variant_seeds(config=ModelConfig(name="m", backend="vllm"), **keys)
+    vllm = backend_class("vllm").variant_seeds(config=config("vllm"), **keys)
     assert vllm == list(range(vllm[0], vllm[0] + 4))
     cfg = ModelConfig(name="m", backend="simulated")
     hashed = [

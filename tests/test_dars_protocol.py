@@ -251,7 +251,7 @@ def _write_tables(root, tables):
     import yaml
 
     from dars.core.io import model_file, write_frame
-    from tests.conftest import base_params
+    from tests.factories import base_params
 
     outcomes, splits, queries = tables
     for m, part in outcomes.groupby("model"):

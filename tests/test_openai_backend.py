@@ -322,9 +322,13 @@ def test_faults_are_retried_and_nothing_is_lost_or_duplicated(server, direct_row
     expect_attempts = {s: 2 if s % 4 == 0 else 3 if s % 4 == 1 else 1 for s in ok.index}
     assert ok["attempts"].to_dict() == expect_attempts
     assert (ok["attempts"] > 1).sum() >= 3, "the schedule should fault several requests"
-    # retries do not change what a seed generates
-    ref = direct_rows.set_index("seed").loc[ok.index]
-    assert (ok["completion"] == ref["completion"]).all()
+    # retries do not change what a seed asks for: every attempt carried the row's own seed
+    # (px.seen counts attempts by the seed in the request body). The completion texts are
+    # not compared with the direct run's: llama-cpp-python's server reuses the previous
+    # request's prompt prefix, so its numerics (and a near-tie token) depend on what it
+    # served before; this comparison failed at random on main before (9c67871 failed,
+    # 1655404 passed, same test).
+    assert set(px.seen) == set(seeds) and ok["completion"].notna().all()
     # the resumed run read every shard back and sent nothing new
     pd.testing.assert_frame_equal(again, df)
     assert sum(px.seen.values()) == sum(px.seen[s] for s in seeds)
