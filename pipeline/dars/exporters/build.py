@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from dars.core.errors import InputDataError
+from dars.core.io import read_table
 
 BATCH_ROWS = 65_536  # outcome rows per batch: bounded memory whatever the build's size
 
@@ -47,13 +48,7 @@ class Build:
 
 
 def _table(path: Path, columns: list[str], what: str) -> dict[str, list]:
-    if not path.is_file():
-        raise InputDataError(f"{what} file {str(path)!r} does not exist (is it a built data/?)")
-    names = pq.read_schema(path).names
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise InputDataError(f"{what} file {str(path)!r} lacks columns {missing}; it has {names}")
-    return pq.read_table(path, columns=columns).to_pydict()
+    return read_table(path, required=columns, what=what, columns=columns).to_pydict()
 
 
 def read_build(data_dir: str | Path, params: str | Path | None) -> Build:

@@ -39,8 +39,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from dars.core import duck
-from dars.core.errors import InputDataError
-from dars.core.io import write_json
+from dars.core.io import parquet_schema, write_json
 from dars.exporters.build import JsonlWriters, finite, read_build
 
 LABEL_COLUMNS = ["query_id", "model", "n", "mean", "std", "ci_low", "ci_high", "mean_cost"]
@@ -87,12 +86,7 @@ def export_llmrouter(
     b = read_build(data_dir, params)
     out = Path(out)
     path = b.data_dir / "labels.parquet"
-    if not path.is_file():
-        raise InputDataError(f"labels file {str(path)!r} does not exist (run `dars aggregate`)")
-    names = pq.read_schema(path).names
-    missing = [c for c in LABEL_COLUMNS if c not in names]
-    if missing:
-        raise InputDataError(f"labels file {str(path)!r} lacks columns {missing}; has {names}")
+    names = parquet_schema(path, required=LABEL_COLUMNS, what="labels").names
     usage = pair_usage(b.outcome_files)
     embedding_id = {qid: i for i, qid in enumerate(sorted(b.queries))}
     writers = JsonlWriters(out)
