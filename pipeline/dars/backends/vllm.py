@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dars.backends.base import GenRequest, GenResult
+from dars.backends.hf_folder import check_folder_revision, is_local_folder
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig
 
@@ -192,12 +193,16 @@ def pinned_revision(config: ModelConfig) -> str:
 
 
 def engine_kwargs(config: ModelConfig, *, seed: int = 0) -> dict[str, Any]:
-    """Keyword arguments of vllm.LLM: pinned model, prefix caching on, pass-throughs."""
+    """Keyword arguments of vllm.LLM: pinned model, prefix caching on, pass-throughs.
+
+    A local folder has no Hub revision to ask for: its revision is its content hash,
+    checked by `VllmBackend` (`dars.backends.hf_folder.check_folder_revision`)."""
     pinned_revision(config)
+    local = is_local_folder(config.model_path)
     kwargs: dict[str, Any] = {
         "model": config.model_path,
-        "revision": config.revision,
-        "tokenizer_revision": config.revision,
+        "revision": None if local else config.revision,
+        "tokenizer_revision": None if local else config.revision,
         "tensor_parallel_size": config.tensor_parallel_size,
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "enable_prefix_caching": True,
@@ -266,6 +271,10 @@ class VllmBackend:
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         self.revision = pinned_revision(config)
+        if is_local_folder(config.model_path):
+            check_folder_revision(
+                name=config.name, model_path=config.model_path, revision=config.revision
+            )
         try:
             import vllm
         except ImportError as exc:
