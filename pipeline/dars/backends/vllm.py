@@ -208,6 +208,7 @@ def engine_kwargs(config: ModelConfig, *, seed: int = 0) -> dict[str, Any]:
         "enable_prefix_caching": True,
         "max_model_len": config.n_ctx,
         "seed": seed,
+        "enforce_eager": config.enforce_eager,
     }
     if config.max_num_seqs is not None:
         kwargs["max_num_seqs"] = config.max_num_seqs
@@ -282,6 +283,13 @@ class VllmBackend:
                 "the vllm backend needs vLLM (a CUDA machine): pip install 'dars[vllm]'"
             ) from exc
         self._vllm = vllm
+        self._request_errors: tuple[type[BaseException], ...] = ()
+        try:  # vLLM 0.32.0 raises these for a bad request (older releases: ValueError)
+            from vllm.exceptions import VLLMError
+
+            self._request_errors = (VLLMError,)
+        except ImportError:
+            pass
         self._llm = vllm.LLM(**engine_kwargs(config))
         # read by dars.sampling.local.units_per_call: variants per engine call
         self.max_concurrency = config.max_num_seqs or DEFAULT_MAX_NUM_SEQS
@@ -293,7 +301,9 @@ class VllmBackend:
         t0 = time.perf_counter()
         try:
             outputs = self._llm.generate([c.prompt for c in calls], params, use_tqdm=False)
-        except (RuntimeError, ValueError) as exc:  # e.g. prompt longer than max_model_len
+        except (RuntimeError, ValueError, *self._request_errors) as exc:
+            # e.g. a prompt longer than max_model_len: vLLM 0.32.0 raises
+            # VLLMValidationError (a VLLMError, not a ValueError) before queueing anything
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         return results_from_outputs(
             variants=variants, calls=calls, outputs=outputs, latency_s=time.perf_counter() - t0

