@@ -118,12 +118,13 @@ def test_sample_stage_on_the_real_engine(model_dir: Path, tmp_path: Path, monkey
     """One n=N request per variant, child seeds seed + index in the rows, real finish
     reasons and token counts, the pinned revision; a prompt past max_model_len is an
     error row (retried alone, then kept) and grades to score null, never 0."""
-    requests: list[tuple[int, int, str]] = []  # (n, seed, prompt) of every engine request
+    requests: list[tuple[int, int, str]] = []  # (n, seed, prompt) of every generated request
     generate = vllm.LLM.generate
 
     def spy(self, prompts, params, **kw):
+        out = generate(self, prompts, params, **kw)  # a call that raises generated nothing
         requests.extend((sp.n, sp.seed, p) for p, sp in zip(prompts, params, strict=True))
-        return generate(self, prompts, params, **kw)
+        return out
 
     monkeypatch.setattr(vllm.LLM, "generate", spy)
     config = engine_config(model_dir)
@@ -185,3 +186,30 @@ def test_sample_stage_on_the_real_engine(model_dir: Path, tmp_path: Path, monkey
     assert out.loc[out["query_id"] == "q9-too-long", "score"].isna().all()
     assert set(out.loc[out["query_id"] == "q9-too-long", "grade_status"]) == {"error"}
     assert out.loc[out["query_id"] != "q9-too-long", "score"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_the_vllm_cpu_preset_builds_labels_end_to_end(model_dir: Path, dvc_repo_factory):
+    """params/vllm-cpu.yaml: `dvc repro` from prepare to card with both models sampled by
+    the real engine. The preset pins the revision that `make vllm-model` writes, so this
+    also checks that the conversion is byte-reproducible on this machine."""
+    params = yaml.safe_load((REPO / "params" / "vllm-cpu.yaml").read_text())
+    revision = content_revision(model_dir)
+    for m in params["models"].values():
+        assert m["backend"] == "vllm" and m["revision"] == revision
+        m["model_path"] = str(model_dir)  # the temporary repo has no .dars/hf
+    repo = dvc_repo_factory(params)
+    repo.dvc("repro")
+    data = repo.root / "data"
+    gens = pd.concat(
+        pd.read_parquet(data / "generations" / f"{m}.parquet") for m in params["models"]
+    )
+    n_queries = len(pd.read_parquet(data / "queries.parquet"))
+    assert len(gens) == n_queries * params["reformulate"]["k"] * params["sample"]["n"] * 2
+    assert set(gens["backend"]) == {"vllm"} and set(gens["status"]) == {"ok"}
+    assert set(gens["revision"]) == {f"{model_dir}@{revision}"}
+    assert (gens["completion_tokens"] > 0).all()
+    labels = pd.read_parquet(data / "labels.parquet")
+    assert len(labels) == n_queries * 2 and labels["mean"].between(0, 1).all()
+    assert json.loads((repo.root / "reports" / "validation.json").read_text())["success"]
+    assert (repo.root / "publish" / "MANIFEST.json").is_file()

@@ -283,6 +283,13 @@ def _check_params(a: argparse.Namespace) -> Any:
             print(f"dars check-params: error: {e}", file=sys.stderr)
         raise SystemExit(f"dars check-params: {len(errors)} error(s) in {a.params}")
     print(f"{a.params}: OK")
+    vllm_models = [
+        name for name, m in (raw.get("models") or {}).items() if (m or {}).get("backend") == "vllm"
+    ]
+    if vllm_models:
+        from dars.backends.vllm import REPRODUCIBILITY_NOTE
+
+        print(f"note: models {', '.join(vllm_models)} (backend vllm): {REPRODUCIBILITY_NOTE}")
 
 
 # The default of every path flag is where dvc.yaml puts that file (a test checks this).

