@@ -6,6 +6,8 @@
   run, shared by the card, publish, diff and remote tests and by every pytest-xdist
   worker (pytest-xdist's recipe: a file lock in the run's shared temporary folder).
   Tests that change it work on `sim_built.copy(tmp_path / ...)`.
+- `sim_full_built`: the same for the full pipeline (`factories.full_sim_params()`), read
+  by the end-to-end, router and determinism tests.
 - The run leaves the checkout as it found it: stage run logs go to a temporary
   `DARS_RUNS_DIR`, and the session fails if a test added or changed a file in the
   checkout (`git status`, ignored files included).
@@ -18,13 +20,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
 from dars.core import runlog
-from tests.factories import REPO, Built, DvcRepo, make_build, tiny_params
+from tests.factories import REPO, Built, DvcRepo, full_sim_params, make_build, tiny_params
 
 # what a test run may create in the checkout: the environment and tool caches
 ALLOWED_IN_CHECKOUT = (".venv/", ".pytest_cache/", ".ruff_cache/", ".mypy_cache/", "build/")
@@ -84,7 +87,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 # fixtures whose tests run `dvc repro` (directly or through the shared build)
-FIXTURE_MARKS = {"dvc_repo_factory": "dvc", "sim_built": "dvc"}
+FIXTURE_MARKS = {"dvc_repo_factory": "dvc", "sim_built": "dvc", "sim_full_built": "dvc"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,18 +105,33 @@ def dvc_repo_factory(tmp_path):
     return make
 
 
-@pytest.fixture(scope="session")
-def sim_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """The shared simulated build (see the module docstring)."""
-    root = tmp_path_factory.getbasetemp()
+def shared_build(
+    factory: pytest.TempPathFactory, name: str, params: dict, make: Callable[..., Built]
+) -> Built:
+    """`make(root, params)` then `dvc repro`, once per test run: the first worker to ask
+    builds it under a file lock in the run's shared temporary folder; the others wait and
+    reuse it (pytest-xdist's recipe for session fixtures shared across workers)."""
+    root = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's folder, shared by its workers
-    home = root / "dars-sim-build"
-    with FileLock(str(root / "dars-sim-build.lock")):
+    home = root / name
+    with FileLock(str(root / f"{name}.lock")):
         done = home / "built.json"
-        params = tiny_params()
         if not done.exists() or json.loads(done.read_text()) != params:
             shutil.rmtree(home, ignore_errors=True)
-            make_build(home / "repo", params).dvc("repro")
+            make(home / "repo", params).dvc("repro")
             done.write_text(json.dumps(params))
     return Built(home / "repo")
+
+
+@pytest.fixture(scope="session")
+def sim_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The shared simulated build, router stages stubbed (see the module docstring)."""
+    return shared_build(tmp_path_factory, "dars-sim-build", tiny_params(), make_build)
+
+
+@pytest.fixture(scope="session")
+def sim_full_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The shared full simulated build (`factories.full_sim_params()`, train and evaluate
+    included), read by the end-to-end, router and determinism tests."""
+    return shared_build(tmp_path_factory, "dars-sim-full", full_sim_params(), DvcRepo)

@@ -255,6 +255,36 @@ def tiny_params(models: dict | None = None) -> dict:
     return p
 
 
+def full_sim_params() -> dict:
+    """The full simulated pipeline (train, evaluate and card included) that conftest's
+    session fixture `sim_full_built` builds once for the end-to-end, router and determinism
+    tests: 80 arithmetic queries, K = 3, N = 8 (enough labels for the coverage checks), two
+    simulated models, every default router with 2 single-shot repeats."""
+    p = base_params()
+    p["prepare"]["tasks"] = {
+        "arithmetic": {"kind": "arithmetic", "n": 80, "difficulty": 2, "seed": 3},
+    }
+    p["reformulate"]["k"] = 3
+    p["sample"]["n"] = 8
+    p["models"] = {
+        "sim-strong": {
+            "backend": "simulated",
+            "sim_ability": 1.5,
+            "price_per_1k_prompt": 1.0,
+            "price_per_1k_completion": 4.0,
+        },
+        "sim-weak": {
+            "backend": "simulated",
+            "sim_ability": -0.5,
+            "price_per_1k_prompt": 0.1,
+            "price_per_1k_completion": 0.4,
+        },
+    }
+    p["routers"]["single_shot_repeats"] = 2
+    p["evaluate"]["bootstrap"] = 200
+    return p
+
+
 # --------------------------------------------------------------------------- router data
 
 AGG = {

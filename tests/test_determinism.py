@@ -25,7 +25,6 @@ from sklearn.pipeline import make_pipeline
 from dars.core import runlog, schema
 from dars.core.io import canonical_skops
 from dars.routers.io import load_router, save_router
-from tests.factories import base_params
 
 TEXTS = ["apple banana", "banana cherry", "cherry dates", "apple dates"]
 
@@ -130,29 +129,15 @@ def test_lock_holds_only_stages_of_dvc_yaml() -> None:
     assert set(lock["stages"]) <= expected, set(lock["stages"]) - expected
 
 
-def tiny_simulated_params() -> dict:
-    p = base_params()
-    p["prepare"]["tasks"] = {"arithmetic": {"kind": "arithmetic", "n": 15, "difficulty": 1,
-                                            "seed": 3}}  # fmt: skip
-    p["reformulate"]["k"] = 2
-    p["sample"]["n"] = 3
-    p["models"] = {
-        "sim-a": {"backend": "simulated", "sim_ability": 1.0, "price_per_1k_prompt": 1.0},
-        "sim-b": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
-    }
-    p["routers"]["single_shot_repeats"] = 2
-    return p
-
-
 @pytest.mark.slow
 @pytest.mark.dvc
-def test_two_clean_builds_give_the_same_lock(tmp_path: Path) -> None:
+def test_two_clean_builds_give_the_same_lock(sim_full_built, tmp_path: Path) -> None:
+    """The shared full simulated build (every default router) and a second clean build of
+    the same params in a new repo."""
     from tests.factories import DvcRepo
 
-    locks = []
-    for name in ("one", "two"):
-        repo = DvcRepo(tmp_path / name, tiny_simulated_params())
-        repo.dvc("repro")
-        locks.append((repo.root / "dvc.lock").read_text())
-        assert (repo.root / ".dars" / "runs" / "sample" / "sim-a.json").exists()
-    assert locks[0] == locks[1]
+    repo = DvcRepo(tmp_path / "two", sim_full_built.params())
+    repo.dvc("repro")
+    assert (repo.root / ".dars" / "runs" / "sample" / "sim-strong.json").exists()
+    first = (sim_full_built.root / "dvc.lock").read_text()
+    assert first == (repo.root / "dvc.lock").read_text()

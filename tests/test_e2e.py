@@ -27,6 +27,9 @@ def tiny_real_params() -> dict:
     p["sample"]["n"] = 2
     keep = ["gemma-fewshot", "gemma-oneshot"]
     p["models"] = {k: {**p["models"][k], "max_tokens": 24} for k in keep}
+    # the router stages run twice here; what they compute is tested on the shared build
+    p["routers"].update(names=["best-single", "knn", "ridge"], single_shot_repeats=1)
+    p["evaluate"]["bootstrap"] = 200
     return p  # 6 queries x 2 variants x 2 samples x 2 models = 48 generations
     # (6, not fewer: the card stage refuses a build whose validation split is empty)
 
@@ -123,29 +126,10 @@ def test_dvc_repro_real_llama_cpp(dvc_repo_factory):
 
 
 @pytest.mark.slow
-def test_dvc_repro_simulated_labels_recover_truth(dvc_repo_factory):
-    p = base_params()
-    p["prepare"]["tasks"] = {
-        "arithmetic": {"kind": "arithmetic", "n": 80, "difficulty": 2, "seed": 3},
-    }
-    p["reformulate"]["k"] = 3
-    p["sample"]["n"] = 8
-    p["models"] = {
-        "sim-strong": {
-            "backend": "simulated",
-            "sim_ability": 1.5,
-            "price_per_1k_prompt": 1.0,
-            "price_per_1k_completion": 4.0,
-        },
-        "sim-weak": {
-            "backend": "simulated",
-            "sim_ability": -0.5,
-            "price_per_1k_prompt": 0.1,
-            "price_per_1k_completion": 0.4,
-        },
-    }
-    repo = dvc_repo_factory(p)
-    repo.dvc("repro")
+def test_dvc_repro_simulated_labels_recover_truth(sim_full_built):
+    """80 arithmetic queries x K=3 x N=8 on two simulated models (factories.full_sim_params,
+    built once per run by conftest's `sim_full_built`)."""
+    repo, p = sim_full_built, sim_full_built.params()
     out = check_contract(repo.root, list(p["models"]), n=8, k=3)
     lab = out["labels"]
     assert lab["backend"].eq("simulated").all()

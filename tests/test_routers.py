@@ -271,26 +271,17 @@ def test_minilm_embeddings_offline_from_site_packages(monkeypatch):
 
 
 @pytest.mark.slow
-def test_dvc_repro_train_and_evaluate_on_the_simulator(dvc_repo_factory):
-    from tests.factories import base_params
-
-    p = base_params()
-    p["prepare"]["tasks"] = {"arithmetic": {"kind": "arithmetic", "n": 40, "difficulty": 2}}
-    p["reformulate"]["k"] = 2
-    p["sample"]["n"] = 3
-    p["models"] = {
-        "sim-strong": {"backend": "simulated", "sim_ability": 1.5, "price_per_1k_prompt": 1.0},
-        "sim-weak": {"backend": "simulated", "sim_ability": -0.5, "price_per_1k_prompt": 0.1},
-    }
-    p["routers"].update(names=["best-single", "knn", "ridge"], single_shot_repeats=2)
-    p["evaluate"]["bootstrap"] = 200
-    repo = dvc_repo_factory(p)
-    repo.dvc("repro", "evaluate")
+def test_dvc_repro_train_and_evaluate_on_the_simulator(sim_full_built, tmp_path):
+    """The shared full simulated build (every default router, 2 single-shot repeats); a
+    copy, because the test changes its params."""
+    repo = sim_full_built.copy(tmp_path / "repo")
+    p = repo.params()
+    names, repeats = p["routers"]["names"], p["routers"]["single_shot_repeats"]
     res = json.loads((repo.root / "metrics" / "routers.json").read_text())
-    assert set(res["routers"]) == {"best-single", "knn", "ridge"} and res["has_truth"]
+    assert set(res["routers"]) == set(names) and res["has_truth"]
     assert (repo.root / "metrics" / "routers.md").read_text().startswith("Test queries:")
     index = json.loads((repo.root / "models" / "index.json").read_text())
-    assert len(index["routers"]) == 3 * 3
+    assert len(index["routers"]) == len(names) * (1 + repeats)
     shown = repo.dvc("metrics", "show").stdout
     assert "metrics/routers_headline.json" in shown and "ridge.utility" in shown
     assert max(len(line) for line in shown.splitlines()) < 4000  # a view, not a data dump
@@ -299,7 +290,6 @@ def test_dvc_repro_train_and_evaluate_on_the_simulator(dvc_repo_factory):
     assert "plots/cost_quality.csv" in plots and "plots/label_noise.csv" in plots
     # nothing to do right after; changing only the evaluation reruns only `evaluate`
     assert "changed" not in repo.dvc("status", "evaluate").stdout
-    p = repo.params()
     p["evaluate"]["bootstrap"] = 300
     repo.write_params(p)
     r = repo.dvc("repro", "evaluate")
