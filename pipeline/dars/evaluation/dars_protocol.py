@@ -409,18 +409,25 @@ def dars_tfidf() -> Any:
     return TfidfVectorizer(**TFIDF_ARGS)
 
 
-def registry_router(name: str, params: Mapping[str, Any] | None = None) -> RouterSpec:
+def registry_router(
+    name: str, params: Mapping[str, Any] | None = None, *, models: Sequence[str] | None = None
+) -> RouterSpec:
     """A reference router by its registered name, on the shared features; `random_state`
-    and `n_models` are set where the router has those parameters."""
-    from dars.routers import ROUTERS
+    and `n_models` are set where the router has those parameters, and with `models` (the
+    model names in column order) graphrouter's model descriptions
+    (`dars.routers.model_kwargs`), unless `params` sets them."""
+    from dars.routers import ROUTERS, model_kwargs
 
     cls = ROUTERS.get(name)
     known = cls().get_params()
+    named = model_kwargs(name, models)
 
     def make(seed: int, n_models: int) -> Any:
         kwargs = dict(params or {})
         if "random_state" in known:
             kwargs.setdefault("random_state", seed)
+        for key, value in named.items():
+            kwargs.setdefault(key, value)
         if "n_models" in known:
             kwargs["n_models"] = n_models
         return cls(**kwargs)
@@ -771,7 +778,7 @@ def evaluate_files(
         beta_per_task=parse_beta_per_task(beta_per_task),
         runs=DEFAULT_RUNS if runs is None else int(runs),
     )
-    specs = [registry_router(n, routers.params.get(n)) for n in routers.names]
+    specs = [registry_router(n, routers.params.get(n), models=models) for n in routers.names]
     return evaluate_tables(
         read_rows(outcomes_dir, models),
         queries=queries,
