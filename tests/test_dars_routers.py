@@ -414,3 +414,14 @@ def test_the_train_stage_tells_routers_the_model_names_and_count():
     # the protocol's routers are told the names too
     est = P.registry_router("graphrouter", models=models).make(42, 2)
     assert est.model_descriptions == describe_models(models) and est.n_models == 2
+
+
+def test_mlp3_fits_in_float32_and_routes_like_float64(topic_problem):
+    texts, Y, test_texts, right = topic_problem
+    picks = {
+        dt: fitted("mlp3", texts, Y, max_iter=60, dtype=dt).predict(test_texts)[:, :M].argmax(1)
+        for dt in ("float32", "float64")
+    }
+    assert np.mean(picks["float32"] == picks["float64"]) >= 0.95
+    with pytest.raises(ValueError, match=r"mlp3: dtype='float16' must be one of"):
+        fitted("mlp3", texts, Y, dtype="float16")
