@@ -421,3 +421,40 @@ def test_an_imported_release_routes_on_the_authors_text_in_their_row_order(impor
                 for q, m, s in zip(plan.pair_query, plan.pair_model, score, strict=True)
             }
             assert got == _their_draw(train, seed)
+
+
+def test_the_supervision_study_runs_at_a_small_scale():
+    """benchmarks/supervision_study.py: the truth's references are consistent with its
+    utility, and the paired statistics come out for every router."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "supervision_study.py"
+    spec = importlib.util.spec_from_file_location("bench_supervision_study", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    world = mod.make_world(30, 40, k=2)
+    u = world.p_test - mod.LAMBDA * world.c_true[None, :]
+    refs = mod.references(world)["utility"]
+    assert mod.true_utility(world, u.argmax(1)) == pytest.approx(refs["oracle"])
+    assert refs["oracle"] >= refs["best_single"]
+    res = mod.run(
+        routers=["knn16", "ridge"],
+        repeats=3,
+        slow_repeats=1,
+        n_train=30,
+        n_test=40,
+        k=2,
+        n=2,
+        n_jobs=1,
+        progress=False,
+    )
+    for name in ("knn16", "ridge"):
+        d = res["routers"][name]["dars_minus_single_shot"]
+        per = res["routers"][name]
+        diffs = np.subtract(
+            per["dars"]["per_repeat_utility"], per["single_shot"]["per_repeat_utility"]
+        )
+        assert d["repeats"] == 3 and d["mean_difference"] == pytest.approx(diffs.mean(), abs=1e-5)
+        lo, hi = d["t_interval_95"]
+        assert lo <= d["mean_difference"] <= hi and 0 <= d["p_ttest_rel"] <= 1
