@@ -44,13 +44,29 @@ def synthetic_targets(n: int, seed: int) -> np.ndarray:
     return heads.stack(q, np.clip(c, 0, 1), s)
 
 
-def make(name: str) -> Any:
+def make(name: str, params: dict[str, Any] | None = None) -> Any:
     cls = ROUTERS.get(name)
     kw = {"n_models": N_MODELS} if "n_models" in cls().get_params() else {}
-    return cls(**kw)
+    return cls(**kw, **(params or {}))
+
+
+def parse_variant(text: str) -> tuple[str, str, dict[str, Any]]:
+    """`NAME:key=value,...` -> (label, router name, keyword arguments); values as JSON
+    where they parse, else strings (e.g. `mlp3:dtype=float64`)."""
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return (f"{name}[{rest}]" if rest else name), name, params
 
 
 def run(n_queries: int, n_test: int, routers: list[str]) -> dict:
+    """`routers`: names, or `NAME:key=value,...` variants (`parse_variant`) so that two
+    settings of one router are timed side by side in one run."""
     vec = make_featurizer("tfidf20k")
     X = vec.fit_transform(synthetic_texts(n_queries, 0))
     Xt = vec.transform(synthetic_texts(n_test, 1))
@@ -60,19 +76,34 @@ def run(n_queries: int, n_test: int, routers: list[str]) -> dict:
     out = {"queries": n_queries, "test": n_test, "features": X.shape[1], "nnz": X.nnz}
     out["cpus"] = os.cpu_count()
     out["routers"] = {}
-    for name in routers:
-        row = {}
+    for label, name, params in map(parse_variant, routers):
+        row: dict[str, Any] = {}
         for sup, y in (("dars", Y), ("single_shot", Y_ss)):
             t0 = time.perf_counter()
-            r = make(name).fit(X, y)
+            r = make(name, params).fit(X, y)
             t1 = time.perf_counter()
             pred = r.predict(Xt)
             t2 = time.perf_counter()
             assert pred.shape == (n_test, 3 * N_MODELS) and np.isfinite(pred).all()
             row[f"fit_s_{sup}"] = round(t1 - t0, 3)
             row[f"predict_s_{sup}"] = round(t2 - t1, 3)
-        out["routers"][name] = row
-        print(name, row, flush=True)
+            if hasattr(r, "n_iter_"):
+                row[f"n_iter_{sup}"] = int(r.n_iter_)
+            row[f"choice_{sup}"] = np.argmax(pred[:, :N_MODELS], axis=1)
+        out["routers"][label] = row
+        print(label, {k: v for k, v in row.items() if not k.startswith("choice")}, flush=True)
+    # how often two variants of one router pick the same model (faithfulness of a speed-up)
+    labels = list(out["routers"])
+    for label in labels:
+        row = out["routers"][label]
+        base = next(x for x in labels if x.split("[")[0] == label.split("[")[0])
+        for sup in ("dars", "single_shot"):
+            same = row[f"choice_{sup}"] == out["routers"][base][f"choice_{sup}"]
+            if base != label:
+                row[f"same_choice_as_{base}_{sup}"] = float(np.mean(same))
+    for row in out["routers"].values():
+        for sup in ("dars", "single_shot"):
+            del row[f"choice_{sup}"]
     return out
 
 
@@ -80,10 +111,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=600)
     ap.add_argument("--test", type=int, default=1148)
-    ap.add_argument("--routers", default=",".join(DARS_ROUTERS))
+    ap.add_argument(
+        "--routers",
+        default=";".join(DARS_ROUTERS),
+        help="';'-separated names or NAME:key=value,... variants, e.g. "
+        "'mlp3:dtype=float64;mlp3:dtype=float32'",
+    )
     ap.add_argument("--out", default="benchmarks/results/dars_routers_fit.json")
     a = ap.parse_args()
-    res = run(a.queries, a.test, a.routers.split(","))
+    res = run(a.queries, a.test, [r for r in a.routers.split(";") if r])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
 

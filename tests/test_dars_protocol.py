@@ -329,3 +329,132 @@ def test_the_timing_benchmark_runs_at_a_small_scale():
     assert (full["split"] == "train").sum() == 600 and (full["split"] == "test").sum() == 1148
     res = mod.measure(routers=["knn"], runs=1, scale=0.03, progress=False)
     assert res["shape"]["models"] == 6 and res["routers"]["knn"]["fits"] == 3 * 2
+
+
+def test_query_texts_are_the_authors_text_where_the_release_has_its_fields():
+    queries = pd.DataFrame(
+        {
+            "query_id": ["a", "b", "c"],
+            "prompt": ["P a", "P b", "P c"],
+            "metadata": [
+                '{"question": " Who won? ", "context": "' + "x" * 1500 + '"}',
+                '{"question": "What is 2+2?", "context": ""}',
+                '{"source_id": "c"}',
+            ],
+        }
+    )
+    texts, counts = P.query_texts(queries)
+    assert texts["a"] == "x" * 1200 + "\nQuestion: Who won?"
+    assert texts["b"] == "What is 2+2?" and texts["c"] == "P c"
+    assert counts == {"dars_fields": 2, "prompt": 1}
+    bad = queries.assign(metadata=["{", "{}", "{}"])
+    with pytest.raises(InputDataError, match="query 'a' has metadata that is not valid JSON"):
+        P.query_texts(bad)
+
+
+@pytest.fixture(scope="module")
+def imported_release(tmp_path_factory):
+    """A tiny DARS release whose gpqa rows carry a long context and fractional scores, its
+    train file shuffled (file order != sorted order), imported with `dars import`'s code."""
+    import json
+
+    from dars.importers import read_source
+    from dars.importers.workspace import write_workspace
+
+    root = tmp_path_factory.mktemp("release")
+    src = factories.make_dars_release(root, n_train=6, n_test=3)
+    rng = np.random.default_rng(3)
+    for dataset in ("gpqa", "math"):
+        for split in ("train", "test"):
+            path = src / dataset / f"{split}_scored_generations.jsonl"
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            for r in rows:
+                r["score"] = float(rng.integers(0, 1000)) / 1000  # tells the rows apart
+                if dataset == "gpqa":
+                    r["context"] = f"Passage for {r['query_id']}. " + "word " * 400
+            if split == "train":
+                rows = [rows[i] for i in rng.permutation(len(rows))]
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = root / "out"
+    write_workspace(read_source("dars-release", src), out)
+    return src, out
+
+
+def test_an_imported_release_routes_on_the_authors_text_in_their_row_order(imported_release):
+    import json
+
+    from dars.core.io import model_file
+
+    src, out = imported_release
+    data = out / "data"
+    queries = pd.read_parquet(data / "queries.parquet")
+    splits = pd.read_parquet(data / "splits.parquet")
+    models = list(factories.DARS_MODELS)
+    assert all(model_file(data / "outcomes", m).exists() for m in models)
+    rows, _ = P.protocol_rows(P.read_rows(data / "outcomes", models), splits=splits, tasks=queries)
+    source_of = {
+        q: json.loads(m)["source_id"]
+        for q, m in zip(queries["query_id"], queries["metadata"], strict=True)
+    }
+    texts, counts = P.query_texts(queries)
+    assert counts == {"dars_fields": len(queries), "prompt": 0}
+    for dataset in ("gpqa", "math"):
+        path = src / dataset / "train_scored_generations.jsonl"
+        train = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+        first = train.groupby("query_id", sort=False).head(1).set_index("query_id")
+        tr = rows[(rows["task"] == dataset) & (rows["split"] == "train")]
+        ids = P.first_appearance(tr)
+        # their query order: first appearance in the train file
+        assert [source_of[q] for q in ids] == list(first.index)
+        for q in ids:
+            rec = first.loc[source_of[q]]
+            want = rec["original_question"].strip()
+            if dataset == "gpqa":
+                want = rec["context"].strip()[:1200] + "\nQuestion: " + want
+            assert texts[q] == want
+        # seed 42 + r draws the row the authors' loop draws from the file
+        plan = P.DrawPlan.build(tr, ids, models)
+        for seed in (42, 43):
+            score, _ = plan.draw(seed)
+            got = {
+                (source_of[ids[q]], models[m]): s
+                for q, m, s in zip(plan.pair_query, plan.pair_model, score, strict=True)
+            }
+            assert got == _their_draw(train, seed)
+
+
+def test_the_supervision_study_runs_at_a_small_scale():
+    """benchmarks/supervision_study.py: the truth's references are consistent with its
+    utility, and the paired statistics come out for every router."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "supervision_study.py"
+    spec = importlib.util.spec_from_file_location("bench_supervision_study", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    world = mod.make_world(30, 40, k=2)
+    u = world.p_test - mod.LAMBDA * world.c_true[None, :]
+    refs = mod.references(world)["utility"]
+    assert mod.true_utility(world, u.argmax(1)) == pytest.approx(refs["oracle"])
+    assert refs["oracle"] >= refs["best_single"]
+    res = mod.run(
+        routers=["knn16", "ridge"],
+        repeats=3,
+        slow_repeats=1,
+        n_train=30,
+        n_test=40,
+        k=2,
+        n=2,
+        n_jobs=1,
+        progress=False,
+    )
+    for name in ("knn16", "ridge"):
+        d = res["routers"][name]["dars_minus_single_shot"]
+        per = res["routers"][name]
+        diffs = np.subtract(
+            per["dars"]["per_repeat_utility"], per["single_shot"]["per_repeat_utility"]
+        )
+        assert d["repeats"] == 3 and d["mean_difference"] == pytest.approx(diffs.mean(), abs=1e-5)
+        lo, hi = d["t_interval_95"]
+        assert lo <= d["mean_difference"] <= hi and 0 <= d["p_ttest_rel"] <= 1

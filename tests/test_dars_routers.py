@@ -371,3 +371,57 @@ def test_fit_timing_benchmark_runs():
     res = bench.run(40, 20, ["knn16", "avengers_pro"])
     assert set(res["routers"]) == {"knn16", "avengers_pro"}
     assert all(v >= 0 for row in res["routers"].values() for v in row.values())
+
+
+def test_the_train_stage_tells_routers_the_model_names_and_count():
+    """fit_router (the train stage's fit) passes n_models and graphrouter's descriptions
+    from the model names; a description set in routers.params wins."""
+    import dataclasses
+
+    from dars.evaluation import dars_protocol as P
+    from dars.evaluation.training import TrainSettings, fit_router
+    from dars.routers.graphrouter import describe_models
+
+    models = ["gemma-zero-shot", "gemma-few-shot"]
+    texts = [f"question {i} about {'algebra' if i % 2 else 'history'}" for i in range(12)]
+    y = np.tile([[0.9, 0.1], [0.2, 0.8]], (6, 1))
+    settings = TrainSettings(
+        routers=("graphrouter", "mlp3"),
+        features="tfidf20k",
+        repeats=0,
+        seed=0,
+        router_params={"graphrouter": {"epochs": 2}, "mlp3": {"max_iter": 5}},
+        lambda_cost=0.05,
+        beta_risk=0.2,
+    )
+    fit = {
+        name: fit_router(
+            name, texts=texts, y=y, cost=y, settings=settings, random_state=0, models=models
+        )[0].named_steps["router"]
+        for name in settings.routers
+    }
+    assert fit["graphrouter"].model_descriptions == [
+        "gemma-zero-shot. Large language model.",
+        "gemma-few-shot. Large language model.",
+    ]
+    assert fit["graphrouter"].n_models == 2 and fit["mlp3"].n_models == 2
+    mine = {"epochs": 2, "model_descriptions": ["small model", "large model"]}
+    own = dataclasses.replace(settings, router_params={"graphrouter": mine})
+    router = fit_router(
+        "graphrouter", texts=texts, y=y, cost=y, settings=own, random_state=0, models=models
+    )[0].named_steps["router"]
+    assert router.model_descriptions == ["small model", "large model"]
+    # the protocol's routers are told the names too
+    est = P.registry_router("graphrouter", models=models).make(42, 2)
+    assert est.model_descriptions == describe_models(models) and est.n_models == 2
+
+
+def test_mlp3_fits_in_float32_and_routes_like_float64(topic_problem):
+    texts, Y, test_texts, right = topic_problem
+    picks = {
+        dt: fitted("mlp3", texts, Y, max_iter=60, dtype=dt).predict(test_texts)[:, :M].argmax(1)
+        for dt in ("float32", "float64")
+    }
+    assert np.mean(picks["float32"] == picks["float64"]) >= 0.95
+    with pytest.raises(ValueError, match=r"mlp3: dtype='float16' must be one of"):
+        fitted("mlp3", texts, Y, dtype="float16")

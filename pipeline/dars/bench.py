@@ -671,7 +671,7 @@ def run(
         )
         fitted[user_name] = user
     for b in baselines:
-        fitted[b] = make_router(b, random_state=seed).fit(texts, y)
+        fitted[b] = make_router(b, random_state=seed, models=models).fit(texts, y)
 
     def predict(name: str, xs: list[str]) -> np.ndarray:
         who = cls_name if name == user_name else name
@@ -839,7 +839,7 @@ def run_dars_protocol(
 
     names = [b for b in (ROUTERS.names() if baselines is None else baselines) if b not in BASELINES]
     specs = [P.RouterSpec(f"{cls_name} (yours)", make_user, on_text=True)]
-    specs += [P.registry_router(b) for b in names]
+    specs += [P.registry_router(b, models=models) for b in names]
     settings = P.ProtocolSettings(
         lambda_cost=P.DEFAULT_LAMBDA if lambda_cost is None else float(lambda_cost),
         beta_risk=P.DEFAULT_BETA if beta_risk is None else float(beta_risk),

@@ -14,6 +14,15 @@ deliberate deviation is listed in docs/routers.md, "DARS protocol"):
 * **Targets.** Per (task, query, model): mean score, std of the scores with ddof = 1
   (pandas' default; 0 where a pair has one row), mean routing cost. A (query, model)
   cell without rows takes the model's mean over the task's pairs, else the task mean.
+* **Query text.** The routers' input is the authors' text `context[:1200] + "\nQuestion: " +
+  question` (`dars.routers.features.dars_query_text`) where the query's metadata JSON
+  holds the release's `question` / `context` (what `dars import dars-release` keeps).
+  A query without them (our own builds, other imports) falls back to its `prompt`, the
+  text the query was asked with; the result counts both (`query_text`).
+* **Order.** Rows are in the release's file order (`source_row`, kept by the importer;
+  our own builds: query, model, variant, sample). Queries are the train (test) rows'
+  queries in first appearance, as their `groupby(sort=False)` lists them, so a router's
+  rows, and with them its seeded mini-batches, come in their order.
 * **Routers** are fitted per task on that task's train queries, with three heads
   `Y = [quality | cost | std]` (`dars.routers.heads`); predictions are clipped to [0, 1]
   and each query goes to argmax q - lambda * c - beta * s (first model on ties).
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +59,7 @@ import pandas as pd
 
 from dars.core.errors import InputDataError
 from dars.routers import heads
+from dars.routers.features import dars_query_text
 
 VIEWS = ("prompt_variation", "decoding_variation")
 #: the per-run outputs, as the authors' summary names them
@@ -398,18 +409,25 @@ def dars_tfidf() -> Any:
     return TfidfVectorizer(**TFIDF_ARGS)
 
 
-def registry_router(name: str, params: Mapping[str, Any] | None = None) -> RouterSpec:
+def registry_router(
+    name: str, params: Mapping[str, Any] | None = None, *, models: Sequence[str] | None = None
+) -> RouterSpec:
     """A reference router by its registered name, on the shared features; `random_state`
-    and `n_models` are set where the router has those parameters."""
-    from dars.routers import ROUTERS
+    and `n_models` are set where the router has those parameters, and with `models` (the
+    model names in column order) graphrouter's model descriptions
+    (`dars.routers.model_kwargs`), unless `params` sets them."""
+    from dars.routers import ROUTERS, model_kwargs
 
     cls = ROUTERS.get(name)
     known = cls().get_params()
+    named = model_kwargs(name, models)
 
     def make(seed: int, n_models: int) -> Any:
         kwargs = dict(params or {})
         if "random_state" in known:
             kwargs.setdefault("random_state", seed)
+        for key, value in named.items():
+            kwargs.setdefault(key, value)
         if "n_models" in known:
             kwargs["n_models"] = n_models
         return cls(**kwargs)
@@ -468,8 +486,8 @@ def run_protocol(
     bar = tqdm(total=total, desc="dars protocol", disable=not progress, unit="fit")
     for task in tasks:
         tr, te = train[train["task"] == task], test[test["task"] == task]
-        tr_ids = sorted(tr["query_id"].unique())
-        te_ids = sorted(te["query_id"].unique())
+        tr_ids = first_appearance(tr)
+        te_ids = first_appearance(te)
         X_tr = feat.transform([texts[q] for q in tr_ids])
         X_te = feat.transform([texts[q] for q in te_ids])
         T_tr = [texts[q] for q in tr_ids]
@@ -539,6 +557,42 @@ def run_protocol(
     bar.close()
     result["macro"] = macro_average(result)
     return result
+
+
+def first_appearance(rows: pd.DataFrame) -> list[str]:
+    """The rows' query ids in the order they first appear (rows by `order`)."""
+    return list(pd.unique(rows.sort_values("order", kind="stable")["query_id"]))
+
+
+def query_texts(queries: pd.DataFrame) -> tuple[dict[str, str], dict[str, int]]:
+    """query_id -> the routers' input text, and how many came from where: the authors'
+    `context[:1200] + "\nQuestion: " + question` where the metadata JSON has a `question`
+    or `context` string (an imported DARS release), else the query's `prompt`."""
+    texts: dict[str, str] = {}
+    counts = {"dars_fields": 0, "prompt": 0}
+    metas = queries["metadata"] if "metadata" in queries.columns else [None] * len(queries)
+    for qid, prompt, raw in zip(queries["query_id"], queries["prompt"], metas, strict=True):
+        meta: Any = None
+        if isinstance(raw, str) and raw.strip():
+            try:
+                meta = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputDataError(
+                    f"query {qid!r} has metadata that is not valid JSON ({exc.msg}); the "
+                    "queries table's `metadata` column holds one JSON object per query"
+                ) from exc
+        fields = (
+            {k: meta.get(k) for k in ("question", "context") if isinstance(meta.get(k), str)}
+            if isinstance(meta, dict)
+            else {}
+        )
+        if any(v.strip() for v in fields.values()):
+            texts[qid] = dars_query_text(fields.get("question", ""), fields.get("context"))
+            counts["dars_fields"] += 1
+        else:
+            texts[qid] = str(prompt)
+            counts["prompt"] += 1
+    return texts, counts
 
 
 def _single_shot(
@@ -685,11 +739,11 @@ def evaluate_tables(
             "the queries table has no `task` column; the DARS protocol is per task"
         )
     rows, counts = protocol_rows(outcomes, splits=splits, tasks=queries[["query_id", "task"]])
-    texts = dict(zip(queries["query_id"], queries["prompt"], strict=True))
+    texts, text_counts = query_texts(queries.drop_duplicates("query_id"))
     result = run_protocol(
         rows, texts=texts, models=models, routers=routers, settings=settings, progress=progress
     )
-    return {"protocol": "dars", "rows": counts, **result}
+    return {"protocol": "dars", "rows": counts, "query_text": text_counts, **result}
 
 
 def table_frame(result: Mapping[str, Any]) -> pd.DataFrame:
@@ -724,7 +778,7 @@ def evaluate_files(
         beta_per_task=parse_beta_per_task(beta_per_task),
         runs=DEFAULT_RUNS if runs is None else int(runs),
     )
-    specs = [registry_router(n, routers.params.get(n)) for n in routers.names]
+    specs = [registry_router(n, routers.params.get(n), models=models) for n in routers.names]
     return evaluate_tables(
         read_rows(outcomes_dir, models),
         queries=queries,

@@ -100,8 +100,11 @@ def fit_router(
     cost: np.ndarray,
     settings: TrainSettings,
     random_state: int,
+    models: list[str] | None = None,
 ) -> tuple[Any, np.ndarray, int]:
-    """Fit on the queries whose targets are all known; return (pipeline, cost estimate, dropped)."""
+    """Fit on the queries whose targets are all known; return (pipeline, cost estimate,
+    dropped). `models` (Y's columns) tells the routers that take them the model count and
+    descriptions (`dars.routers.model_kwargs`), unless `routers.params` sets them."""
     keep = np.isfinite(y).all(axis=1) & np.isfinite(cost).all(axis=1)
     if keep.sum() < 2:
         raise InputDataError(
@@ -113,6 +116,7 @@ def fit_router(
         features=settings.features,
         params=settings.router_params.get(name),
         random_state=random_state,
+        models=models,
     )
     pipe.fit([t for t, k in zip(texts, keep, strict=True) if k], y[keep])
     return pipe, cost[keep].mean(axis=0), int((~keep).sum())
@@ -162,7 +166,13 @@ def train_all(
         for sup, r, y, c in targets:
             t0 = time.perf_counter()
             pipe, cost_est, dropped = fit_router(
-                name, texts=texts, y=y, cost=c, settings=settings, random_state=settings.seed + r
+                name,
+                texts=texts,
+                y=y,
+                cost=c,
+                settings=settings,
+                random_state=settings.seed + r,
+                models=list(models),
             )
             fname = f"{name}-{sup}.skops" if sup == "dars" else f"{name}-{sup}-r{r}.skops"
             meta = {"router": name, "supervision": sup, "repeat": r}

@@ -36,6 +36,16 @@ gold_answer, em`). Mapping:
   for DROP); `score_type`, `parse_success`, `predicted_answer`, `gold_answer` and `em`
   are also kept verbatim as extra outcome columns;
 - completion = `output_text`; tokens from `usage`; cost = `cost` (else `usage.cost`);
+- `source_row`: each kept row's position in the release as read (dataset folders in
+  name order, the train file before the test file, lines in order), an extra outcome
+  column. `--protocol dars` orders rows by it, so its single-shot draw (pairs in first
+  appearance, one `rng.integers` per pair) walks the rows in the authors' file order;
+- the query's `question` and `context` as the authors' router scripts pick them
+  (`build_query_text_table`: the first scored row of the query in file order; question =
+  the first non-empty of `original_question, input_question, question, prompt`, context =
+  of `context, passage`, both stripped) go into the query's metadata JSON, from which
+  `--protocol dars` rebuilds their router text `context[:1200] + "\nQuestion: " +
+  question`;
 - a row with `status = "error"` (what `dars export dars-release` writes for a failed
   generation; the authors' files have no such field) is a failed generation even when it
   has an output: score null, never a wrong answer;
@@ -75,6 +85,7 @@ VIEWS = ("prompt_variation", "decoding_variation")
 #: fields the authors' dataset/score_generations.py writes, kept verbatim per row
 SCORING_COLUMNS = ["score_type", "parse_success", "predicted_answer", "gold_answer", "em"]
 EXTRA_COLUMNS = [
+    "source_row",
     "observation_type",
     "decode_id",
     "prompt_variant_id",
@@ -209,6 +220,10 @@ def parse_row(
 
     gold = row.get("gold_answer")
     parse_ok = row.get("parse_success")
+    dars_text = {
+        "question": _first_text(row, ("original_question", "input_question", "question", "prompt")),
+        "context": _first_text(row, ("context", "passage")),
+    }
     predicted = row.get("predicted_answer")
     return {
         "source_id": str(row["query_id"]),
@@ -231,10 +246,21 @@ def parse_row(
         "predicted_answer": None if predicted is None else str(predicted),
         "gold_answer": _text(gold),
         "em": _number(row.get("em")),
+        "dars_text": dars_text,
         "parsed": None if predicted is None or score is None else str(predicted),
         "grade_status": "error" if score is None else ("unparsable" if parse_ok is False else "ok"),
         **tokens,
     }
+
+
+def _first_text(row: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """The first of `keys` that holds a non-blank string, stripped; "" if none (the
+    authors' `first_nonempty`)."""
+    for key in keys:
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
 
 
 def _text(value: Any) -> str | None:
@@ -302,8 +328,9 @@ def read_release(src: str | Path) -> Imported:
         for p in [src / "metadata.json", *(src / n / "metadata.json" for n in datasets)]
         if p.is_file()
     ]
-    columns = [*OBS_COLUMNS, *EXTRA_COLUMNS, "parsed", "grade_status", "_where"]
+    columns = [*OBS_COLUMNS, *EXTRA_COLUMNS, "parsed", "grade_status", "dars_text", "_where"]
     obs = pd.DataFrame(rows, columns=columns)
+    obs["source_row"] = range(len(obs))  # `rows` is in the release's file order
     if len(obs):
         obs = _drop_conflicts(obs, drops)
         ordering = obs.sort_values(
@@ -338,9 +365,18 @@ def read_release(src: str | Path) -> Imported:
     views["pairs_missing_a_view"] = int((pairs < len(VIEWS)).sum())
     splits = _splits(obs)
     lam, beta, per_task = utility_weights(meta)
+    # their text row: the query's first row in file order among rows with a score
+    first = obs.assign(_failed=obs["score"].isna()).sort_values(
+        ["_failed", "source_row"], kind="stable"
+    )
+    first = first.drop_duplicates(["task", "source_id"])
+    query_metadata = {
+        (t, s): d
+        for t, s, d in zip(first["task"], first["source_id"], first["dars_text"], strict=True)
+    }
     return Imported(
         source=NAME,
-        obs=obs.drop(columns="_where").reset_index(drop=True),
+        obs=obs.drop(columns=["_where", "dars_text"]).reset_index(drop=True),
         extra_columns=EXTRA_COLUMNS,
         splits=splits,
         drops=drops,
@@ -352,6 +388,7 @@ def read_release(src: str | Path) -> Imported:
         per_task=per_task,
         views=views,
         aggregate=aggregate_settings(meta),
+        query_metadata=query_metadata,
         card_note=(
             "Imported from the DARS reference release: the scores, costs and token counts "
             "are the release's own; the test split keeps its prompt_variation and "

@@ -7,7 +7,8 @@ the data contract and writes, under OUT:
     params.yaml                       one `models` entry per imported model (its source
                                       id), backend `imported`; `imported` records the source
     data/queries.parquet              query_id = sha256("<source>:<task>:<source id>")[:16];
-                                      metadata JSON keeps `source_id`
+                                      metadata JSON keeps `source_id` (and
+                                      the importer's `query_metadata`)
     data/variants.parquet             the source's prompt variants (variant 0 = original)
     data/generations/<model>.parquet  file name = model_file_stem(model id)
     data/outcomes/<model>.parquet     the generations plus the source's score
@@ -124,6 +125,9 @@ class Imported:
     views: dict[str, Any] | None = None
     #: aggregate settings the source records (prior_alpha, prior_beta, ci), over the defaults
     aggregate: dict[str, float] = field(default_factory=dict)
+    #: (task, source id) -> source fields kept in the query's metadata JSON (e.g. the DARS
+    #: release's question and context)
+    query_metadata: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -164,7 +168,11 @@ def _with_ids(imp: Imported) -> pd.DataFrame:
 def queries_table(obs: pd.DataFrame, imp: Imported) -> pd.DataFrame:
     q = obs.drop_duplicates("query_id")[["query_id", "task", "query_prompt", "source_id"]]
     meta = [
-        json.dumps({"source_id": s, "source": imp.source}, sort_keys=True) for s in q["source_id"]
+        json.dumps(
+            {**imp.query_metadata.get((t, s), {}), "source_id": s, "source": imp.source},
+            sort_keys=True,
+        )
+        for t, s in zip(q["task"], q["source_id"], strict=True)
     ]
     if "reference" in obs.columns:  # the source's gold answer, where it ships one
         first = obs.dropna(subset=["reference"]).drop_duplicates("query_id")

@@ -7,6 +7,7 @@ a (n_queries, n_models) matrix of predicted targets: the text featuriser of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sklearn.pipeline import Pipeline
@@ -53,20 +54,41 @@ DARS_ROUTERS = ("mlp3", "knn16", "embedllm", "mirt", "rm_softmax", "graphrouter"
 BASELINES = ("random", "best-single", "cheapest")
 
 
+def model_kwargs(name: str, models: Sequence[str] | None) -> dict[str, Any]:
+    """What router `name` is told about the models it routes between, where it takes it:
+    `n_models` (where its three heads start) and `model_descriptions` (graphrouter's model
+    nodes: `graphrouter.describe_models(models)`). Empty when `models` is None."""
+    if models is None:
+        return {}
+    from dars.routers.graphrouter import describe_models
+
+    known = ROUTERS.get(name)().get_params()
+    out: dict[str, Any] = {}
+    if "n_models" in known:
+        out["n_models"] = len(models)
+    if "model_descriptions" in known:
+        out["model_descriptions"] = describe_models(models)
+    return out
+
+
 def make_router(
     name: str,
     *,
     features: str = "tfidf",
     params: dict[str, Any] | None = None,
     random_state: int | None = None,
+    models: Sequence[str] | None = None,
 ) -> Pipeline:
-    """A fresh, unfitted text -> predictions pipeline for the router `name`."""
+    """A fresh, unfitted text -> predictions pipeline for the router `name`; `models` (the
+    target columns' model names) fills `model_kwargs` where `params` leaves them unset."""
     from dars.routers.features import make_featurizer
 
     cls = ROUTERS.get(name)
     kwargs = dict(params or {})
     if random_state is not None and "random_state" in cls().get_params():
         kwargs.setdefault("random_state", random_state)
+    for key, value in model_kwargs(name, models).items():
+        kwargs.setdefault(key, value)
     try:
         core = cls(**kwargs)
     except TypeError as exc:
@@ -98,4 +120,5 @@ __all__ = [
     "RandomRouter",
     "RidgeRouter",
     "make_router",
+    "model_kwargs",
 ]

@@ -10,8 +10,12 @@ A single-shot fit trains the std output on zeros, as theirs does. Predictions ar
 clipped to [0, 1].
 
 Model descriptions come from the keyword `model_descriptions` (one text per model, in
-column order). The default, None, describes model j as "model_j": distinct one-token
-descriptions, i.e. free per-model node features.
+column order). The train stage and `--protocol dars` pass `describe_models(models)`:
+"<name>. Large language model." per model, the authors' "generic" description of a
+model outside their table of six hand-written ones (which we do not copy: a build's
+models are rarely theirs; pass `routers.params.graphrouter.model_descriptions` to use your
+own texts). The default, None (a router not told the names), describes model j as
+"model_j": distinct one-token descriptions, i.e. free per-model node features.
 
 Deviations, each for a reason:
 * The authors encode descriptions with the query encoder (their TF-IDF is fitted on the
@@ -19,9 +23,9 @@ Deviations, each for a reason:
   features only, so the descriptions get their own TF-IDF (word uni- and bigrams) fitted
   on the descriptions. W_m is learned either way, so only the descriptions' geometry
   (which models share words) matters; with sentence embeddings the spaces also differ.
-* The default descriptions are placeholders because the router is not told the model
-  names; pass `model_descriptions` (e.g. the model names, the authors' "name" source)
-  to use them.
+* Without `model_descriptions` (a router built outside the train stage and the
+  protocol) the descriptions are placeholders, because the router is not told the
+  model names.
 * With one head (Y = quality) the edge MLP has one output.
 * Sparse TF-IDF goes through W_q as a sparse product (the authors densify).
 """
@@ -49,6 +53,14 @@ from dars.routers.dars_common import (
     split_heads,
     weights,
 )
+
+#: the authors' description of a model they wrote none for (`description_source` "generic")
+GENERIC_DESCRIPTION = "{name}. Large language model."
+
+
+def describe_models(models: Any) -> list[str]:
+    """One description per model name, in order: `GENERIC_DESCRIPTION`."""
+    return [GENERIC_DESCRIPTION.format(name=str(m)) for m in models]
 
 
 def describe(model_descriptions: Any, n_models: int) -> np.ndarray:
