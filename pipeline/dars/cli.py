@@ -11,9 +11,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dars.core.errors import DarsError
+
+if TYPE_CHECKING:
+    from dars.core.params import ParamsFile
 
 
 def _prepare(a: argparse.Namespace) -> Any:
@@ -207,16 +210,19 @@ def protocol_flags(sp: argparse.ArgumentParser) -> None:
     )
 
 
-def _registry_checks() -> list[Callable[[dict[str, Any]], Any]]:
-    """Checks of names that live in registries (task kinds, rewriters, routers), on top
-    of the schema in dars.core.params."""
-    from dars.stages import prepare, reformulate, train
+def _registry_checks() -> dict[str, Callable[[ParamsFile], Any]]:
+    """Section -> the check of its names that live in registries (task kinds and graders,
+    rewriters, routers and featurizers), on top of the schema in dars.core.params."""
+    from dars.core.params import section
+    from dars.evaluation.training import train_settings
+    from dars.stages.reformulate import rewriter
+    from dars.tasks.configs import task_configs
 
-    return [
-        prepare.task_configs,
-        lambda p: reformulate.rewriter(p["reformulate"].get("method", "template")),
-        train.train_settings,
-    ]
+    return {
+        "prepare": task_configs,
+        "reformulate": lambda p: rewriter(section(p, "reformulate").method),
+        "routers": train_settings,
+    }
 
 
 def _diff(a: argparse.Namespace) -> Any:
@@ -295,17 +301,17 @@ def _check_params(a: argparse.Namespace) -> Any:
     from dars.core import params
     from dars.core.errors import DarsError
 
-    raw = params.load_params(a.params)
-    errors = params.errors(raw)
+    loaded = params.load_params(a.params)
+    errors = params.errors(loaded)
     if not errors:  # names in registries, once the shapes are right
-        sections = ("prepare", "reformulate", "routers")
         # a workspace `dars import` wrote names its source's tasks and rewrites, which no
         # loader or rewriter produces here (nothing is prepared or reformulated again)
-        skip = {"prepare", "reformulate"} if (raw.get("imported") or {}).get("source") else set()
-        for check, name in zip(_registry_checks(), sections, strict=True):
-            if name in raw and name not in skip:
+        imported = loaded.has("imported") and params.section(loaded, "imported").source
+        skip = {"prepare", "reformulate"} if imported else set()
+        for name, check in _registry_checks().items():
+            if loaded.has(name) and name not in skip:
                 try:
-                    check(raw)
+                    check(loaded)
                 except DarsError as exc:
                     errors.append(str(exc))
     if errors:
@@ -314,7 +320,9 @@ def _check_params(a: argparse.Namespace) -> Any:
         raise SystemExit(f"dars check-params: {len(errors)} error(s) in {a.params}")
     print(f"{a.params}: OK")
     vllm_models = [
-        name for name, m in (raw.get("models") or {}).items() if (m or {}).get("backend") == "vllm"
+        name
+        for name in params.model_names(loaded)
+        if params.model_config(loaded, name).backend == "vllm"
     ]
     if vllm_models:
         from dars.backends.vllm import REPRODUCIBILITY_NOTE

@@ -2,13 +2,17 @@
 one per backend for a model entry (a discriminated union on `backend`), the bounds and
 documentation of every key declared once in its `Field`.
 
-`load_params(path)` reads the file and parses it once (`parsed(params)`, cached on the
-returned mapping); `section(params, "grade")` and `model_config(params, name)` hand out
-the typed values. `check_all(params)` / `errors(params)` report every error of the file at
-once (`dars check-params`). Pydantic finds the errors; `_message` words each as one line
-naming the dotted key, the value and what is valid (an unknown key, model keys included,
-gets "Did you mean ...?"). `docs/params.md` is rendered from `json_schema()`
-(pydantic's `TypeAdapter(Params).json_schema()`).
+`load_params(path)` reads the file and parses it once into a frozen `ParamsFile` (the typed
+`Params` plus the file's name and its errors by section); the stages pass that object
+down, never a raw mapping. The readers `section(params, "grade")`, `model_config(params,
+name)`, `get(params, "prepare.tasks")`, ... hand out typed values; they also accept a
+mapping built in code (tests), parsed where it comes in (`as_params`), and published
+params (a manifest's `params_yaml`) go through the same `parse`. `check_all(params)` /
+`errors(params)` report every error of the file at once (`dars check-params`). Pydantic
+finds the errors; `_message` words each as one line naming the dotted key, the value and
+what is valid (an unknown key, model keys included, gets "Did you mean ...?").
+`docs/params.md` is rendered from `json_schema()` (pydantic's
+`TypeAdapter(Params).json_schema()`).
 
 Why pydantic dataclasses and not BaseModel: the sections and model configurations are
 built by keyword, compared, `dataclasses.replace`d and `dataclasses.asdict`ed across the
@@ -27,6 +31,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -378,6 +383,7 @@ ModelEntry = Annotated[
     LlamaCppConfig | SimulatedConfig | VllmConfig | OpenAIConfig | ImportedConfig,
     Field(discriminator="backend"),
 ]
+
 _MODEL = TypeAdapter(ModelEntry)
 
 
@@ -719,42 +725,41 @@ _PARAMS = TypeAdapter(Params)
 
 
 @dataclasses.dataclass(frozen=True)
-class Parsed:
-    """A params file parsed once: the typed sections that are valid, every error message
-    by top-level key ("" for an unknown top-level key), and the file's name."""
+class ParamsFile:
+    """A params file parsed once: what `load_params` returns and what the stages pass down
+    (never the raw mapping). Read it through the readers below (`section(params, "grade")`,
+    `model_config(params, name)`, `get(params, "prepare.tasks")`, ...): they name the keys
+    a stage reads, which is how tests/test_dvc_deps.py checks dvc.yaml's `params`.
+
+    `value` is the typed file (a section left out, or one with errors, is None there),
+    `errors` every error message by top-level key ("" for an unknown top-level key), which
+    the readers raise when a stage reads that section; `where` names the file in messages.
+    """
 
     value: Params
     errors: dict[str, list[str]]
-    where: str
+    where: str = "params.yaml"
+    present: frozenset[str] = frozenset()  # the top-level keys the file sets
+    names: tuple[str, ...] = ()  # the model names, in file order (even with bad configs)
+    task_errors: tuple[str, ...] = ()  # per-task keys that name no task of prepare.tasks
+    #: the mapping as written, for what records the file verbatim (the params diff of
+    #: `dars diff`); settings are read through the readers, never from here
+    written: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def has(self, key: str) -> bool:
+        """Whether the file sets the top-level `key` (a section left out reads as its
+        defaults)."""
+        return key in self.present
 
 
-class ParamsDict(dict):  # type: ignore[type-arg]
-    """What `load_params` returns: the raw mapping (as the stages read it today) that
-    carries its parse. A top-level assignment drops the parse; a copy is a plain dict."""
-
-    parsed: Parsed | None = None
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.parsed = None
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.parsed = None
-        super().__delitem__(key)
-
-    def __copy__(self) -> dict[str, Any]:
-        return dict(self)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        import copy
-
-        return copy.deepcopy(dict(self), memo)
-
-    def __reduce__(self) -> Any:
-        return (dict, (dict(self),))
+#: what the readers accept: a parsed file, or a mapping built in code (tests, benchmarks),
+#: parsed where it comes in
+ParamsSource = ParamsFile | Mapping[str, Any]
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml") -> ParamsFile:
+    """params.yaml read and parsed once (ParamsError: the file is missing, not YAML, or not a
+    mapping; the errors of a section are raised when a stage reads it)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"Parameters file {str(path)!r} does not exist")
@@ -764,17 +769,14 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"Parameters file {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ParamsError(f"Parameters file {str(path)!r} must hold a mapping at the top level")
-    out = ParamsDict(data)
-    dict.__setitem__(out, "__file__", str(path))
-    out.parsed = parse(out)
-    return out
+    return parse(data, str(path))
 
 
-def parse(params: Mapping[str, Any]) -> Parsed:
+def parse(params: Mapping[str, Any], where: str = "params.yaml") -> ParamsFile:
     """Every section of `params` validated in one pydantic pass (a second pass without the
-    bad top-level keys keeps the good sections readable)."""
-    where = str(params.get("__file__", "params.yaml"))
-    data = {k: v for k, v in params.items() if k != "__file__"}
+    bad top-level keys keeps the good sections readable). `where` names the source in
+    messages (a file, or e.g. "MANIFEST.json params_yaml")."""
+    data = dict(params)
     errors: dict[str, list[str]] = {}
     try:
         value = _PARAMS.validate_python(data)
@@ -791,13 +793,21 @@ def parse(params: Mapping[str, Any]) -> Parsed:
             errors["reformulate"] = [
                 _message(e, where, ModelEntry, REWRITER_PATH) for e in exc.errors()
             ]
-    return Parsed(value, errors, where)
+    models = data.get("models")
+    return ParamsFile(
+        value=value,
+        errors=errors,
+        where=where,
+        present=frozenset(str(k) for k in data),
+        names=tuple(str(m) for m in models) if isinstance(models, Mapping) else (),
+        task_errors=tuple(_task_key_errors(data)),
+        written=MappingProxyType(data),
+    )
 
 
-def parsed(params: Mapping[str, Any]) -> Parsed:
-    """The parse `load_params` made, or a fresh one of a mapping built in code."""
-    cached = getattr(params, "parsed", None)
-    return cached if isinstance(cached, Parsed) else parse(params)
+def as_params(params: ParamsSource) -> ParamsFile:
+    """`params` itself when parsed already, else the parse of a mapping built in code."""
+    return params if isinstance(params, ParamsFile) else parse(params)
 
 
 def _raise(errors: list[str]) -> None:
@@ -977,18 +987,19 @@ _TOP = [f.name for f in dataclasses.fields(Params)]
 # --------------------------------------------------------------------------- readers
 
 
-def get(
-    params: Mapping[str, Any], dotted: str, default: Any = ..., *, where: str | None = None
-) -> Any:
-    """`get(p, "sample.n")` -> the raw value, or ParamsError naming the missing key."""
-    where = where or params.get("__file__", "params.yaml")
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is not ...:
-                return default
-            raise ParamsError(f"Parameters '{dotted}' are missing from '{where}'")
-        node = node[part]
+def get(params: ParamsSource, dotted: str) -> Any:
+    """`get(p, "prepare.tasks")` -> the typed value at a dotted key (a section left out gives
+    its defaults), or ParamsError naming the missing key. For a key deeper than a section
+    when a stage needs only that key (DVC then tracks only it)."""
+    name, *rest = dotted.split(".")
+    if name == "dataset_version":
+        return dataset_version(params)
+    node: Any = model_config(params, rest.pop(0)) if name == "models" else section(params, name)
+    for part in rest:
+        has = part in node if isinstance(node, Mapping) else hasattr(node, part)
+        if not has:
+            raise ParamsError(f"Parameters '{dotted}' are missing from '{as_params(params).where}'")
+        node = node[part] if isinstance(node, Mapping) else getattr(node, part)
     return node
 
 
@@ -1005,12 +1016,12 @@ def read(cls: type, raw: Any, key: str, where: str = "params.yaml") -> Any:
         _raise([_message(e, where, cls, tuple(key.split("."))) for e in exc.errors()])
 
 
-def section(params: Mapping[str, Any], name: str) -> Any:
+def section(params: ParamsSource, name: str) -> Any:
     """The typed, checked `name` section (a missing section: all defaults, or an error
     naming the first required key). Raises ParamsError listing every bad key."""
     if name not in SECTIONS:
         raise ParamsError(unknown_name_message("params section", name, sorted(SECTIONS)))
-    done = parsed(params)
+    done = as_params(params)
     _raise(done.errors.get(name, []))
     value = getattr(done.value, name)
     if value is None:
@@ -1018,42 +1029,46 @@ def section(params: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def dataset_version(params: Mapping[str, Any]) -> str:
-    value = get(params, "dataset_version")
-    _raise(parsed(params).errors.get("dataset_version", []))
-    return str(value)
+def _missing(done: ParamsFile, key: str) -> None:
+    if not done.has(key):
+        raise ParamsError(f"Parameters '{key}' are missing from '{done.where}'")
 
 
-def _models(params: Mapping[str, Any]) -> dict[str, ModelConfig]:
-    done = parsed(params)
-    if "models" not in params:
-        get(params, "models")  # names the missing key
-    _raise(done.errors.get("models", []))
-    return dict(done.value.models or {})
+def dataset_version(params: ParamsSource) -> str:
+    done = as_params(params)
+    _missing(done, "dataset_version")
+    _raise(done.errors.get("dataset_version", []))
+    return str(done.value.dataset_version)
 
 
-def model_names(params: Mapping[str, Any]) -> list[str]:
-    models = get(params, "models")
-    if not isinstance(models, Mapping) or not models:
+def model_names(params: ParamsSource) -> list[str]:
+    """The names under `models`, in file order (a malformed configuration does not hide
+    its name: `model_config` names its error)."""
+    done = as_params(params)
+    _missing(done, "models")
+    if not done.names:
         raise ParamsError("Parameter 'models' must be a non-empty mapping of name -> config")
-    return list(models)
+    return list(done.names)
 
 
-def model_config(params: Mapping[str, Any], name: str) -> ModelConfig:
+def model_config(params: ParamsSource, name: str) -> ModelConfig:
     """The named model's configuration. Every configuration under `models` is checked
     first, so `dars sample --model X` fails before sampling anything when any model of
     the build (whose other stages would fail later) is malformed."""
-    names = model_names(params)
+    done = as_params(params)
+    names = model_names(done)
     if name not in names:
         raise ParamsError(unknown_name_message("model configuration", name, sorted(names)))
-    return _models(params)[name]
+    _raise(done.errors.get("models", []))
+    assert done.value.models is not None  # present and without errors
+    return done.value.models[name]
 
 
-def sample_config(params: Mapping[str, Any]) -> SampleConfig:
+def sample_config(params: ParamsSource) -> SampleConfig:
     return section(params, "sample")
 
 
-def reformulate_k(params: Mapping[str, Any]) -> int:
+def reformulate_k(params: ParamsSource) -> int:
     return int(section(params, "reformulate").k)
 
 
@@ -1067,17 +1082,17 @@ def runtime_keys(cls: type) -> set[str]:
     return {k for k, f in fields_of(cls).items() if (f.json_schema_extra or {}).get("runtime")}
 
 
-def errors(params: Mapping[str, Any]) -> list[str]:
+def errors(params: ParamsSource) -> list[str]:
     """Every error of every section present (unknown top-level keys included)."""
-    done = parsed(params)
-    out = [e for errs in done.errors.values() for e in errs]
-    return out + task_key_errors(params)
+    done = as_params(params)
+    return [e for errs in done.errors.values() for e in errs] + list(done.task_errors)
 
 
-def task_key_errors(params: Mapping[str, Any]) -> list[str]:
+def _task_key_errors(params: Mapping[str, Any]) -> list[str]:
     """Per-task mappings (`aggregate.lambda_cost`/`beta_risk`, `models.*.max_tokens`) must
     name exactly the tasks of `prepare.tasks`: an unknown task fails with "Did you mean",
-    a missing one is named."""
+    a missing one is named. Read from the raw file, so a section with other errors is
+    checked too."""
     prep = params.get("prepare")
     tasks = prep.get("tasks") if isinstance(prep, Mapping) else None
     if not isinstance(tasks, Mapping) or not tasks:
@@ -1110,7 +1125,7 @@ def task_key_errors(params: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def check_all(params: Mapping[str, Any]) -> None:
+def check_all(params: ParamsSource) -> None:
     """Check every section that exists; raise one ParamsError naming every error."""
     _raise(errors(params))
 
