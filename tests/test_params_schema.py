@@ -132,6 +132,27 @@ def test_model_values_are_kept_as_written() -> None:
     assert config.stop == ("\n",)
 
 
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: P.ModelConfig(backend="simulated", name="m", temperature=-1),
+         "Parameter 'models.m.temperature' = -1 is out of range; allowed: >= 0.0"),
+        (lambda: P.ModelConfig(backend="vllm", name="m"),
+         "Parameters 'models.m.model_path' = 'auto' and 'models.m.revision' = 'unknown': "
+         "the vllm backend needs"),
+        (lambda: P.LlamaCppConfig(backend="llama_cpp", name="m", n_ctxx=64),
+         "Parameter 'models.m.n_ctxx' is not known. Did you mean 'models.m.n_ctx'?"),
+        (lambda: dataclasses.replace(P.ModelConfig(backend="simulated", name="m"), top_p=2),
+         "Parameter 'models.m.top_p' = 2 is out of range; allowed: > 0.0 and <= 1.0"),
+    ],
+)  # fmt: skip
+def test_a_model_config_built_in_code_fails_in_one_line_naming_the_key(build, message) -> None:
+    with pytest.raises(ParamsError) as info:
+        build()
+    text = str(info.value)
+    assert message in text and "\n" not in text and "{key}" not in text, text
+
+
 def test_every_key_is_documented() -> None:
     classes = [*P.BACKEND_TYPES.values(), *P.SECTIONS.values(), P.ReformulateLLMParams]
     classes.append(P.RewriteChecks)

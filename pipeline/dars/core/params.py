@@ -384,6 +384,26 @@ ModelEntry = Annotated[
     Field(discriminator="backend"),
 ]
 
+
+def _one_line_errors(cls: type[ModelConfig]) -> None:
+    """`LlamaCppConfig(...)` (or `ModelConfig(backend=..., ...)`, `dataclasses.replace`)
+    with a bad value raises the same one-line ParamsError as params.yaml does, naming
+    `models.<name>.<key>`, instead of pydantic's multi-line ValidationError."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            path = ("models", str(kwargs.get("name", "<name>")))
+            _raise([_message(e, f"{cls.__name__}(...)", cls, path) for e in exc.errors()])
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+for _cls in BACKEND_TYPES.values():
+    _one_line_errors(_cls)
 _MODEL = TypeAdapter(ModelEntry)
 
 
