@@ -281,6 +281,17 @@ def protocol_flags() -> tuple[Arg, ...]:
     )
 
 
+#: the inputs several commands read, each where dvc.yaml puts it
+IN_QUERIES = path("--queries", QUERIES, "queries table")
+IN_VARIANTS = path("--variants", VARIANTS, "variants table")
+IN_LABELS = path("--labels", LABELS, "labels table")
+IN_SPLITS = path("--splits", SPLITS, "splits table")
+IN_GENERATIONS = path(
+    "--generations", GENERATIONS, "folder of MODEL.parquet generations", to="generations_dir"
+)
+IN_OUTCOMES = path("--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes", to="outcomes_dir")
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "prepare",
@@ -309,7 +320,7 @@ COMMANDS: tuple[Command, ...] = (
         "write K meaning-preserving variants of every query",
         "dars.stages.reformulate:run",
         (
-            path("--queries", QUERIES, "queries table"),
+            IN_QUERIES,
             path("--out", VARIANTS, "variants table (Parquet)"),
         ),
         "Variant 0 is the original; reformulate.method picks how the others are made.",
@@ -320,8 +331,8 @@ COMMANDS: tuple[Command, ...] = (
         "dars.stages.sample:run",
         (
             arg("--model", required=True, help="a name under `models` in params.yaml"),
-            path("--queries", QUERIES, "queries table"),
-            path("--variants", VARIANTS, "variants table"),
+            IN_QUERIES,
+            IN_VARIANTS,
             path(
                 "--out", None, f"generations table (default: {GENERATIONS}/MODEL.parquet)", to=None
             ),
@@ -363,7 +374,7 @@ COMMANDS: tuple[Command, ...] = (
                 required=True,
                 help=f"generations table, e.g. {GENERATIONS}/MODEL.parquet",
             ),
-            path("--queries", QUERIES, "queries table"),
+            IN_QUERIES,
             path(
                 "--out",
                 None,
@@ -379,15 +390,10 @@ COMMANDS: tuple[Command, ...] = (
         "check every table against the data contract (Great Expectations)",
         "dars.stages.validate:run",
         (
-            path("--queries", QUERIES, "queries table"),
-            path("--variants", VARIANTS, "variants table"),
-            path(
-                "--generations",
-                GENERATIONS,
-                "folder of MODEL.parquet generations",
-                to="generations_dir",
-            ),
-            path("--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes", to="outcomes_dir"),
+            IN_QUERIES,
+            IN_VARIANTS,
+            IN_GENERATIONS,
+            IN_OUTCOMES,
             path("--report", VALIDATION, "validation report (JSON)"),
             path("--docs", "reports/data_docs", "folder for the Data Docs HTML", to="docs_dir"),
         ),
@@ -398,8 +404,8 @@ COMMANDS: tuple[Command, ...] = (
         "turn scored outcomes into one capability distribution per (query, model)",
         "dars.stages.aggregate:run",
         (
-            path("--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes", to="outcomes_dir"),
-            path("--queries", QUERIES, "queries table"),
+            IN_OUTCOMES,
+            IN_QUERIES,
             path(
                 "--validation",
                 VALIDATION,
@@ -414,7 +420,7 @@ COMMANDS: tuple[Command, ...] = (
         "assign every query to train/validation/test, stratified by task",
         "dars.stages.split:run",
         (
-            path("--queries", QUERIES, "queries table"),
+            IN_QUERIES,
             path("--out", SPLITS, "splits table (Parquet)"),
         ),
     ),
@@ -423,7 +429,7 @@ COMMANDS: tuple[Command, ...] = (
         "print a per-model summary of the labels",
         "dars.stages.summary:run",
         (
-            path("--labels", LABELS, "labels table"),
+            IN_LABELS,
             path("--out", None, "also write the summary as JSON, keyed by model (default: none)"),
         ),
         params=False,
@@ -434,17 +440,12 @@ COMMANDS: tuple[Command, ...] = (
         "dars.stages.card:run",
         (
             path("--template", "dataset_card.md", "Jinja dataset card template"),
-            path("--queries", QUERIES, "queries table"),
-            path("--labels", LABELS, "labels table"),
-            path("--splits", SPLITS, "splits table"),
-            path("--variants", VARIANTS, "variants table"),
-            path(
-                "--generations",
-                GENERATIONS,
-                "folder of MODEL.parquet generations",
-                to="generations_dir",
-            ),
-            path("--outcomes", OUTCOMES, "folder of MODEL.parquet outcomes", to="outcomes_dir"),
+            IN_QUERIES,
+            IN_LABELS,
+            IN_SPLITS,
+            IN_VARIANTS,
+            IN_GENERATIONS,
+            IN_OUTCOMES,
             path("--validation", VALIDATION, "validation report"),
             path("--models-dir", MODELS_DIR, "folder of ROUTER.skops files"),
             path("--router-metrics", ROUTER_METRICS, "router test metrics (JSON)"),
@@ -480,9 +481,9 @@ COMMANDS: tuple[Command, ...] = (
         "fit the reference routers on DARS labels and on single-shot labels",
         "dars.stages.train:run",
         (
-            path("--labels", LABELS, "labels table"),
-            path("--queries", QUERIES, "queries table"),
-            path("--splits", SPLITS, "splits table"),
+            IN_LABELS,
+            IN_QUERIES,
+            IN_SPLITS,
             path(
                 "--outcomes",
                 OUTCOMES,
@@ -497,9 +498,9 @@ COMMANDS: tuple[Command, ...] = (
         "score the trained routers on the test split",
         "dars.stages.evaluate:run",
         (
-            path("--labels", LABELS, "labels table"),
-            path("--queries", QUERIES, "queries table"),
-            path("--splits", SPLITS, "splits table"),
+            IN_LABELS,
+            IN_QUERIES,
+            IN_SPLITS,
             path("--models-dir", MODELS_DIR, "the folder `dars train` wrote"),
             path("--metrics", ROUTER_METRICS, "full metrics (JSON)", to="metrics_out"),
             path("--table", "metrics/routers.md", "Markdown tables", to="table_out"),

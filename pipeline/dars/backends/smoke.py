@@ -2,7 +2,7 @@
 problems, a near-duplicate whose prefix is shared, a code stub) and their seeded
 requests. The scheduler tests (tests/test_scheduler.py) and the thread-count benchmark
 (benchmarks/scheduler_threads.py) decode the same group, so the benchmark needs nothing
-from the tests."""
+from the tests; benchmarks/sampling.py seeds its requests the same way."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ PROMPTS = [
 ]
 
 
-def unit_reqs(v: int, prompt: str, n: int, *, max_tokens: int = 10) -> list[GenRequest]:
+def unit_reqs(
+    v: int,
+    prompt: str,
+    n: int,
+    *,
+    max_tokens: int = 10,
+    stop: tuple[str, ...] = ("\n\n",),
+    temperature: float = 0.8,
+) -> list[GenRequest]:
     """The `n` requests of one unit (query `q<v>`, variant `v`), seeded 1000 * v + i."""
     return [
         GenRequest(
@@ -26,9 +34,9 @@ def unit_reqs(v: int, prompt: str, n: int, *, max_tokens: int = 10) -> list[GenR
             sample_id=i,
             seed=1000 * v + i,
             prompt=prompt,
-            stop=("\n\n",),
+            stop=stop,
             max_tokens=max_tokens,
-            temperature=0.8,
+            temperature=temperature,
             top_p=0.95,
         )
         for i in range(n)
