@@ -182,3 +182,26 @@ def test_no_module_imports_private_names_of_params() -> None:
             if isinstance(node, ast.Attribute) and node.attr.startswith("_num"):
                 offenders.append(f"{path}: .{node.attr}")
     assert offenders == []
+
+
+def test_load_params_gives_one_typed_frozen_parse_that_pickles() -> None:
+    """Stages pass the parsed file down (Ray ships it to its workers: it must pickle);
+    readers take it or a mapping built in code, with the same answers."""
+    import pickle
+
+    loaded = P.load_params(REPO / "params.yaml")
+    assert isinstance(loaded, P.ParamsFile) and loaded.where.endswith("params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.where = "x"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(loaded)) == loaded
+    raw = repo_params()
+    assert P.section(loaded, "grade") == P.section(raw, "grade")
+    assert P.model_names(loaded) == list(raw["models"])
+    assert P.get(loaded, "prepare.tasks") == raw["prepare"]["tasks"]
+    with pytest.raises(ParamsError, match="'card.nope' are missing from '.*params.yaml'"):
+        P.get(loaded, "card.nope")
+    published = P.parse({"aggregate": {"beta_risk": 0.1}}, "MANIFEST.json params_yaml")
+    assert published.has("aggregate") and not published.has("card")
+    assert P.section(published, "aggregate").beta_risk == 0.1
+    with pytest.raises(ParamsError, match="missing from 'MANIFEST.json params_yaml'"):
+        P.section(published, "sample")

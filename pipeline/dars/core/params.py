@@ -31,7 +31,6 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -822,7 +821,7 @@ def parse(params: Mapping[str, Any], where: str = "params.yaml") -> ParamsFile:
         present=frozenset(str(k) for k in data),
         names=tuple(str(m) for m in models) if isinstance(models, Mapping) else (),
         task_errors=tuple(_task_key_errors(data)),
-        written=MappingProxyType(data),
+        written=data,
     )
 
 
@@ -1015,7 +1014,12 @@ def get(params: ParamsSource, dotted: str) -> Any:
     name, *rest = dotted.split(".")
     if name == "dataset_version":
         return dataset_version(params)
-    node: Any = model_config(params, rest.pop(0)) if name == "models" else section(params, name)
+    if name == "models":
+        if not rest:
+            return {m: model_config(params, m) for m in model_names(params)}
+        node: Any = model_config(params, rest.pop(0))
+    else:
+        node = section(params, name)
     for part in rest:
         has = part in node if isinstance(node, Mapping) else hasattr(node, part)
         if not has:
