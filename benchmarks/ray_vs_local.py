@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from dars.core.params import load_params, model_config, sample_config
+from dars.core.params import model_config, parse, sample_config
 from dars.sampling.uniform import sample_model
 from dars.stages import prepare, reformulate
 
@@ -87,12 +87,13 @@ def arm(
     executor: str,
     workers: int = 2,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    params = {**params, "models": {"gemma": {**params["models"]["gemma"], "n_threads": threads}}}
+    gemma = {**params["models"]["gemma"], "n_threads": threads}
+    parsed = parse({**params, "models": {"gemma": gemma}})
     t0 = time.perf_counter()
     df = sample_model(
-        config=model_config(params, "gemma"),
-        sample=sample_config(params),
-        params=params,
+        config=model_config(parsed, "gemma"),
+        sample=sample_config(parsed),
+        params=parsed,
         queries=q,
         variants=v,
         checkpoint_dir=ckpt,
@@ -132,7 +133,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         path, q, v = build_inputs(tmp, params)
-        params = load_params(path)
         results, frames = [], {}
         for name, threads in (("local_t2", 2), ("local_t1", 1)):
             frames[name], r = arm(

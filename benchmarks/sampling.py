@@ -55,6 +55,7 @@ from typing import Any
 import yaml
 
 from dars.backends.base import GenRequest
+from dars.backends.smoke import unit_reqs
 from dars.core.params import ModelConfig
 from dars.prompting import format as prompting
 from dars.stages import prepare, reformulate
@@ -112,20 +113,7 @@ def real_prompts(*, arithmetic: int, humaneval: int, shots: int) -> list[tuple[s
 def requests_for(
     prompt: str, stop: tuple[str, ...], *, n: int, max_tokens: int, temperature: float, v: int
 ) -> list[GenRequest]:
-    return [
-        GenRequest(
-            query_id=f"q{v}",
-            variant_id=v,
-            sample_id=i,
-            seed=1000 * v + i,
-            prompt=prompt,
-            stop=stop,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=0.95,
-        )
-        for i in range(n)
-    ]
+    return unit_reqs(v, prompt, n, max_tokens=max_tokens, stop=stop, temperature=temperature)
 
 
 def run_naive(llm: Any, reqs: list[GenRequest], *, reprefill: bool) -> list[tuple[str, int]]:

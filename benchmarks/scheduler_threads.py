@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from dars.backends.llama_cpp import LlamaCppBackend
+from dars.backends.smoke import PROMPTS, unit_reqs
+from dars.core.params import ModelConfig
 
-from dars.backends.llama_cpp import LlamaCppBackend  # noqa: E402
-from dars.core.params import ModelConfig  # noqa: E402
-from tests.test_scheduler import PROMPTS, unit_reqs  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

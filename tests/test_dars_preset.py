@@ -20,9 +20,17 @@ import yaml
 from dars.backends.base import GenResult
 from dars.cli import main
 from dars.core import io, schema
-from dars.core.params import check_all, load_params, model_config, sample_config
+from dars.core.params import (
+    check_all,
+    get,
+    load_params,
+    model_config,
+    model_names,
+    sample_config,
+    section,
+)
 from dars.prompting import format as prompting
-from dars.prompting.rewrite_checks import check_config, load_embedder
+from dars.prompting.rewrite_checks import load_embedder
 from dars.sampling.requests import plan_requests
 from dars.sampling.units import plan_units
 from dars.stages import (
@@ -60,21 +68,23 @@ def test_check_params_passes_on_the_preset_offline(capsys, monkeypatch):
 
 def test_the_preset_holds_the_dars_setup():
     p = load_params(PRESET)
-    tasks = p["prepare"]["tasks"]
+    tasks = get(p, "prepare.tasks")
     assert {t: c["kind"] for t, c in tasks.items()} == {
         "gpqa": "gpqa",
         "math": "math",
         "drop": "drop",
     }
     assert tasks["drop"]["n"] == 800 and tasks["math"]["n"] is None
-    assert p["split"]["train_per_task"] == 200 and p["split"]["fractions"]["test"] == 1.0
-    assert p["reformulate"]["k"] == 5 and p["sample"]["n"] == 5
-    assert p["reformulate"]["method"] == "llm"
-    assert p["reformulate"]["instructions"] == "final_answer"
-    assert set(p["reformulate"]["llm"]["checks"]) >= {"min_similarity"}
-    assert p["aggregate"]["lambda_cost"] == 0.05 and p["aggregate"]["beta_risk"] == BETA
+    split, reform = section(p, "split"), section(p, "reformulate")
+    assert split.train_per_task == 200 and split.fractions["test"] == 1.0
+    assert reform.k == 5 and sample_config(p).n == 5
+    assert reform.method == "llm"
+    assert reform.instructions == "final_answer"
+    assert "min_similarity" in yaml.safe_load(PRESET.read_text())["reformulate"]["llm"]["checks"]
+    agg = section(p, "aggregate")
+    assert agg.lambda_cost == 0.05 and agg.beta_risk == BETA
     served = set()
-    for name in p["models"]:
+    for name in model_names(p):
         cfg = model_config(p, name)
         assert cfg.backend == "openai" and cfg.endpoint == "chat" and cfg.prompting == "chat"
         assert cfg.base_url == "https://openrouter.ai/api/v1"
@@ -137,12 +147,12 @@ def test_the_rewriter_does_not_stop_at_a_drop_passages_blank_line():
             return [GenResult("x", 1, 1, "stop", 0.0) for _ in requests]
 
     p = load_params(PRESET)
-    llm = p["reformulate"]["llm"]
+    llm = section(p, "reformulate").llm
     para = reformulate.LLMParaphraser(
-        config=model_config({"models": {"rewriter": llm["model"]}}, "rewriter"),
+        config=llm.model_config(),
         backend=Recorder(),
         embed=None,
-        checks=check_config(llm["checks"]),
+        checks=llm.checks,
     )
     for grader in ("f1", "math", "choice"):
         para.draw(query={"query_id": "q", "grader": grader, "prompt": "P.\n\nQ?"}, attempts=[0])
@@ -280,14 +290,14 @@ def test_the_preset_pipeline_runs_on_fixture_rows_with_the_simulated_backend(tmp
     # reformulate: the preset's llm method, final_answer instructions and checks
     loaded = load_params(params_path)
     rows = queries[schema.names(schema.QUERIES)].to_dict("records")
-    llm = loaded["reformulate"]["llm"]
+    llm = section(loaded, "reformulate").llm
     paraphraser = reformulate.LLMParaphraser(
-        config=model_config({"models": {"rewriter": llm["model"]}}, "rewriter"),
+        config=llm.model_config(),
         backend=ScriptedRewriter({r["query_id"]: r["prompt"] for r in rows}),
         embed=load_embedder(),  # the real MiniLM check (the `embed` extra, local files)
-        checks=check_config(llm["checks"]),
-        seed=llm["seed"],
-        attempts=llm["attempts"],
+        checks=llm.checks,
+        seed=llm.seed,
+        attempts=llm.attempts,
     )
     variants = reformulate.reformulate(
         rows, method="llm", k=5, params=loaded, paraphraser=paraphraser

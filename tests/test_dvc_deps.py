@@ -1,12 +1,12 @@
 """dvc.yaml's deps and params are exact, computed from the code.
 
-For every stage: the `dars <subcommand>` of its cmd -> the handler in dars/cli.py -> the
-modules it imports -> their transitive `dars.*` imports (function-level imports too:
-code a stage may run). Every file of that import closure must be covered by a dep (a
-directory dep covers the files under it), and every code dep must cover a file of the
-closure. The params keys the closure reads (`section(params, "x")`, `get(params,
-"x.y")`, `model_config`, ...) must be listed in the stage's `params`, and every listed
-key must be read.
+For every stage: the `dars <subcommand>` of its cmd -> the module of the function its row
+of dars/cli.py's COMMANDS table calls -> that module's transitive `dars.*` imports
+(function-level imports too: code a stage may run). Every file of that import closure
+must be covered by a dep (a directory dep covers the files under it), and every code dep
+must cover a file of the closure. The params keys the closure reads (`section(params,
+"x")`, `get(params, "x.y")`, `model_config`, ...) must be listed in the stage's `params`,
+and every listed key must be read.
 
 Left out on purpose: dars/cli.py, dars/__main__.py (they parse arguments) and the root
 dars/__init__.py unless a stage imports `dars` itself (the card stage reads the
@@ -125,40 +125,18 @@ def closure(root: Path, modules: set[str]) -> set[str]:
     return files - ALWAYS_EXEMPT
 
 
-def cli_handlers(root: Path) -> dict[str, str]:
-    """subcommand -> handler function name, from dars/cli.py."""
+def cli_targets(root: Path) -> dict[str, str]:
+    """subcommand -> the module of the function it calls, from the COMMANDS table of
+    dars/cli.py (`Command("prepare", help, "dars.stages.prepare:run", ...)`)."""
     tree = ast.parse((root / CODE_ROOT / "dars" / "cli.py").read_text(encoding="utf-8"))
     out: dict[str, str] = {}
-    last = None  # sub.add_parser("summary", ...) ... sp.set_defaults(func=_summary)
-    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
-                   key=lambda n: (n.lineno, n.col_offset))  # fmt: skip
-    for node in calls:
-        fn_name = getattr(node.func, "attr", getattr(node.func, "id", None))
-        args = node.args
-        if fn_name == "add_parser" and args and isinstance(args[0], ast.Constant):
-            last = str(args[0].value)
-        elif fn_name == "set_defaults" and last is not None:
-            for kw in node.keywords:
-                if kw.arg == "func" and isinstance(kw.value, ast.Name):
-                    out.setdefault(last, kw.value.id)
-        elif (len(args) >= 2 and isinstance(args[0], ast.Constant)
-              and isinstance(args[1], ast.Name)):  # fmt: skip
-            out[str(args[0].value)] = args[1].id  # cmd("prepare", _prepare, ...)
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Command"):
+            continue
+        head = node.args[:3]
+        if len(head) == 3 and all(isinstance(a, ast.Constant) for a in head):
+            out[str(head[0].value)] = str(head[2].value).split(":")[0]  # type: ignore[attr-defined]
     return out
-
-
-def handler_modules(root: Path, handler: str) -> set[str]:
-    tree = ast.parse((root / CODE_ROOT / "dars" / "cli.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == handler:
-            mods: set[str] = set()
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.ImportFrom) and sub.module:
-                    mods.add(sub.module)
-                    mods |= {f"{sub.module}.{a.name}" for a in sub.names
-                             if module_file(root, f"{sub.module}.{a.name}")}  # fmt: skip
-            return mods
-    raise AssertionError(f"no handler {handler} in dars/cli.py")
 
 
 # --------------------------------------------------------------------------- params
@@ -238,8 +216,7 @@ def stage_params(stage: dict) -> set[str]:
 def check_stage(root: Path, name: str, stage: dict) -> StageCheck:
     words = stage["cmd"].split()
     assert words[0] == "dars", f"stage {name}: cmd does not start with `dars`"
-    handler = cli_handlers(root)[words[1]]
-    files = closure(root, handler_modules(root, handler))
+    files = closure(root, {cli_targets(root)[words[1]]})
     deps = [str(d) for d in stage.get("deps", [])]
     code_deps = [d for d in deps if d.startswith(CODE_ROOT + "/")]
     result = StageCheck()

@@ -132,6 +132,27 @@ def test_model_values_are_kept_as_written() -> None:
     assert config.stop == ("\n",)
 
 
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: P.ModelConfig(backend="simulated", name="m", temperature=-1),
+         "Parameter 'models.m.temperature' = -1 is out of range; allowed: >= 0.0"),
+        (lambda: P.ModelConfig(backend="vllm", name="m"),
+         "Parameters 'models.m.model_path' = 'auto' and 'models.m.revision' = 'unknown': "
+         "the vllm backend needs"),
+        (lambda: P.LlamaCppConfig(backend="llama_cpp", name="m", n_ctxx=64),
+         "Parameter 'models.m.n_ctxx' is not known. Did you mean 'models.m.n_ctx'?"),
+        (lambda: dataclasses.replace(P.ModelConfig(backend="simulated", name="m"), top_p=2),
+         "Parameter 'models.m.top_p' = 2 is out of range; allowed: > 0.0 and <= 1.0"),
+    ],
+)  # fmt: skip
+def test_a_model_config_built_in_code_fails_in_one_line_naming_the_key(build, message) -> None:
+    with pytest.raises(ParamsError) as info:
+        build()
+    text = str(info.value)
+    assert message in text and "\n" not in text and "{key}" not in text, text
+
+
 def test_every_key_is_documented() -> None:
     classes = [*P.BACKEND_TYPES.values(), *P.SECTIONS.values(), P.ReformulateLLMParams]
     classes.append(P.RewriteChecks)
@@ -161,3 +182,26 @@ def test_no_module_imports_private_names_of_params() -> None:
             if isinstance(node, ast.Attribute) and node.attr.startswith("_num"):
                 offenders.append(f"{path}: .{node.attr}")
     assert offenders == []
+
+
+def test_load_params_gives_one_typed_frozen_parse_that_pickles() -> None:
+    """Stages pass the parsed file down (Ray ships it to its workers: it must pickle);
+    readers take it or a mapping built in code, with the same answers."""
+    import pickle
+
+    loaded = P.load_params(REPO / "params.yaml")
+    assert isinstance(loaded, P.ParamsFile) and loaded.where.endswith("params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.where = "x"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(loaded)) == loaded
+    raw = repo_params()
+    assert P.section(loaded, "grade") == P.section(raw, "grade")
+    assert P.model_names(loaded) == list(raw["models"])
+    assert P.get(loaded, "prepare.tasks") == raw["prepare"]["tasks"]
+    with pytest.raises(ParamsError, match="'card.nope' are missing from '.*params.yaml'"):
+        P.get(loaded, "card.nope")
+    published = P.parse({"aggregate": {"beta_risk": 0.1}}, "MANIFEST.json params_yaml")
+    assert published.has("aggregate") and not published.has("card")
+    assert P.section(published, "aggregate").beta_risk == 0.1
+    with pytest.raises(ParamsError, match="missing from 'MANIFEST.json params_yaml'"):
+        P.section(published, "sample")

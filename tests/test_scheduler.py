@@ -10,7 +10,6 @@ import dataclasses
 
 import pytest
 
-from dars.backends.base import GenRequest
 from dars.backends.llama_cpp import (
     DEFAULT_MAX_NUM_SEQS,
     common_prefix,
@@ -20,40 +19,16 @@ from dars.backends.llama_cpp import (
     scheduler_slots,
     units_per_group,
 )
+from dars.backends.smoke import PROMPTS, unit_reqs
 from dars.core.errors import ParamsError
 from dars.core.params import ModelConfig, SampleConfig
 from dars.sampling.units import WorkUnit, grouped, plan_units
 
 pytestmark = [pytest.mark.model]
 
-PROMPTS = [
-    "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nSolution:",
-    "Question: Sara had 20 coins and lost 7. How many coins are left?\nSolution:",
-    "Q: Sara had 20 coins and lost 7. How many coins are left?\nSolution:",
-    'def add(a, b):\n    """Return the sum of a and b."""\n',
-    "Question: A box holds 6 eggs. How many eggs are in 3 boxes?\nSolution:",
-]
-
 
 def cfg(**kw) -> ModelConfig:
     return ModelConfig(**{"name": "gemma", "backend": "llama_cpp", "n_ctx": 512, **kw})
-
-
-def unit_reqs(v: int, prompt: str, n: int, *, max_tokens: int = 10) -> list[GenRequest]:
-    return [
-        GenRequest(
-            query_id=f"q{v}",
-            variant_id=v,
-            sample_id=i,
-            seed=1000 * v + i,
-            prompt=prompt,
-            stop=("\n\n",),
-            max_tokens=max_tokens,
-            temperature=0.8,
-            top_p=0.95,
-        )
-        for i in range(n)
-    ]
 
 
 def rows(results):

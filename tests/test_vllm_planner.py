@@ -177,7 +177,7 @@ def test_engine_kwargs_pin_the_model_enable_prefix_caching_and_pass_settings_thr
 def test_params_refuse_an_unpinned_vllm_model_and_bad_engine_settings():
     def params(**model):
         base = {"backend": "vllm", "model_path": "org/model", "revision": REV}
-        return {"__file__": "params.yaml", "models": {"m": {**base, **model}}}
+        return {"models": {"m": {**base, **model}}}
 
     assert model_config(params(), "m").revision == REV
     with pytest.raises(ParamsError, match="pinned revision"):

@@ -169,30 +169,31 @@ def read_manifest(dataset: str) -> tuple[dict[str, Any], str | None]:
 def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """lambda_cost and beta_risk of the dataset, each a number or {task: number}, and where
     each came from: the manifest's `utility` record (what the build used, per task), else
-    the `aggregate` section of the params.yaml it records (`per_task` kept where a build
-    has it), else the defaults ("MANIFEST.json" or "defaults" per weight)."""
+    the `aggregate` section of the params.yaml it records (parsed by the params schema,
+    like any params.yaml), else the defaults ("MANIFEST.json" or "defaults" per weight)."""
     import yaml
+
+    from dars.core.params import parse, section
 
     utility = manifest.get("utility")
     utility = utility if isinstance(utility, dict) else {}
     try:
-        params = yaml.safe_load(manifest.get("params_yaml") or "") or {}
+        raw = yaml.safe_load(manifest.get("params_yaml") or "") or {}
     except yaml.YAMLError:
-        params = {}
-    agg = params.get("aggregate") if isinstance(params, dict) else None
-    agg = agg if isinstance(agg, dict) else {}
+        raw = {}
+    recorded = parse(raw if isinstance(raw, dict) else {}, "MANIFEST.json params_yaml")
+    agg = section(recorded, "aggregate") if recorded.has("aggregate") else None
     out: dict[str, Any] = {}
     source: dict[str, str] = {}
     for key, default in (("lambda_cost", DEFAULT_LAMBDA), ("beta_risk", DEFAULT_BETA)):
-        for record, where in ((utility, "utility"), (agg, "params_yaml aggregate")):
-            if record.get(key) is not None:
-                out[key] = W.parse_weight(record[key], f"MANIFEST.json {where}.{key}")
-                source[key] = "MANIFEST.json"
-                break
+        if utility.get(key) is not None:
+            out[key] = W.parse_weight(utility[key], f"MANIFEST.json utility.{key}")
+        elif agg is not None:
+            out[key] = W.weight(getattr(agg, key))
         else:
             out[key], source[key] = default, "defaults"
-    if isinstance(agg.get("per_task"), dict):
-        out["per_task"] = agg["per_task"]
+            continue
+        source[key] = "MANIFEST.json"
     return out, source
 
 

@@ -12,10 +12,9 @@ to install (datatrove style). The sampling layer asks the registered class what 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from dars.backends.base import Backend, BaseBackend, GenRequest, GenResult, UnitGroups
-from dars.core.params import ModelConfig
+from dars.core.params import ModelConfig, ParamsSource
 from dars.core.registry import Registry
 
 __all__ = [
@@ -72,6 +71,6 @@ def backend_class(name: str) -> type[BaseBackend]:
     return BACKENDS.get(name)()
 
 
-def build_backend(config: ModelConfig, params: dict[str, Any]) -> Backend:
+def build_backend(config: ModelConfig, params: ParamsSource) -> Backend:
     """The engine of one model config (`config.backend` picks the registered class)."""
     return backend_class(config.backend).from_params(config, params)

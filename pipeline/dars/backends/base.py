@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
-from dars.core.params import ModelConfig, SampleConfig
+from dars.core.params import ModelConfig, ParamsSource, SampleConfig
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class BaseBackend(ABC):
     def close(self) -> None: ...
 
     @classmethod
-    def from_params(cls, config: ModelConfig, params: dict[str, Any]) -> Self:
+    def from_params(cls, config: ModelConfig, params: ParamsSource) -> Self:
         """The engine for one model config (`params`: the whole params, for backends that
         read another section). A missing optional engine raises `MissingExtraError`
         naming the pip extra to install."""

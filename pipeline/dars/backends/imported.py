@@ -4,18 +4,18 @@ a line that says so."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from dars.backends.base import BaseBackend, GenRequest, GenResult
 from dars.core.errors import ParamsError
-from dars.core.params import ModelConfig
+from dars.core.params import ModelConfig, ParamsSource
 
 
 class ImportedBackend(BaseBackend):
     name = "imported"
 
     @classmethod
-    def from_params(cls, config: ModelConfig, params: dict[str, Any]) -> NoReturn:
+    def from_params(cls, config: ModelConfig, params: ParamsSource) -> NoReturn:
         raise ParamsError(
             f"Model {config.name!r} was imported by `dars import` (backend 'imported'): its "
             "rows come from another release and there is no engine to sample it with"

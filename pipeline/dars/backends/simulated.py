@@ -17,12 +17,11 @@ import hashlib
 import json
 import math
 import time
-from typing import Any
 
 import numpy as np
 
 from dars.backends.base import BaseBackend, GenRequest, GenResult
-from dars.core.params import ModelConfig, SimulatorParams, section
+from dars.core.params import ModelConfig, ParamsSource, SimulatorParams, section
 
 SIM_REVISION = "simulated"
 
@@ -30,7 +29,7 @@ SIM_REVISION = "simulated"
 SimulatorSettings = SimulatorParams  # the `simulator` section of params.yaml
 
 
-def simulator_settings(params: dict[str, Any]) -> SimulatorSettings:
+def simulator_settings(params: ParamsSource) -> SimulatorSettings:
     return section(params, "simulator")
 
 
@@ -104,7 +103,7 @@ class SimulatedBackend(BaseBackend):
         self.settings = settings
 
     @classmethod
-    def from_params(cls, config: ModelConfig, params: dict[str, Any]) -> SimulatedBackend:
+    def from_params(cls, config: ModelConfig, params: ParamsSource) -> SimulatedBackend:
         return cls(config, simulator_settings(params))
 
     def generate_variant(self, requests: list[GenRequest]) -> list[GenResult]:

@@ -136,6 +136,35 @@ def read_table(
     return table.replace_schema_metadata(None)
 
 
+def read_model_files(
+    folder: str | Path,
+    models: Iterable[str],
+    *,
+    required: list[str],
+    optional: Iterable[str] = (),
+    what: str = "outcomes",
+    query_ids: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Every model's file under `folder` (`model_file`) as one frame: the `required`
+    columns plus the `optional` ones a file has, and only the rows of `query_ids` when
+    given (pyarrow filters the row groups). A missing, unreadable or short file is one
+    InputDataError naming it (`what[model]`)."""
+    ids = None if query_ids is None else sorted(set(query_ids))
+    frames = []
+    for m in models:
+        path = model_file(folder, m)
+        names = parquet_schema(path, required=required, what=f"{what}[{m}]").names
+        cols = required + [c for c in optional if c in names]
+        filters = None if ids is None else [("query_id", "in", ids)]
+        try:
+            frames.append(pq.read_table(path, columns=cols, filters=filters).to_pandas())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputDataError(
+                f"{what}[{m}] file {str(path)!r} is not readable Parquet: {exc}"
+            ) from exc
+    return pd.concat(frames, ignore_index=True)
+
+
 def read_frame(path: str | Path, required: Iterable[str] = (), what: str = "table") -> pd.DataFrame:
     """Read a Parquet file and check that the contract columns are present."""
     path = _checked_parquet(path, what)

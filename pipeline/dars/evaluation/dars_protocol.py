@@ -698,28 +698,10 @@ def markdown(result: Mapping[str, Any]) -> str:
 def read_rows(outcomes_dir: str | Path, models: Sequence[str]) -> pd.DataFrame:
     """Every model's outcome rows with the columns the protocol reads (plus
     `observation_type` and `source_row` where the files have them)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from dars.core.io import read_model_files
 
-    from dars.core.io import model_file
-
-    frames = []
-    for m in models:
-        path = model_file(outcomes_dir, m)
-        if not path.exists():
-            raise InputDataError(f"outcomes[{m}] file {str(path)!r} does not exist")
-        try:
-            names = pq.read_schema(path).names
-            missing = [c for c in ROW_COLUMNS if c not in names]
-            if missing:
-                raise InputDataError(f"outcomes[{m}] file {str(path)!r} lacks columns {missing}")
-            extra = [c for c in ("observation_type", "source_row") if c in names]
-            frames.append(pq.read_table(path, columns=ROW_COLUMNS + extra).to_pandas())
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(
-                f"outcomes[{m}] file {str(path)!r} is not readable: {exc}"
-            ) from exc
-    return pd.concat(frames, ignore_index=True)
+    optional = ["observation_type", "source_row"]
+    return read_model_files(outcomes_dir, models, required=ROW_COLUMNS, optional=optional)
 
 
 def evaluate_tables(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dars.core.params import DEFAULT_LAMBDAS
+from dars.core.params import DEFAULT_LAMBDAS, ParamsSource
 from dars.evaluation import metrics as M
 from dars.labels import utility as W
 
@@ -167,7 +167,7 @@ def evaluate_views(
     return out
 
 
-def eval_settings(params: dict[str, Any]) -> EvalSettings:
+def eval_settings(params: ParamsSource) -> EvalSettings:
     """The `aggregate` weights and the `evaluate` section as EvalSettings."""
     from dars.core.params import section
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dars.core.errors import InputDataError, ParamsError
-from dars.core.params import section
+from dars.core.params import ParamsSource, section
 from dars.core.registry import unknown_name_message
 from dars.labels import utility as W
 from dars.routers import ROUTERS, make_router
@@ -39,7 +39,7 @@ class TrainSettings:
     beta_risk: W.Weight
 
 
-def train_settings(params: dict[str, Any]) -> TrainSettings:
+def train_settings(params: ParamsSource) -> TrainSettings:
     r, agg = section(params, "routers"), section(params, "aggregate")
     names, features, rp = r.names, r.features, r.params
     for n in names:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow.parquet as pq
-import yaml
 
 from dars.core.errors import InputDataError
 from dars.core.io import read_table
+from dars.core.params import ParamsFile, load_params, parse
 
 BATCH_ROWS = 65_536  # outcome rows per batch: bounded memory whatever the build's size
 
@@ -29,7 +29,7 @@ class Build:
     variants: dict[tuple[str, int], str]  # (query_id, variant_id) -> prompt
     split_of: dict[str, str]  # query_id -> train | validation | test
     outcome_files: list[Path]
-    params: dict[str, Any] = field(default_factory=dict)
+    params: ParamsFile = field(default_factory=lambda: parse({}))  # the build's params.yaml
 
     def batches(self, columns: list[str], optional: list[str]) -> Iterator[dict[str, list]]:
         """Outcome rows as column lists, one model file and row group batch at a time;
@@ -72,10 +72,9 @@ def read_build(data_dir: str | Path, params: str | Path | None) -> Build:
     files = sorted((data / "outcomes").glob("*.parquet"))
     if not files:
         raise InputDataError(f"no outcome files under {str(data / 'outcomes')!r}")
-    raw: dict[str, Any] = {}
-    if params is not None and Path(params).is_file():
-        raw = yaml.safe_load(Path(params).read_text(encoding="utf-8")) or {}
-    return Build(data, queries, variants, split_of, files, raw)
+    if params is None or not Path(params).is_file():
+        return Build(data, queries, variants, split_of, files)  # no params: the defaults
+    return Build(data, queries, variants, split_of, files, load_params(params))
 
 
 class JsonlWriters:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from dars.core.io import write_json
+from dars.core.params import dataset_version, get, section
 from dars.exporters.build import Build, JsonlWriters, finite, read_build
 
 REQUIRED = [
@@ -166,8 +167,9 @@ def export_release(
         writers.abort()
         raise
     files = writers.close()
-    agg = b.params.get("aggregate") or {}
-    lam, beta = agg.get("lambda_cost", 0.05), agg.get("beta_risk", 0.2)
+    agg = section(b.params, "aggregate")  # a build without params: the defaults
+    lam, beta = agg.lambda_cost, agg.beta_risk
+    version = dataset_version(b.params) if b.params.has("dataset_version") else None
     tasks = sorted({rel.split("/")[0] for rel in files})
     k = Counter(qid for qid, _ in b.variants)
     for task in tasks:
@@ -175,7 +177,7 @@ def export_release(
         meta: dict[str, Any] = {
             "dataset": task,
             "source": "dars export dars-release",
-            "dataset_version": b.params.get("dataset_version"),
+            "dataset_version": version,
             "models": sorted(models),
             "num_prompt_variants": max((k[qid] for qid in ids), default=1) - 1,
             "include_original": True,
@@ -195,12 +197,12 @@ def export_release(
         write_json(meta, out / task / "metadata.json")
     top = {
         "source": "dars export dars-release",
-        "dataset_version": b.params.get("dataset_version"),
+        "dataset_version": version,
         "datasets": tasks,
-        "license": (b.params.get("card") or {}).get("license"),
-        "prior_alpha": agg.get("prior_alpha"),
-        "prior_beta": agg.get("prior_beta"),
-        "ci": agg.get("ci"),
+        "license": get(b.params, "card.license") if b.params.has("card") else None,
+        "prior_alpha": agg.prior_alpha,
+        "prior_beta": agg.prior_beta,
+        "ci": agg.ci,
         "variant_ids": "prompt_variant_id = our variant_id - 1 (-1 = the original query)",
     }
     for key, value in (("lambda_cost", lam), ("beta_risk", beta)):

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from dars.core import duck
 from dars.core.io import parquet_schema, write_json
+from dars.core.params import model_config
 from dars.exporters.build import JsonlWriters, finite, read_build
 
 LABEL_COLUMNS = ["query_id", "model", "n", "mean", "std", "ci_low", "ci_high", "mean_cost"]
@@ -134,18 +135,16 @@ def export_llmrouter(
         writers.abort()
         raise
     files = writers.close()
-    declared = b.params.get("models") or {}
+    declared = set(b.params.names)
     llm = {}
     for m in sorted(models):
-        got = declared.get(m)
-        cfg: dict = got if isinstance(got, dict) else {}
-        p_in, p_out = cfg.get("price_per_1k_prompt"), cfg.get("price_per_1k_completion")
+        cfg = model_config(b.params, m) if m in declared else None
         llm[m] = {
             "model": m,
             "size": None,
-            "feature": f"{m} ({cfg.get('backend', 'unknown')} backend)",
-            "input_price": None if p_in is None else float(p_in) * 1000.0,
-            "output_price": None if p_out is None else float(p_out) * 1000.0,
+            "feature": f"{m} ({cfg.backend if cfg else 'unknown'} backend)",
+            "input_price": cfg.price_per_1k_prompt * 1000.0 if cfg else None,
+            "output_price": cfg.price_per_1k_completion * 1000.0 if cfg else None,
         }
     write_json(llm, out / "llm_data.json")
     return {"format": "llmrouter", "out": str(out), "files": files, "models": sorted(models)}

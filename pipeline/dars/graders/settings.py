@@ -4,13 +4,11 @@ params schema (`dars.core.params`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from dars.core.params import section
+from dars.core.params import ParamsSource, section
 from dars.graders.base import GradeConfig
 
 
-def grade_settings(params: dict[str, Any]) -> tuple[GradeConfig, int]:
+def grade_settings(params: ParamsSource) -> tuple[GradeConfig, int]:
     """(GradeConfig, workers) from the `grade` section; every key has a default."""
     s = section(params, "grade")
     config = GradeConfig(

@@ -37,6 +37,7 @@ import yaml
 from dars.core import schema
 from dars.core.errors import InputDataError
 from dars.core.io import model_file, model_file_stem, write_frame, write_json, write_text
+from dars.core.params import check_all, parse, section
 from dars.core.schema import query_id
 from dars.core.splits import assign_splits
 
@@ -423,6 +424,9 @@ def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
         k=k,
         revision=revision,
     )
+    # the file written is a params.yaml like any other: parsed and checked here
+    checked = parse(params, str(out / "params.yaml"))
+    check_all(checked)
     if imp.splits is not None:
         ids = {
             (t, s): query_id(source=f"{imp.source}:{t}", source_id=s)
@@ -440,8 +444,8 @@ def write_workspace(imp: Imported, out: str | Path) -> dict[str, Any]:
         )
         splits = splits[splits["query_id"].isin(queries["query_id"])]
     else:
-        fr = params["split"]["fractions"]
-        splits = assign_splits(queries=queries, seed=params["split"]["seed"], fractions=fr)
+        split = section(checked, "split")
+        splits = assign_splits(queries=queries, seed=split.seed, fractions=split.fractions)
     write_frame(
         splits.sort_values("query_id").reset_index(drop=True),
         data / "splits.parquet",

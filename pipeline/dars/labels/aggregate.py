@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from dars.core import duck, schema
 from dars.core.errors import ErrorRateExceededError, InputDataError
 from dars.core.io import model_file, parquet_schema
-from dars.core.params import section
+from dars.core.params import ParamsSource, section
 from dars.labels import intervals, utility
 
 KEYS = ["query_id", "model"]
@@ -106,7 +106,7 @@ GROUP BY query_id{key_2}
 """
 
 
-def aggregation_settings(params: dict[str, Any]) -> dict[str, Any]:
+def aggregation_settings(params: ParamsSource) -> dict[str, Any]:
     """The settings, floats except `lambda_cost`/`beta_risk`: a float or {task: float}
     (a task of the data without a value fails when the labels are computed)."""
     s = dataclasses.asdict(section(params, "aggregate"))

@@ -34,11 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dars.core.errors import InputDataError
-from dars.core.io import model_file
+from dars.core.io import read_model_files
 
 VIEWS = ("prompt_variation", "decoding_variation")
 FULL = "full"  # the K x N label (data/labels.parquet), reported next to the views
@@ -128,24 +126,7 @@ def read_outcomes(
 ) -> pd.DataFrame:
     """The outcome columns the views need (plus `true_p` when present), only for
     `query_ids`: each model's file is read column- and row-filtered by pyarrow."""
-    ids = sorted(set(query_ids))
-    frames = []
-    for m in models:
-        path = model_file(outcomes_dir, m)
-        if not path.exists():
-            raise InputDataError(f"outcomes[{m}] file {str(path)!r} does not exist")
-        try:
-            names = pq.read_schema(path).names
-            cols = OUTCOME_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in names]
-            missing = [c for c in OUTCOME_COLUMNS if c not in names]
-            if missing:
-                raise InputDataError(
-                    f"outcomes[{m}] file {str(path)!r} lacks required columns {missing}"
-                )
-            table = pq.read_table(path, columns=cols, filters=[("query_id", "in", ids)])
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(
-                f"outcomes[{m}] file {str(path)!r} is not readable: {exc}"
-            ) from exc
-        frames.append(table.to_pandas())
-    return pd.concat(frames, ignore_index=True)
+    return read_model_files(
+        outcomes_dir, models, required=OUTCOME_COLUMNS, optional=OPTIONAL_COLUMNS,
+        query_ids=query_ids,
+    )  # fmt: skip

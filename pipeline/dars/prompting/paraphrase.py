@@ -104,7 +104,7 @@ class LLMParaphraser:
         self.last_error = ""
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> LLMParaphraser:
+    def from_params(cls, params: params_schema.ParamsSource) -> LLMParaphraser:
         from dars.backends import build_backend
         from dars.prompting.rewrite_checks import load_embedder
 

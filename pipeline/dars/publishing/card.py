@@ -24,7 +24,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 import dars
 from dars.core import schema
 from dars.core.errors import CardRenderError
-from dars.core.params import dataset_version, get, model_config, section
+from dars.core.params import ParamsSource, dataset_version, get, model_config, section
 from dars.labels import utility as W
 from dars.publishing import shards
 from dars.publishing.shards import Written, present_splits
@@ -60,14 +60,14 @@ SIZE_CATEGORIES = (
 # ---------------------------------------------------------------------------- settings
 
 
-def utility_weights(params: dict[str, Any]) -> dict[str, W.Weight]:
+def utility_weights(params: ParamsSource) -> dict[str, W.Weight]:
     """`aggregate.lambda_cost` / `beta_risk` (a number or task -> number), as the labels,
     train, evaluate and `dars bench` use them; recorded in MANIFEST.json (`utility`)."""
     agg = section(params, "aggregate")
     return {k: W.weight(getattr(agg, k)) for k in ("lambda_cost", "beta_risk")}
 
 
-def card_settings(params: dict[str, Any]) -> dict[str, Any]:
+def card_settings(params: ParamsSource) -> dict[str, Any]:
     """The `card` section of params.yaml plus `dataset_version`, checked."""
     out: dict[str, Any] = {"dataset_version": dataset_version(params)}
     return out | dataclasses.asdict(section(params, "card"))
@@ -80,7 +80,7 @@ def size_category(n_rows: int) -> str:
     return "n>1T"
 
 
-def model_provenance(params: dict[str, Any], models: Sequence[str]) -> list[dict[str, Any]]:
+def model_provenance(params: ParamsSource, models: Sequence[str]) -> list[dict[str, Any]]:
     """Per model: its upstream id and the licence terms it is used under, from
     `card.models.<model>: {upstream_id, license}` in params.yaml ("not stated" if absent;
     the schema checks the entries)."""
@@ -148,7 +148,7 @@ def card_header(
 
 def card_context(
     *,
-    params: dict[str, Any],
+    params: ParamsSource,
     settings: Mapping[str, Any],
     models: Sequence[str],
     queries: pa.Table,
@@ -270,7 +270,7 @@ def render_card(*, template_path: str | Path, context: Mapping[str, Any]) -> str
 
 def previous_changes(
     *,
-    params: dict[str, Any],
+    params: ParamsSource,
     queries: pa.Table,
     labels: Path,
     outcomes: Sequence[Path],

@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from dars.core import duck
-from dars.core.params import model_config
+from dars.core.params import ParamsSource, model_config
 from dars.core.schema import GRADE_STATUSES
 
 VALUE_KEYS = ("value", "diff")
@@ -63,7 +63,7 @@ def label_stats(con: duckdb.DuckDBPyConnection, labels: Path) -> list[dict[str, 
 def sampling_setup(
     con: duckdb.DuckDBPyConnection,
     *,
-    params: dict[str, Any],
+    params: ParamsSource,
     generations: Sequence[Path],
     models: Sequence[str],
 ) -> list[dict[str, Any]]:
@@ -158,7 +158,7 @@ def generation_counts(
 
 def table_summaries(
     *,
-    params: dict[str, Any],
+    params: ParamsSource,
     models: Sequence[str],
     generations: Sequence[Path],
     outcomes: Sequence[Path],

@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_json, write_table
-from dars.core.params import ModelConfig, SampleConfig, SamplingParams, section
+from dars.core.params import ModelConfig, ParamsSource, SampleConfig, SamplingParams, section
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,11 @@ STOP_REASONS = ("max_per_pair", "ci_width", "decided", "budget")
 AdaptiveSettings = SamplingParams  # the `sampling` section of params.yaml
 
 
-def sampling_strategy(params: Mapping[str, Any]) -> str:
+def sampling_strategy(params: ParamsSource) -> str:
     return str(section(params, "sampling").strategy)
 
 
-def adaptive_settings(params: Mapping[str, Any]) -> AdaptiveSettings:
+def adaptive_settings(params: ParamsSource) -> AdaptiveSettings:
     """The `sampling` section (every key has a default); bad values fail naming the key."""
     return section(params, "sampling")
 
@@ -422,7 +422,7 @@ def sample_model_adaptive(
     *,
     config: ModelConfig,
     sample: SampleConfig,
-    params: dict[str, Any],
+    params: ParamsSource,
     queries: pd.DataFrame,
     variants: pd.DataFrame,
     checkpoint_dir: Path,

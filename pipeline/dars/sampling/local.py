@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from dars.backends import Backend, build_backend
 from dars.core.errors import BackendError
-from dars.core.params import ModelConfig, SampleConfig
+from dars.core.params import ModelConfig, ParamsSource, SampleConfig
 from dars.sampling.requests import plan_requests
 from dars.sampling.retries import backend_attempts, generate_with_retries
 from dars.sampling.rows import rows_for
@@ -105,7 +105,7 @@ def local_executor(
     *,
     config: ModelConfig,
     sample: SampleConfig,
-    params: dict[str, Any],
+    params: ParamsSource,
     todo: list[WorkUnit],
     on_done: Callable[[WorkUnit, pa.Table], None],
 ) -> None:

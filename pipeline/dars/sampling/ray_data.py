@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from dars.backends import build_backend
 from dars.core import schema
 from dars.core.errors import ExecutorError, MissingExtraError, ParamsError
-from dars.core.params import ModelConfig, SampleConfig
+from dars.core.params import ModelConfig, ParamsSource, SampleConfig
 from dars.sampling.local import run_units
 from dars.sampling.units import WorkUnit, grouped
 
@@ -41,7 +41,7 @@ UNITS_COL = "units"  # one dataset row per group of units (a fixed group, or one
 class SampleWorker:
     """A Ray Data callable class: one engine per actor, one work unit per batch."""
 
-    def __init__(self, config: ModelConfig, sample: SampleConfig, params: dict[str, Any]):
+    def __init__(self, config: ModelConfig, sample: SampleConfig, params: ParamsSource):
         self.config, self.sample = config, sample
         self.backend = build_backend(config, params)
 
@@ -84,7 +84,7 @@ def run_ray(
     *,
     config: ModelConfig,
     sample: SampleConfig,
-    params: dict[str, Any],
+    params: ParamsSource,
     todo: list[WorkUnit],
     on_done: Callable[[WorkUnit, pa.Table], None],
     progress: bool = True,

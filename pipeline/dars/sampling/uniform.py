@@ -28,7 +28,7 @@ from dars.backends import backend_class
 from dars.core import schema
 from dars.core.errors import ParamsError
 from dars.core.io import write_table
-from dars.core.params import ModelConfig, SampleConfig
+from dars.core.params import ModelConfig, ParamsSource, SampleConfig
 from dars.sampling.local import local_executor
 from dars.sampling.shards import load_done, remove_temp_files
 from dars.sampling.units import WorkUnit, plan_units
@@ -40,7 +40,7 @@ def sample_model(
     *,
     config: ModelConfig,
     sample: SampleConfig,
-    params: dict[str, Any],
+    params: ParamsSource,
     queries: pd.DataFrame,
     variants: pd.DataFrame,
     checkpoint_dir: Path,

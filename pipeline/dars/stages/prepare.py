@@ -13,7 +13,6 @@ the quarantine and the stats are written first, then QuarantineThresholdError is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from dars.core.errors import (
     InputDataError,
     QuarantineThresholdError,
 )
-from dars.core.params import load_params, section
+from dars.core.params import ParamsSource, as_params, load_params, section
 from dars.core.schema import QUARANTINE, QUERIES
 from dars.tasks import TASK_LOADERS
 from dars.tasks.configs import task_configs
@@ -42,13 +41,12 @@ class Settings:
 # --- params ------------------------------------------------------------------------
 
 
-def read_settings(params: Mapping[str, Any]) -> Settings:
-    where = str(params.get("__file__", "params.yaml"))
+def read_settings(params: ParamsSource) -> Settings:
     s = section(params, "prepare")
     return Settings(
         max_quarantine_fraction=float(s.max_quarantine_fraction),
         max_prompt_chars=s.max_prompt_chars,
-        where=where,
+        where=as_params(params).where,
     )
 
 

@@ -18,7 +18,6 @@ Params (section `reformulate`):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +26,19 @@ import pyarrow as pa
 from dars.core import io
 from dars.core import params as params_schema
 from dars.core.errors import InputDataError, ParamsError, UnknownNameError
-from dars.core.params import load_params
+from dars.core.params import ParamsSource, as_params, load_params
 from dars.core.registry import unknown_name_message
 from dars.core.schema import GRADERS, QUERIES, VARIANTS, names
 from dars.prompting import template_rewriter  # noqa: F401  (registers `template`)
 from dars.prompting.paraphrase import LLMParaphraser
 from dars.prompting.rewriters import REWRITERS, Rewriter
-from dars.prompting.templates import INSTRUCTIONS
 
 
-def instructions_setting(params: Mapping[str, Any]) -> str:
+def instructions_setting(params: ParamsSource | None) -> str:
     """`reformulate.instructions` (checked by the schema; `templates` without params)."""
-    if not params or "reformulate" not in params:
+    if params is None or not as_params(params).has("reformulate"):
         return "templates"
-    value = params_schema.section(params, "reformulate").instructions
-    if value not in INSTRUCTIONS:
-        raise ParamsError(
-            f"Parameter 'reformulate.instructions' = {value!r} is not a known instruction "
-            f"style; valid: {', '.join(INSTRUCTIONS)}"
-        )
-    return str(value)
+    return str(params_schema.section(params, "reformulate").instructions)
 
 
 def rewriter(method: Any) -> Rewriter:
@@ -76,11 +68,11 @@ def reformulate(
     *,
     method: str,
     k: int,
-    params: dict[str, Any] | None = None,
+    params: ParamsSource | None = None,
     paraphraser: LLMParaphraser | None = None,
 ) -> list[dict[str, Any]]:
     fn = rewriter(method)
-    extra: dict[str, Any] = {"instructions": instructions_setting(params or {})}
+    extra: dict[str, Any] = {"instructions": instructions_setting(params)}
     if method == "llm":
         extra["paraphraser"] = paraphraser or LLMParaphraser.from_params(params or {})
     try:

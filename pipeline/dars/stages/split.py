@@ -15,20 +15,19 @@ A task with N or fewer queries fails, since it would have no held-out query.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from dars.core import schema
 from dars.core.io import read_frame, write_frame
-from dars.core.params import load_params, section
+from dars.core.params import ParamsSource, load_params, section
 from dars.core.splits import assign_splits
 
 
-def train_per_task(params: dict[str, Any]) -> int | None:
+def train_per_task(params: ParamsSource) -> int | None:
     n = section(params, "split").train_per_task
     return None if n is None else int(n)
 
 
-def split_settings(params: dict[str, Any]) -> tuple[int, dict[str, float]]:
+def split_settings(params: ParamsSource) -> tuple[int, dict[str, float]]:
     s = section(params, "split")
     return int(s.seed), {k: float(s.fractions[k]) for k in schema.SPLITS}
 

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from dars.core.errors import ParamsError, UnknownNameError
-from dars.core.params import section
+from dars.core.params import ParamsSource, section
 from dars.core.registry import unknown_name_message
 from dars.core.schema import GRADERS
 from dars.tasks.base import TASK_LOADERS
 
 
-def task_configs(params: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+def task_configs(params: ParamsSource) -> dict[str, Mapping[str, Any]]:
     """`prepare.tasks`, checked: a non-empty mapping of name -> {kind: <known kind>, ...}."""
     tasks = section(params, "prepare").tasks
     if not tasks:

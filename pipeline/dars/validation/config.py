@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from dars.core import params as P
 
@@ -23,7 +22,7 @@ class ValidateConfig:
         return (self.per_pair[1] if self.per_pair else self.n) - 1
 
 
-def read_config(params: dict[str, Any]) -> ValidateConfig:
+def read_config(params: P.ParamsSource) -> ValidateConfig:
     n = P.sample_config(params).n
     v = P.section(params, "validate")
     s = P.section(params, "sampling")

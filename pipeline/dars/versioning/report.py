@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from dars.core.io import write_json, write_text
+from dars.core.params import ParamsSource, as_params, dataset_version, section
 from dars.versioning.compare import DEFAULT_FDR, diff_versions
 from dars.versioning.sources import Version, load_version
 
@@ -216,7 +217,7 @@ def changes_since(
 
 def card_changes(
     *,
-    params: Mapping[str, Any],
+    params: ParamsSource,
     queries: Any,
     labels: Any,
     outcomes: Any,
@@ -227,8 +228,6 @@ def card_changes(
 ) -> tuple[str, dict[str, Any]] | None:
     """For the card stage: (the "Changes since" Markdown, the manifest's `previous` record)
     when `card.previous` is set in params.yaml, else None. Tables are pyarrow tables."""
-    from dars.core.params import section
-
     previous = section(params, "card").previous
     if previous is None:
         return None
@@ -251,13 +250,15 @@ def build_version(
     labels: pd.DataFrame,
     splits: Mapping[str, str],
     outcomes: Any,
-    params: Mapping[str, Any],
+    params: ParamsSource,
     router_metrics: Mapping[str, Any] | None,
     contract_version: str,
     package_version: str,
 ) -> Version:
     """The version a card stage is building, from its in-memory tables."""
     from dars.versioning.sources import LABEL_COLUMNS, read_outcomes_table
+
+    parsed = as_params(params)
 
     lab = labels.copy()
     for col in LABEL_COLUMNS:
@@ -272,8 +273,8 @@ def build_version(
         splits=pd.DataFrame({"query_id": list(splits), "split": list(splits.values())}),
         scores=scores,
         generators=gens,
-        params={k: v for k, v in params.items() if not str(k).startswith("__")},
-        dataset_version=params.get("dataset_version"),
+        params=dict(parsed.written),  # as the manifest records it (params_yaml)
+        dataset_version=dataset_version(parsed) if parsed.has("dataset_version") else None,
         contract_version=contract_version,
         package_version=package_version,
         router_metrics=dict(router_metrics) if router_metrics is not None else None,

@@ -41,6 +41,7 @@ from dars.core.errors import (
     VersionUnreadableError,
 )
 from dars.core.io import model_file
+from dars.core.params import parse
 
 MANIFEST = "MANIFEST.json"
 ROUTER_METRICS = "routers/metrics.json"
@@ -77,7 +78,9 @@ class Version:
     splits: pd.DataFrame  # query_id, split
     scores: pd.DataFrame | None = None  # query_id, model, count, sum, sumsq (valid scores)
     generators: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    params: dict[str, Any] | None = None
+    params: dict[str, Any] | None = (
+        None  # as recorded (for the params diff; may predate the schema)
+    )
     dataset_version: str | None = None
     contract_version: str | None = None
     package_version: str | None = None
@@ -421,7 +424,8 @@ def load_git(rev: str, *, repo: str | Path = ".") -> Version:
         splits = _read_parquet(reader.fetch(GIT_PATHS["splits"]), None, "splits").to_pandas()
         _check_columns(splits, ["query_id", "split"], f"splits at {rev!r}")
         outcomes = reader.fetch(GIT_PATHS["outcomes"])
-        models = list((params.get("models") or {}) if isinstance(params, Mapping) else [])
+        recorded = parse(params if isinstance(params, Mapping) else {}, f"params at {rev!r}")
+        models = list(recorded.names)
         files = [model_file(outcomes, m) for m in models if model_file(outcomes, m).exists()]
         files = files or sorted(outcomes.glob("*.parquet"))
         scores, generators = read_outcomes(files)
@@ -444,7 +448,7 @@ def load_git(rev: str, *, repo: str | Path = ".") -> Version:
         scores=scores,
         generators=generators,
         params=dict(params),
-        dataset_version=_str(params.get("dataset_version")),
+        dataset_version=_str(recorded.value.dataset_version),
         contract_version=contract,
         package_version=package,
         router_metrics=json.loads(metrics_text) if metrics_text else None,
