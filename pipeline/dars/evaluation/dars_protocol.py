@@ -581,11 +581,9 @@ def query_texts(queries: pd.DataFrame) -> tuple[dict[str, str], dict[str, int]]:
                     f"query {qid!r} has metadata that is not valid JSON ({exc.msg}); the "
                     "queries table's `metadata` column holds one JSON object per query"
                 ) from exc
-        fields = (
-            {k: meta.get(k) for k in ("question", "context") if isinstance(meta.get(k), str)}
-            if isinstance(meta, dict)
-            else {}
-        )
+        fields: dict[str, str] = {}
+        if isinstance(meta, dict):
+            fields = {k: v for k in ("question", "context") if isinstance(v := meta.get(k), str)}
         if any(v.strip() for v in fields.values()):
             texts[qid] = dars_query_text(fields.get("question", ""), fields.get("context"))
             counts["dars_fields"] += 1
