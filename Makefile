@@ -14,9 +14,12 @@ $(BIN)/python:
 # Re-install whenever pyproject.toml or the llama.cpp build plan changes. llama-cpp-python
 # is built first, with AMX compiled out on x86 and cached by a key of its flags and this
 # CPU (llama.cpp issue 20824; pipeline/dars/core/cpu.py, docs/backends.md#amx).
+# --no-compile: Python compiles a module the first time it is imported instead of pip
+# compiling every installed file up front (torch, ray, ...); measured in
+# benchmarks/results/test_suite.json.
 $(STAMP): pyproject.toml pipeline/dars/core/cpu.py | $(BIN)/python
 	$(BIN)/python pipeline/dars/core/cpu.py install-llama
-	$(BIN)/python -m pip install -e '.[cpu,embed,dev]'
+	$(BIN)/python -m pip install --no-compile -e '.[cpu,embed,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,7 +37,7 @@ summary: $(STAMP)
 # printed at the end. It includes `make lint` and tests/test_docs.py (`mkdocs build`).
 PYTEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --durations=30
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
 
 docs: $(STAMP)
 	PYTHONPATH=pipeline $(BIN)/python -m dars.docgen
@@ -42,7 +45,7 @@ docs: $(STAMP)
 
 # The inner loop: no gemma model, no `dvc repro`, no servers, no docs build.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile \
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
 		-m "not slow and not model and not dvc and not server and not docs"
 
 lint: $(STAMP)

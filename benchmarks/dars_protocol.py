@@ -119,7 +119,6 @@ def measure(
     rows, counts = P.protocol_rows(outcomes, splits=splits, tasks=queries)
     t_rows = time.perf_counter() - t0
     texts = dict(zip(queries["query_id"], queries["prompt"], strict=True))
-    settings = P.ProtocolSettings(runs=runs)
     out: dict[str, object] = {
         "shape": {
             "train_queries": int((splits["split"] == "train").sum()),
@@ -133,7 +132,10 @@ def measure(
     }
     per_router: dict[str, dict[str, float]] = {}
     out["routers"] = per_router
-    for name in routers:
+    for spec in routers:
+        name, _, r = spec.partition(":")
+        r_runs = int(r) if r else runs
+        settings = P.ProtocolSettings(runs=r_runs)
         t0, c0 = time.perf_counter(), cpu_seconds()
         res = P.run_protocol(
             rows,
@@ -144,9 +146,10 @@ def measure(
             progress=progress,
         )
         wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-        fits = len(res["tasks"]) * (1 + runs)
+        fits = len(res["tasks"]) * (1 + r_runs)
         macro = res["macro"][name]
         per_router[name] = {
+            "runs": r_runs,
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
             "fits": fits,
@@ -154,6 +157,10 @@ def measure(
             "distribution_rewrite_score": round(macro["distribution_rewrite_score"], 4),
             "single_shot_rewrite_score": round(macro.get("single_shot_rewrite_score", np.nan), 4),
         }
+        if r_runs != runs:  # linear in the number of fits: R + 1 per task
+            full = len(res["tasks"]) * (1 + runs)
+            per_router[name][f"wall_s_at_R{runs}_extrapolated"] = round(wall / fits * full, 1)
+            per_router[name][f"cpu_s_at_R{runs}_extrapolated"] = round(cpu / fits * full, 1)
         print(f"{name}: {wall:.1f} s for {fits} fits")
     return out
 
@@ -161,7 +168,12 @@ def measure(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--routers", default="knn,ridge,mlp")
+    ap.add_argument(
+        "--routers",
+        default="knn,ridge,mlp",
+        help="comma-separated router names; NAME:R runs that router with R single-shot "
+        "runs (its time at --runs is then extrapolated linearly in the number of fits)",
+    )
     ap.add_argument("--scale", type=float, default=1.0, help="share of the published queries")
     ap.add_argument("--note", default="", help="how it was run (lock, load), recorded as is")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dars_protocol.json"))

@@ -90,11 +90,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 FIXTURE_MARKS = {"dvc_repo_factory": "dvc", "sim_built": "dvc", "sim_full_built": "dvc"}
 
 
+# test modules that read one shared build run in one xdist work unit, so no worker sits
+# waiting on the other's build lock
+SHARED_BUILDS = {"sim_built": "sim-build", "sim_full_built": "sim-full-build"}
+# a rough cost per test, from its markers, to send the dearest work units out first
+MARK_COST = {"dvc": 30.0, "model": 10.0, "server": 8.0, "slow": 5.0, "docs": 5.0}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what each test needs (FIXTURE_MARKS), then give every test an `xdist_group`:
+    its module, or the shared build its module reads (SHARED_BUILDS). `make test` runs
+    `--dist loadgroup --no-loadscope-reorder`: a group runs whole in one worker (module
+    fixtures are built once, a shared build by the worker that reads it), and groups go
+    out dearest first (by MARK_COST), so the two workers finish close together."""
+    build_of: dict[str, str] = {}  # module -> the shared build it reads
     for item in items:
+        names = getattr(item, "fixturenames", ())
         for fixture, mark in FIXTURE_MARKS.items():
-            if fixture in getattr(item, "fixturenames", ()):
+            if fixture in names:
                 item.add_marker(mark)
+        for fixture, build in SHARED_BUILDS.items():
+            if fixture in names:
+                build_of[item.nodeid.split("::", 1)[0]] = build
+    group: dict[str, str] = {}  # nodeid -> its xdist group
+    cost: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        name = group[item.nodeid] = build_of.get(module, module)
+        item.add_marker(pytest.mark.xdist_group(name))
+        marks = {m.name for m in item.iter_markers()}
+        if name in SHARED_BUILDS.values():  # its `dvc repro` is the build, counted once
+            marks.discard("dvc")
+            cost.setdefault(name, MARK_COST["dvc"])
+        dearest = max((MARK_COST[m] for m in marks if m in MARK_COST), default=0.05)
+        cost[name] = cost.get(name, 0.0) + dearest
+    items.sort(key=lambda it: (-cost[group[it.nodeid]], group[it.nodeid]))
 
 
 @pytest.fixture

@@ -41,15 +41,34 @@ def _alive(pid: int) -> bool:
 
 
 def _live_nobody_processes() -> list[int]:
-    pids = []
+    """Live processes of the sandbox user that descend from this test process (the
+    sandbox makes its caller their subreaper, so a stray fork lands here; another xdist
+    worker's sandboxed processes descend from that worker and are not counted)."""
+    parent: dict[int, int] = {}
+    nobody: list[int] = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == sandbox.NOBODY_UID and _alive(int(entry.name)):
-                    pids.append(int(entry.name))
-            except FileNotFoundError:
-                continue
-    return pids
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            uid = entry.stat().st_uid
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        if uid == sandbox.NOBODY_UID and fields[0] != "Z":
+            nobody.append(int(entry.name))
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        seen = set()
+        while pid not in seen and pid > 1:
+            seen.add(pid)
+            pid = parent.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+
+    return [pid for pid in nobody if ours(pid)]
 
 
 @pytest.fixture
