@@ -12,11 +12,19 @@ texts are random word sequences of DARS-like lengths (GPQA/MATH: 30-120 words; D
 real order. Scores are Bernoulli draws (GPQA, MATH) or F1-like fractions (DROP) from a
 per-(query, model) rate; costs are per-model price x token counts.
 
-Measured per router (`knn`, `ridge`, `mlp`, the reference routers of `dars.routers`):
+Measured per router (any registry name: `knn`, `ridge`, `mlp`, or the seven DARS routers
+`mlp3`, `knn16`, `embedllm`, `mirt`, `rm_softmax`, `graphrouter`, `avengers_pro`):
 wall time of `run_protocol` with R = 100 single-shot runs (1 + R fits per task), on the
 machine's 2 cores (BLAS threads = 2), after the shared steps (rows, costs, TF-IDF), which
 are timed once. `cpu_s` is the CPU time of the process and its joblib workers (the work,
-whoever else shares the cores). Results: benchmarks/results/dars_protocol.json.
+whoever else shares the cores). `NAME:R` runs one router with R runs and extrapolates its
+time at --runs linearly in the number of fits (for routers whose R = 100 run takes
+hours here). Results: benchmarks/results/dars_protocol.json (knn, ridge, mlp) and
+dars_protocol_seven.json (the seven DARS routers):
+
+    flock -x /tmp/dars-cpu.lock .venv/bin/python benchmarks/dars_protocol.py \
+        --routers knn16,avengers_pro,embedllm:2,graphrouter:2,mirt:2,mlp3:2,rm_softmax:2 \
+        --out benchmarks/results/dars_protocol_seven.json
 """
 
 from __future__ import annotations
