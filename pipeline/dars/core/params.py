@@ -31,7 +31,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -101,7 +101,9 @@ def p(
     known backend"), `hint` says what a pattern means, `min_key` names the sibling key
     that is the lower bound, `runtime`: how a stage runs, not what it writes (DVC need not
     track it)."""
-    extra = {k: v for k, v in (("what", what), ("hint", hint), ("min_key", min_key)) if v}
+    extra: dict[str, Any] = {
+        k: v for k, v in (("what", what), ("hint", hint), ("min_key", min_key)) if v
+    }
     if runtime:
         extra["runtime"] = True
     kw: dict[str, Any] = {"description": doc, **constraints}
@@ -149,18 +151,16 @@ def _per_task(value: Any) -> str:
     return "per_task" if isinstance(value, Mapping) else "one"
 
 
-def per_task(item: Any, **bounds: Any) -> Any:
-    """One number, or a mapping task -> number (checked against `prepare.tasks`)."""
-    one = Annotated[item, Field(**bounds)]
-    return Annotated[
-        Annotated[one, Tag("one")]
-        | Annotated[dict[str, one], Field(min_length=1), Tag("per_task")],
-        Discriminator(_per_task),
-    ]
+_T = TypeVar("_T")
 
-
-MaxTokens = per_task(Int, ge=1)
-Weight = per_task(Float, ge=0.0)
+#: One number, or a mapping task -> number (checked against `prepare.tasks`): a generic
+#: alias, `PerTask[Annotated[Int, Field(ge=1)]]` (the number's type with its bounds).
+PerTask = Annotated[
+    Annotated[_T, Tag("one")] | Annotated[dict[str, _T], Field(min_length=1), Tag("per_task")],
+    Discriminator(_per_task),
+]
+MaxTokens = PerTask[Annotated[Int, Field(ge=1)]]
+Weight = PerTask[Annotated[Float, Field(ge=0.0)]]
 Stop = Annotated[tuple[str, ...], BeforeValidator(_stop)]
 
 #: fingerprint values of keys a backend does not have: what the one flat configuration
@@ -673,8 +673,8 @@ def _section(value: Any) -> Any:
     return {} if value is None else value  # `grade:` with nothing under it: the defaults
 
 
-def _Section(cls: type) -> Any:
-    return Annotated[cls | None, BeforeValidator(_section)]
+#: A section of the file: its class, or None when left out (`grade:` alone: the defaults).
+Section = Annotated[_T | None, BeforeValidator(_section)]
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
@@ -689,25 +689,25 @@ class Params:
         hint="a non-empty string of letters, digits, '.', '_', '+' or '-' (it becomes a Hub "
         "tag), e.g. '0.1.0'",
     )
-    prepare: _Section(PrepareParams) = p(None)
-    reformulate: _Section(ReformulateParams) = p(None)
-    sample: _Section(SampleConfig) = p(None)
-    sampling: _Section(SamplingParams) = p(None)
+    prepare: Section[PrepareParams] = p(None)
+    reformulate: Section[ReformulateParams] = p(None)
+    sample: Section[SampleConfig] = p(None)
+    sampling: Section[SamplingParams] = p(None)
     models: dict[str, ModelEntry] | None = p(
         None,
         "name -> model configuration",
         min_length=1,
         what="a non-empty mapping of name -> config",
     )
-    simulator: _Section(SimulatorParams) = p(None)
-    grade: _Section(GradeParams) = p(None)
-    validate: _Section(ValidateParams) = p(None)
-    aggregate: _Section(AggregateParams) = p(None)
-    split: _Section(SplitParams) = p(None)
-    routers: _Section(RoutersParams) = p(None)
-    evaluate: _Section(EvaluateParams) = p(None)
-    card: _Section(CardParams) = p(None)
-    imported: _Section(ImportedParams) = p(None)
+    simulator: Section[SimulatorParams] = p(None)
+    grade: Section[GradeParams] = p(None)
+    validate: Section[ValidateParams] = p(None)
+    aggregate: Section[AggregateParams] = p(None)
+    split: Section[SplitParams] = p(None)
+    routers: Section[RoutersParams] = p(None)
+    evaluate: Section[EvaluateParams] = p(None)
+    card: Section[CardParams] = p(None)
+    imported: Section[ImportedParams] = p(None)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -1186,7 +1186,7 @@ def _type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
         if isinstance(values, dict) and values.get("type") in ("integer", "number"):
             return f"mapping task -> {_TYPES[values['type']]}"
         return "mapping"
-    return _TYPES.get(kind, str(kind))
+    return _TYPES.get(kind, kind) if isinstance(kind, str) else str(kind)
 
 
 def _allowed_text(prop: dict[str, Any]) -> str:

@@ -123,14 +123,19 @@ def complete_rows(lm: LabelMatrix) -> np.ndarray:
     return np.isfinite(lm.mean).all(1) & np.isfinite(lm.std).all(1) & np.isfinite(lm.cost).all(1)
 
 
+#: a utility weight as the arithmetic uses it: one number, or an (n, 1) column holding each
+#: query row's own (its task's) value, broadcasting over the model axis (`W.column`)
+Coef = float | np.ndarray
+
+
 def utility(
-    *, mean: np.ndarray, cost: np.ndarray, std: np.ndarray, lambda_cost: float, beta_risk: float
+    *, mean: np.ndarray, cost: np.ndarray, std: np.ndarray, lambda_cost: Coef, beta_risk: Coef
 ) -> np.ndarray:
     """U = mu - lambda * c - beta * sigma (elementwise)."""
     return mean - lambda_cost * cost - beta_risk * std
 
 
-def route(scores: np.ndarray, *, cost: np.ndarray, lambda_cost: float) -> np.ndarray:
+def route(scores: np.ndarray, *, cost: np.ndarray, lambda_cost: Coef) -> np.ndarray:
     """Chosen model index per row: argmax(scores - lambda * cost), ties to the cheaper model.
 
     `cost` is a per-model vector (a router's estimate) or a (n, m) matrix (an oracle)."""
@@ -156,7 +161,7 @@ def take(matrix: np.ndarray, choices: np.ndarray) -> np.ndarray:
 
 
 def per_query(
-    choices: np.ndarray, lm: LabelMatrix, *, lambda_cost: float, beta_risk: float
+    choices: np.ndarray, lm: LabelMatrix, *, lambda_cost: Coef, beta_risk: Coef
 ) -> dict[str, np.ndarray]:
     """Per-query values of the mean metrics for choices of shape (..., n)."""
     u = utility(
@@ -278,8 +283,8 @@ class Reference:
     """What every system on a test set is compared with (computed once)."""
 
     lm: LabelMatrix
-    lambda_cost: float | np.ndarray  # a number, or an (n, 1) column: the query's task's
-    beta_risk: float | np.ndarray
+    lambda_cost: Coef  # a number, or an (n, 1) column: the query's task's
+    beta_risk: Coef
     lambdas: tuple[float, ...]
     c_lo: float
     c_hi: float
@@ -302,17 +307,15 @@ def reference(
     """The references of a test set; per-task weights become one value per query row."""
     if not complete_rows(lm).all():
         raise InputDataError("test labels hold missing mean/std/cost; drop those queries first")
-    lambda_cost = W.column(lambda_cost, lm.tasks, key="aggregate.lambda_cost")
-    beta_risk = W.column(beta_risk, lm.tasks, key="aggregate.beta_risk")
-    u = utility(
-        mean=lm.mean, cost=lm.cost, std=lm.std, lambda_cost=lambda_cost, beta_risk=beta_risk
-    )
+    lam = W.column(lambda_cost, lm.tasks, key="aggregate.lambda_cost")
+    beta = W.column(beta_risk, lm.tasks, key="aggregate.beta_risk")
+    u = utility(mean=lm.mean, cost=lm.cost, std=lm.std, lambda_cost=lam, beta_risk=beta)
     idx = bootstrap_indices(len(lm.query_ids), n_boot=n_boot, seed=seed)
     per_model = lm.cost.mean(axis=0)
     return Reference(
         lm=lm,
-        lambda_cost=lambda_cost,
-        beta_risk=beta_risk,
+        lambda_cost=lam,
+        beta_risk=beta,
         lambdas=tuple(float(x) for x in lambdas),
         c_lo=float(per_model.min()),
         c_hi=float(per_model.max()),
@@ -440,6 +443,7 @@ def oracle_flip_rate(ref: Reference) -> dict[str, float]:
     if not ok.any():
         return {"rate": float("nan"), "n_queries": 0}
     best_true, _ = oracle_choices(ref)
-    lam = ref.lambda_cost if np.ndim(ref.lambda_cost) == 0 else ref.lambda_cost[ok]
+    lc = ref.lambda_cost
+    lam = lc[ok] if isinstance(lc, np.ndarray) and lc.ndim else lc  # a column: the rows kept
     best_ss = route(lm.single_shot[ok], cost=lm.cost[ok], lambda_cost=lam)
     return {"rate": float(np.mean(best_ss != best_true[ok])), "n_queries": int(ok.sum())}

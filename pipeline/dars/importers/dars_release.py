@@ -198,7 +198,9 @@ def parse_row(
         if not 0.0 <= score <= 1.0:
             drops.add("score outside [0, 1]", where)
             return None
-    usage = row.get("usage") if isinstance(row.get("usage"), dict) else {}
+    usage = row.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     cost = _number(row.get("cost"))
     if cost is None:
         cost = _number(usage.get("cost"))
@@ -353,7 +355,7 @@ def read_release(src: str | Path) -> Imported:
     key = pd.MultiIndex.from_frame(obs[["task", "source_id"]])
     obs["reference"] = ref.reindex(key).to_numpy()
     test = obs[obs["source_split"] == "test"]
-    views = {
+    views: dict[str, dict[str, int] | int] = {
         v: {
             "source_rows": int(source_views.get(v, 0)),
             "imported_rows": int((test["observation_type"] == v).sum()),

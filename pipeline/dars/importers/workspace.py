@@ -238,7 +238,9 @@ def observation_tables(
             "completion_tokens": obs["completion_tokens"].astype("int64"),
             "finish_reason": obs["finish_reason"].fillna("unknown").astype(str),
             "status": np.where(failed, "error", "ok"),
-            "error": np.where(failed, f"no scored output in the {imp.source} source", None),
+            "error": np.where(
+                failed, f"no scored output in the {imp.source} source", np.array(None, dtype=object)
+            ),
             "latency_s": 0.0,  # not recorded by the source
             "backend": IMPORTED,
             "revision": revision,
