@@ -37,7 +37,7 @@ summary: $(STAMP)
 # printed at the end. It includes `make lint` and tests/test_docs.py (`mkdocs build`).
 PYTEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 docs: $(STAMP)
 	PYTHONPATH=pipeline $(BIN)/python -m dars.docgen
@@ -45,7 +45,7 @@ docs: $(STAMP)
 
 # The inner loop: no gemma model, no `dvc repro`, no servers, no docs build.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile \
 		-m "not slow and not model and not dvc and not server and not docs"
 
 lint: $(STAMP)

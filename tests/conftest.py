@@ -90,42 +90,78 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 FIXTURE_MARKS = {"dvc_repo_factory": "dvc", "sim_built": "dvc", "sim_full_built": "dvc"}
 
 
-# test modules that read one shared build run in one xdist work unit, so no worker sits
-# waiting on the other's build lock
-SHARED_BUILDS = {"sim_built": "sim-build", "sim_full_built": "sim-full-build"}
+# The test modules that read each shared build. `make test` (`--dist loadfile`) runs the
+# modules of one build in one work unit (see pytest_xdist_make_scheduler), so no worker
+# sits waiting on the other's build lock; collection fails if this table is not what the
+# modules use.
+SHARED_BUILD_READERS = {
+    "tests/test_card.py": "sim_built",
+    "tests/test_diff.py": "sim_built",
+    "tests/test_dvc_remote.py": "sim_built",
+    "tests/test_publish.py": "sim_built",
+    "tests/test_determinism.py": "sim_full_built",
+    "tests/test_e2e.py": "sim_full_built",
+    "tests/test_routers.py": "sim_full_built",
+}
 # a rough cost per test, from its markers, to send the dearest work units out first
 MARK_COST = {"dvc": 30.0, "model": 10.0, "server": 8.0, "slow": 5.0, "docs": 5.0}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark what each test needs (FIXTURE_MARKS), then give every test an `xdist_group`:
-    its module, or the shared build its module reads (SHARED_BUILDS). `make test` runs
-    `--dist loadgroup --no-loadscope-reorder`: a group runs whole in one worker (module
-    fixtures are built once, a shared build by the worker that reads it), and groups go
-    out dearest first (by MARK_COST), so the two workers finish close together."""
-    build_of: dict[str, str] = {}  # module -> the shared build it reads
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module, or the shared build its module reads."""
+    module = nodeid.split("::", 1)[0]
+    return SHARED_BUILD_READERS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what each test needs (FIXTURE_MARKS), check SHARED_BUILD_READERS, and order
+    the work units dearest first (by MARK_COST; a shared build counts once), so the two
+    xdist workers finish close together; a unit's tests keep their order."""
+    readers: dict[str, str] = {}
     for item in items:
         names = getattr(item, "fixturenames", ())
         for fixture, mark in FIXTURE_MARKS.items():
             if fixture in names:
                 item.add_marker(mark)
-        for fixture, build in SHARED_BUILDS.items():
+        for fixture in ("sim_built", "sim_full_built"):
             if fixture in names:
-                build_of[item.nodeid.split("::", 1)[0]] = build
-    group: dict[str, str] = {}  # nodeid -> its xdist group
+                readers[item.nodeid.split("::", 1)[0]] = fixture
+    collected = {item.nodeid.split("::", 1)[0] for item in items}
+    listed = {m: f for m, f in SHARED_BUILD_READERS.items() if m in collected}
+    if readers != listed:
+        raise pytest.UsageError(
+            f"tests/conftest.py SHARED_BUILD_READERS lists {listed} but the collected "
+            f"modules read {readers}: list each module that uses a shared build fixture"
+        )
     cost: dict[str, float] = {}
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        name = group[item.nodeid] = build_of.get(module, module)
-        item.add_marker(pytest.mark.xdist_group(name))
+        unit = work_unit(item.nodeid)
         marks = {m.name for m in item.iter_markers()}
-        if name in SHARED_BUILDS.values():  # its `dvc repro` is the build, counted once
+        if unit != item.nodeid.split("::", 1)[0]:  # its `dvc repro` is the build, once
             marks.discard("dvc")
-            cost.setdefault(name, MARK_COST["dvc"])
+            cost.setdefault(unit, MARK_COST["dvc"])
         dearest = max((MARK_COST[m] for m in marks if m in MARK_COST), default=0.05)
-        cost[name] = cost.get(name, 0.0) + dearest
-    items.sort(key=lambda it: (-cost[group[it.nodeid]], group[it.nodeid]))
+        cost[unit] = cost.get(unit, 0.0) + dearest
+    items.sort(key=lambda it: (-cost[work_unit(it.nodeid)], work_unit(it.nodeid)))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadfile`, a work unit is `work_unit(nodeid)`: a module, or all the
+    modules of one shared build. Units go out in collection order (dearest first, above).
+    (pytest-xdist's own `--dist loadgroup` does not work with pytest 9.2: it renames
+    `item._nodeid`, which pytest 9.2 no longer reads, and so runs every test as its own
+    unit.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedBuildScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return SharedBuildScheduling(config, log)
 
 
 @pytest.fixture
