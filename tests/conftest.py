@@ -113,7 +113,7 @@ def work_unit(nodeid: str) -> str:
     return SHARED_BUILD_READERS.get(module, module)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what each test needs (FIXTURE_MARKS), check SHARED_BUILD_READERS, and order
     the work units dearest first (by MARK_COST; a shared build counts once), so the two
     xdist workers finish close together; a unit's tests keep their order."""
