@@ -148,9 +148,8 @@ class DvcRepo(Built):
 
     def __init__(self, root: Path, params: dict) -> None:
         super().__init__(root)
-        shutil.copytree(
-            REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        # with its bytecode caches, if any (still valid: copytree keeps the sources' mtimes)
+        shutil.copytree(REPO / "pipeline", root / "pipeline")
         shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
         for extra in ("dataset_card.md", "pyproject.toml"):  # read by the card stage
             if (REPO / extra).exists():
@@ -159,6 +158,7 @@ class DvcRepo(Built):
         (root / ".gitignore").write_text(".dars/\n")
         self.git("init", "-q")
         self.dvc("init", "-q")
+        shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
         self.dvc("config", "core.analytics", "false")
 
 
