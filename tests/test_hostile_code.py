@@ -97,8 +97,9 @@ HOSTILE: list[tuple[str, str, str, str]] = [
     ("many_files_fill_disk",
      bad("for i in range(200):", "    open(f'f{i}', 'wb').write(b'0' * (2 ** 20 - 1))"),
      VIOLATION, r"ENOSPC"),
-    ("fill_tmp",
-     bad("for i in range(200):", "    open(f'/tmp/f{i}', 'wb').write(b'0' * (2 ** 20 - 1))"),
+    ("fill_tmp",  # names no file in the host's /tmp has (the overlay shows those)
+     bad("import uuid", "tag = uuid.uuid4().hex", "for i in range(200):",
+         "    open(f'/tmp/dars-fill-{tag}-{i}', 'wb').write(b'0' * (2 ** 20 - 1))"),
      VIOLATION, r"ENOSPC"),
     ("write_root_dir", bad("open('/usr/dars-pwned', 'w').write('x')"),
      VIOLATION, r"permission denied"),
