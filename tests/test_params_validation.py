@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from dars import cli
 from dars.core import schema
 from dars.core.io import write_frame
+from dars.sampling.worker import WORKER_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,12 +61,16 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def sample(cwd: Path, model: str) -> subprocess.CompletedProcess:
-    return dars(
-        cwd, "sample", "--params", "params.yaml", "--model", model,
+def sample_args(model: str) -> list[str]:
+    return [
+        "sample", "--params", "params.yaml", "--model", model,
         "--queries", "queries.parquet", "--variants", "variants.parquet",
         "--out", "out.parquet", "--checkpoint-dir", "ckpt",
-    )  # fmt: skip
+    ]  # fmt: skip
+
+
+def sample(cwd: Path, model: str) -> subprocess.CompletedProcess:
+    return dars(cwd, *sample_args(model))
 
 
 def with_change(path: str, value) -> dict:
@@ -106,14 +112,45 @@ BAD = [
 IDS = [f"{key}={value!r}" for key, value, _ in BAD]
 
 
+def dars_in_process(
+    cwd: Path, *args: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> subprocess.CompletedProcess:
+    """`dars.cli.main` in this process, with what the console command would exit with and
+    print: `SystemExit("message")` is exit status 1 with the message on stderr. (Each bad
+    value here would otherwise pay a new interpreter; the console command itself is run
+    by the tests below.)"""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    try:
+        code = cli.main(list(args))
+        extra = ""
+    except SystemExit as exc:
+        code, extra = (1, f"{exc.code}\n") if isinstance(exc.code, str) else (exc.code, "")
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["dars", *args], code, out.out, out.err + extra)
+
+
 @pytest.mark.parametrize(("key", "value", "message"), BAD, ids=IDS)
 def test_check_params_names_key_value_and_allowed(
-    tmp_path: Path, key: str, value, message: str
+    tmp_path: Path, key: str, value, message: str, capsys, monkeypatch
 ) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_change(key, value)))
+    r = dars_in_process(
+        tmp_path, "check-params", "--params", "params.yaml", capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert r.returncode == 1, r.stdout
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "error(s) in params.yaml" in r.stderr
+
+
+def test_check_params_console_command_fails_in_one_line_per_error(tmp_path: Path) -> None:
+    """The same check through the installed console command: exit status 1, no traceback."""
+    key, value, message = BAD[0]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_change(key, value)))
     r = dars(tmp_path, "check-params", "--params", "params.yaml")
     assert r.returncode == 1, r.stdout
-    assert message in r.stderr
+    assert message in r.stderr and "1 error(s) in params.yaml" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -131,13 +168,19 @@ SAMPLE_BAD += [("models.sim.backend", "tensorrt", "'models.sim.backend' = 'tenso
     ("key", "value", "message"), SAMPLE_BAD, ids=[str(b[:2]) for b in SAMPLE_BAD]
 )
 def test_sample_fails_before_sampling_anything(
-    workdir: Path, key: str, value, message: str
+    workdir: Path, key: str, value, message: str, capsys, monkeypatch
 ) -> None:
     """`dars sample --model sim` fails on a bad value of its own configuration, of the
     sample section, or of ANY other model configuration of the build (DVC would run the
     good models first and fail later), and writes nothing."""
     (workdir / "params.yaml").write_text(yaml.safe_dump(with_change(key, value)))
-    r = sample(workdir, "sim" if key != "models" else "gemma-fewshot")
+    # the stage as its engine worker runs it (the console command's worker process is run
+    # by the tests below)
+    monkeypatch.setenv(WORKER_ENV, "1")
+    r = dars_in_process(
+        workdir, *sample_args("sim" if key != "models" else "gemma-fewshot"),
+        capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
     assert message in r.stderr
     assert not (workdir / "out.parquet").exists()
