@@ -8,6 +8,8 @@
   Tests that change it work on `sim_built.copy(tmp_path / ...)`.
 - `sim_full_built`: the same for the full pipeline (`factories.full_sim_params()`), read
   by the end-to-end, router and determinism tests.
+- `real_built`: the same for the real gemma-3-270m build (`factories.tiny_real_params()`),
+  read by the real end-to-end test and the publish tests.
 - The run leaves the checkout as it found it: stage run logs go to a temporary
   `DARS_RUNS_DIR`, and the session fails if a test added or changed a file in the
   checkout (`git status`, ignored files included).
@@ -27,7 +29,15 @@ import pytest
 from filelock import FileLock
 
 from dars.core import runlog
-from tests.factories import REPO, Built, DvcRepo, full_sim_params, make_build, tiny_params
+from tests.factories import (
+    REPO,
+    Built,
+    DvcRepo,
+    full_sim_params,
+    make_build,
+    tiny_params,
+    tiny_real_params,
+)
 
 # what a test run may create in the checkout: the environment and tool caches
 ALLOWED_IN_CHECKOUT = (".venv/", ".pytest_cache/", ".ruff_cache/", ".mypy_cache/", "build/")
@@ -87,18 +97,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 # fixtures whose tests run `dvc repro` (directly or through the shared build)
-FIXTURE_MARKS = {"dvc_repo_factory": "dvc", "sim_built": "dvc", "sim_full_built": "dvc"}
+SHARED_BUILDS = ("sim_built", "sim_full_built", "real_built")
+FIXTURE_MARKS = {"dvc_repo_factory": "dvc", **{name: "dvc" for name in SHARED_BUILDS}}
 
 
-# The test modules that read each shared build. `make test` (`--dist loadfile`) runs the
-# modules of one build in one work unit (see pytest_xdist_make_scheduler), so no worker
-# sits waiting on the other's build lock; collection fails if this table is not what the
-# modules use.
+# The test modules (or single tests, `module::name`, where a module reads two builds) that
+# read each shared build. `make test` (`--dist loadfile`) runs the readers of one build in
+# one work unit (see pytest_xdist_make_scheduler), so no worker sits waiting on the other's
+# build lock; collection fails if this table is not what the tests use.
 SHARED_BUILD_READERS = {
+    "tests/test_e2e.py::test_dvc_repro_real_llama_cpp": "real_built",
     "tests/test_card.py": "sim_built",
     "tests/test_diff.py": "sim_built",
     "tests/test_dvc_remote.py": "sim_built",
-    "tests/test_publish.py": "sim_built",
+    "tests/test_publish.py::test_refuses_a_simulated_build": "sim_built",
+    "tests/test_publish.py": "real_built",
     "tests/test_determinism.py": "sim_full_built",
     "tests/test_e2e.py": "sim_full_built",
     "tests/test_routers.py": "sim_full_built",
@@ -107,31 +120,44 @@ SHARED_BUILD_READERS = {
 MARK_COST = {"dvc": 30.0, "model": 10.0, "server": 8.0, "slow": 5.0, "docs": 5.0}
 
 
+def reader_key(nodeid: str) -> str:
+    """The SHARED_BUILD_READERS entry of a test: its own (`module::name`) or its module's."""
+    module, _, name = nodeid.partition("::")
+    test = f"{module}::{name.split('[', 1)[0]}"
+    return test if test in SHARED_BUILD_READERS else module
+
+
 def work_unit(nodeid: str) -> str:
-    """The xdist work unit of a test: its module, or the shared build its module reads."""
+    """The xdist work unit of a test: the shared build it reads, else its module."""
     module = nodeid.split("::", 1)[0]
-    return SHARED_BUILD_READERS.get(module, module)
+    return SHARED_BUILD_READERS.get(reader_key(nodeid), module)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what each test needs (FIXTURE_MARKS), check SHARED_BUILD_READERS, and order
     the work units dearest first (by MARK_COST; a shared build counts once), so the two
     xdist workers finish close together; a unit's tests keep their order."""
-    readers: dict[str, str] = {}
+    wrong, used, keys = [], set(), set()
     for item in items:
         names = getattr(item, "fixturenames", ())
         for fixture, mark in FIXTURE_MARKS.items():
             if fixture in names:
                 item.add_marker(mark)
-        for fixture in ("sim_built", "sim_full_built"):
-            if fixture in names:
-                readers[item.nodeid.split("::", 1)[0]] = fixture
-    collected = {item.nodeid.split("::", 1)[0] for item in items}
-    listed = {m: f for m, f in SHARED_BUILD_READERS.items() if m in collected}
-    if readers != listed:
+        key = reader_key(item.nodeid)
+        keys.add(key)
+        reads = [f for f in SHARED_BUILDS if f in names]
+        if reads:
+            used.add(key)
+            if reads != [SHARED_BUILD_READERS.get(key)]:
+                wrong.append(f"{item.nodeid} reads {reads}, listed {SHARED_BUILD_READERS.get(key)}")
+    wrong += [
+        f"{key} is listed but reads no shared build"
+        for key in (keys & set(SHARED_BUILD_READERS)) - used
+    ]
+    if wrong:
         raise pytest.UsageError(
-            f"tests/conftest.py SHARED_BUILD_READERS lists {listed} but the collected "
-            f"modules read {readers}: list each module that uses a shared build fixture"
+            "tests/conftest.py SHARED_BUILD_READERS does not match what the tests use "
+            f"(list each module, or `module::test`, that reads one shared build): {wrong[:3]}"
         )
     cost: dict[str, float] = {}
     for item in items:
@@ -202,3 +228,12 @@ def sim_full_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """The shared full simulated build (`factories.full_sim_params()`, train and evaluate
     included), read by the end-to-end, router and determinism tests."""
     return shared_build(tmp_path_factory, "dars-sim-full", full_sim_params(), DvcRepo)
+
+
+@pytest.fixture(scope="session")
+def real_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The shared real build (`factories.tiny_real_params()`: gemma-3-270m through
+    llama.cpp, train and evaluate included), read by the real end-to-end test and the
+    publish tests; tests that change it work on a copy."""
+    pytest.importorskip("llama_cpp")
+    return shared_build(tmp_path_factory, "dars-real-build", tiny_real_params(), DvcRepo)

@@ -255,6 +255,26 @@ def tiny_params(models: dict | None = None) -> dict:
     return p
 
 
+def tiny_real_params() -> dict:
+    """The real gemma-3-270m build (llama.cpp) that conftest's session fixture `real_built`
+    builds once for the real end-to-end and publish tests: 5 arithmetic + 1 HumanEval
+    queries, K = 2, N = 2, two prompting configurations, three cheap routers."""
+    p = base_params()
+    p["prepare"]["tasks"] = {
+        "arithmetic": {"kind": "arithmetic", "n": 5, "difficulty": 0, "seed": 7},
+        "humaneval": {"kind": "humaneval", "n": 1, "offset": 0},
+    }
+    p["reformulate"]["k"] = 2
+    p["sample"]["n"] = 2
+    keep = ["gemma-fewshot", "gemma-oneshot"]
+    p["models"] = {k: {**p["models"][k], "max_tokens": 24} for k in keep}
+    # the router stages run again in the tests; what they compute is tested on sim_full_built
+    p["routers"].update(names=["best-single", "knn", "ridge"], single_shot_repeats=1)
+    p["evaluate"]["bootstrap"] = 200
+    return p  # 6 queries x 2 variants x 2 samples x 2 models = 48 generations
+    # (6, not fewer: the card stage refuses a build whose validation split is empty)
+
+
 def full_sim_params() -> dict:
     """The full simulated pipeline (train, evaluate and card included) that conftest's
     session fixture `sim_full_built` builds once for the end-to-end, router and determinism

@@ -10,28 +10,11 @@ import pandas as pd
 import pytest
 
 from dars.core import schema
-from tests.factories import base_params
+from tests.factories import Built
 
 pytestmark = [pytest.mark.dvc]
 
 STAGES = ["prepare", "reformulate", "sample", "grade", "validate", "aggregate", "split"]
-
-
-def tiny_real_params() -> dict:
-    p = base_params()
-    p["prepare"]["tasks"] = {
-        "arithmetic": {"kind": "arithmetic", "n": 5, "difficulty": 0, "seed": 7},
-        "humaneval": {"kind": "humaneval", "n": 1, "offset": 0},
-    }
-    p["reformulate"]["k"] = 2
-    p["sample"]["n"] = 2
-    keep = ["gemma-fewshot", "gemma-oneshot"]
-    p["models"] = {k: {**p["models"][k], "max_tokens": 24} for k in keep}
-    # the router stages run twice here; what they compute is tested on the shared build
-    p["routers"].update(names=["best-single", "knn", "ridge"], single_shot_repeats=1)
-    p["evaluate"]["bootstrap"] = 200
-    return p  # 6 queries x 2 variants x 2 samples x 2 models = 48 generations
-    # (6, not fewer: the card stage refuses a build whose validation split is empty)
 
 
 def check_contract(root, models: list[str], n: int, k: int) -> dict[str, pd.DataFrame]:
@@ -81,10 +64,10 @@ def check_contract(root, models: list[str], n: int, k: int) -> dict[str, pd.Data
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_dvc_repro_real_llama_cpp(dvc_repo_factory):
-    pytest.importorskip("llama_cpp")
-    repo = dvc_repo_factory(tiny_real_params())
-    repo.dvc("repro")
+def test_dvc_repro_real_llama_cpp(real_built: Built, tmp_path):
+    """The shared real build (`factories.tiny_real_params()`, built once per run by
+    conftest's `real_built`), then a copy of it with one model configuration added."""
+    repo = real_built
     models = ["gemma-fewshot", "gemma-oneshot"]
     out = check_contract(repo.root, models, n=2, k=2)
     gens = pd.concat(
@@ -103,6 +86,7 @@ def test_dvc_repro_real_llama_cpp(dvc_repo_factory):
     assert lab["gemma-fewshot"] > lab["gemma-oneshot"]
 
     # nothing to do right after, bytecode caches beside the stage code included
+    repo = real_built.copy(tmp_path / "repo")
     (repo.root / "pipeline" / "dars" / "tasks" / "__pycache__").mkdir(exist_ok=True)
     (repo.root / "pipeline" / "dars" / "tasks" / "__pycache__" / "x.cpython-311.pyc").touch()
     status = repo.dvc("status").stdout

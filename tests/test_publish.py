@@ -1,9 +1,10 @@
 """`dars publish`: the refusals, the dry run, the upload calls (through an injected
 Hub client that records them) and a fake token that must appear nowhere.
 
-The publishable build is real and tiny: one llama.cpp configuration of the gemma-3-270m
-GGUF (those tests are marked slow, like the other real-model builds); the refusal of a
-simulated build uses the simulated build that conftest.py shares (`sim_built`). No request
+The publishable build is real and tiny: two llama.cpp configurations of the gemma-3-270m
+GGUF, built once per run and shared with the real end-to-end test (conftest's `real_built`;
+those tests are marked slow, like the other real-model builds); the refusal of a simulated
+build uses the simulated build that conftest.py shares (`sim_built`). No request
 leaves the machine: the injected client records calls, and the one run of the real
 `HfApi` (in a subprocess) has HF_ENDPOINT pointing at a local HTTP server.
 """
@@ -30,7 +31,7 @@ from dars.core.errors import (
     StalePublishError,
 )
 from dars.publishing import hub as publish
-from tests.factories import Built, base_params, make_build, tiny_params
+from tests.factories import Built
 
 pytest.importorskip("llama_cpp")
 
@@ -74,16 +75,11 @@ class RecordingHub:
         self.tags.append(kw["tag"])
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory) -> Built:
-    """A publishable build: the real gemma-3-270m (llama.cpp), tiny."""
-    p = tiny_params()
-    p["prepare"]["tasks"] = {"arithmetic": p["prepare"]["tasks"]["arithmetic"]}
-    p["sample"]["n"] = 1
-    p["models"] = {"gemma-oneshot": {**base_params()["models"]["gemma-oneshot"], "max_tokens": 8}}
-    repo = make_build(tmp_path_factory.mktemp("publish") / "repo", p)
-    repo.dvc("repro")
-    return Built(repo.root)
+@pytest.fixture
+def real(real_built: Built) -> Built:
+    """A publishable build: the real gemma-3-270m (llama.cpp), tiny; shared by the run
+    (conftest's `real_built`), so a test that changes it works on a copy."""
+    return real_built
 
 
 @pytest.fixture
