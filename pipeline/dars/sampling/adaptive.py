@@ -53,7 +53,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from scipy import stats
 from tqdm.auto import tqdm
 
 from dars.core import schema
@@ -141,6 +140,10 @@ def interval(state: PairState, *, ci: float) -> tuple[float, float, float]:
 def _interval(
     n: int, s: float, sum_s2: float, binary: bool, ci: float
 ) -> tuple[float, float, float]:
+    # scipy.stats costs about 0.6 s to import: only adaptive runs pay it, not every
+    # `dars sample` process (this module is imported by the sample stage)
+    from scipy import stats
+
     tail = (1.0 - ci) / 2.0
     if binary:
         a, b = PRIOR_ALPHA + s, PRIOR_BETA + n - s
