@@ -34,7 +34,6 @@ from dars.publishing.summaries import (
     source_licences,
     validation_summary,
 )
-from dars.versioning.report import card_changes
 
 CONFIGS = ("queries", "variants", "labels", "outcomes", "generations")
 CONTRACT = {
@@ -282,6 +281,10 @@ def previous_changes(
     whole tables in memory, so the tables are read only when it is set."""
     if section(params, "card").previous is None:
         return None
+    # imported here: the comparison (scipy.stats and all) costs about 1 s to import, which
+    # every card run without `card.previous` would pay
+    from dars.versioning.report import card_changes
+
     outcome_tables = [pq.read_table(p) for p in outcomes]
     return card_changes(
         params=params,
