@@ -146,10 +146,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         key = reader_key(item.nodeid)
         keys.add(key)
         reads = [f for f in SHARED_BUILDS if f in names]
+        listed = SHARED_BUILD_READERS.get(key)
         if reads:
             used.add(key)
-            if reads != [SHARED_BUILD_READERS.get(key)]:
-                wrong.append(f"{item.nodeid} reads {reads}, listed {SHARED_BUILD_READERS.get(key)}")
+            if reads != [listed]:
+                wrong.append(f"{item.nodeid} reads {reads}, listed {listed}")
     wrong += [
         f"{key} is listed but reads no shared build"
         for key in (keys & set(SHARED_BUILD_READERS)) - used
