@@ -3,11 +3,13 @@ single-shot label draws, and the `train` + `evaluate` stages on a small syntheti
 
 import json
 import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dars.core.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
@@ -107,6 +109,30 @@ def test_skops_round_trip_and_untrusted_types_are_refused(build, tmp_path):
     assert untrusted
     with pytest.raises(UntrustedModelError, match="outside the trusted set"):
         router_io.load_router(bad)
+
+
+@pytest.mark.parametrize("name", ["tfidf", "tfidf20k"])
+def test_tfidf_features_keep_plain_int_indices_and_sklearn_features(build, tmp_path, name):
+    """`max_features` makes scikit-learn's vectoriser keep NumPy int64 indices, one .npy
+    zip entry each in a skops file; TfidfFeatures stores the same mapping as Python ints
+    and gives the same features (benchmarks/router_files.py)."""
+    texts = build["queries"]["prompt"].tolist()
+    ours = features.make_featurizer(name)
+    theirs = TfidfVectorizer(**ours.get_params())
+    assert ours.get_params()["max_features"] is not None
+    x_ours, x_theirs = ours.fit_transform(texts), theirs.fit_transform(texts)
+    assert ours.vocabulary_ == theirs.vocabulary_ and len(ours.vocabulary_) > 50
+    assert {type(i) for i in ours.vocabulary_.values()} == {int}
+    assert {type(i) for i in theirs.vocabulary_.values()} == {np.int64}  # what this fixes
+    assert (x_ours != x_theirs).nnz == 0
+    assert (ours.transform(texts[:5]) != theirs.transform(texts[:5])).nnz == 0
+    fitted = features.make_featurizer(name).fit(texts)  # fit, as well as fit_transform
+    assert {type(i) for i in fitted.vocabulary_.values()} == {int}
+    path = tmp_path / "features.skops"
+    router_io.save_router({"pipeline": ours, "models": [], "cost_estimate": []}, path)
+    assert len(zipfile.ZipFile(path).namelist()) < 10  # not one entry per term
+    back = router_io.load_router(path)["pipeline"]
+    assert (back.transform(texts) != ours.transform(texts)).nnz == 0
 
 
 def test_single_shot_draws_are_valid_observations_and_vary_with_the_seed(build):

@@ -272,7 +272,8 @@ def canonical_skops(data: bytes) -> bytes:
         name = info.filename
         stem, dot, ext = name.partition(".")
         if name == "schema.json":
-            body = json.dumps(renamed(tree), indent=2).encode()
+            # compact: the C encoder (with `indent`, json falls back to pure Python)
+            body = json.dumps(renamed(tree), separators=(",", ":")).encode()
         else:
             body = src.read(info)
             if stem.isdigit() and int(stem) in ids:

@@ -30,6 +30,7 @@ TRUSTED_TYPES = frozenset(
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "dars.routers.features.SentenceEmbedder",
+        "dars.routers.features.TfidfFeatures",
         *(f"{cls.__module__}.{cls.__qualname__}" for cls in (ROUTERS.get(n) for n in ROUTERS)),
     ]
 )
