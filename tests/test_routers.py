@@ -2,6 +2,7 @@
 single-shot label draws, and the `train` + `evaluate` stages on a small synthetic build."""
 
 import json
+import subprocess
 import sys
 import zipfile
 
@@ -88,6 +89,40 @@ def test_unknown_router_and_bad_router_params():
         make_router("knn", params={"k": 3})
     with pytest.raises(UnknownNameError, match="featurizer"):
         make_router("knn", features="bagofwords")
+
+
+SKOPS_TRUSTED_LISTS = """
+import json, sys
+{how}
+from skops.io import _trusted_types as t
+print(json.dumps({{
+    "lists": [t.SKLEARN_ESTIMATOR_TYPE_NAMES, t.SCIPY_UFUNC_TYPE_NAMES,
+              t.NUMPY_UFUNC_TYPE_NAMES, t.PRIMITIVE_TYPE_NAMES, t.CONTAINER_TYPE_NAMES],
+    "torch": "torch" in sys.modules,
+    "left_marked": "sklearn.externals.array_api_compat.torch" in sys.modules,
+}}))
+"""
+
+
+def test_skops_io_without_torch_trusts_exactly_what_a_plain_import_trusts():
+    """`dars.core.skops_io` keeps torch out of skops's estimator walk; skops's default
+    trusted types must come out the same as with a plain `import skops.io`."""
+    from dars.core.skops_io import TORCH_SHIM
+
+    def run(how: str) -> dict:
+        code = SKOPS_TRUSTED_LISTS.format(how=how)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads(r.stdout)
+
+    plain = run("import skops.io")
+    ours = run("from dars.core.skops_io import skops_io; skops_io()")
+    assert plain["torch"] and not ours["torch"]  # what it saves (torch is installed here)
+    assert not ours["left_marked"]  # the mark is gone: a later real import works
+    assert ours["lists"] == plain["lists"] and len(ours["lists"][0]) > 100
+    # with the torch module already imported, it is a plain import
+    after = run(f"import {TORCH_SHIM}\nfrom dars.core.skops_io import skops_io; skops_io()")
+    assert after["lists"] == plain["lists"] and after["torch"]
 
 
 def test_skops_round_trip_and_untrusted_types_are_refused(build, tmp_path):

@@ -93,10 +93,10 @@ def within_budget(
 
 def untrusted_types(path: Path) -> list[str]:
     """Types a consumer must pass as `trusted=` to `skops.io.load` (checked, not loaded)."""
-    import skops.io as sio
+    from dars.core.skops_io import skops_io
 
     try:
-        return sorted(sio.get_untrusted_types(file=path))
+        return sorted(skops_io().get_untrusted_types(file=path))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise InputDataError(
             f"router file {str(path)!r} is not a readable skops file: {exc}"

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import skops.io as sio
 
 from dars.core import schema
 from dars.core.errors import InputDataError, UntrustedModelError
 from dars.core.io import canonical_skops, model_file, read_frame
+from dars.core.skops_io import skops_io
 from dars.routers import ROUTERS
 from dars.routers.targets import LABEL_COLUMNS
+
+sio = skops_io()  # skops.io, without the torch import its estimator walk makes
 
 #: types skops does not trust by default but a saved router may hold. Anything else in a
 #: file (a class from another package, a function) makes `load_router` refuse it.
