@@ -179,9 +179,12 @@ def _outs(stage: dict) -> set[str]:
 def write_routers(root: Path) -> None:
     """Small real skops routers and a metrics JSON, standing in for `dars train/evaluate`."""
     import numpy as np
-    import skops.io as sio
     from sklearn.linear_model import Ridge
     from sklearn.neighbors import KNeighborsRegressor
+
+    from dars.core.skops_io import skops_io
+
+    sio = skops_io()
 
     x = np.arange(12.0).reshape(6, 2)
     y = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])

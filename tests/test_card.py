@@ -10,19 +10,21 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
-import skops.io as sio
 import yaml
 from huggingface_hub import DatasetCard
 
 import dars
 from dars.core import schema
 from dars.core.errors import CardRenderError, EmptySplitError, ManifestMismatchError, ParamsError
+from dars.core.skops_io import skops_io
 from dars.publishing import card as publish_card
 from dars.publishing.hub import verify_manifest
 from dars.publishing.manifest import lock_digest
 from dars.publishing.routers import within_budget
 from dars.stages import card
 from tests.factories import Built, tiny_params
+
+sio = skops_io()  # skops.io, without torch (as the stages import it)
 
 pytestmark = [pytest.mark.dvc]
 

@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import skops.io as sio
 import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
@@ -24,7 +23,10 @@ from sklearn.pipeline import make_pipeline
 
 from dars.core import runlog, schema
 from dars.core.io import canonical_skops
+from dars.core.skops_io import skops_io
 from dars.routers.io import load_router, save_router
+
+sio = skops_io()  # skops.io, without torch (as the stages import it)
 
 TEXTS = ["apple banana", "banana cherry", "cherry dates", "apple dates"]
 

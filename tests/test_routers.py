@@ -9,16 +9,18 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-import skops.io as sio
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dars.core.errors import MissingExtraError, ParamsError, UnknownNameError, UntrustedModelError
 from dars.core.io import write_frame
+from dars.core.skops_io import skops_io
 from dars.routers import DARS_ROUTERS, ROUTERS, MFRouter, features, make_router, targets
 from dars.routers import io as router_io
 from dars.stages import evaluate, train
 from tests.factories import POOL, synthetic_build  # noqa: E402
+
+sio = skops_io()  # skops.io, without torch (as the stages import it)
 
 
 @pytest.fixture(scope="module")
