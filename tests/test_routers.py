@@ -93,38 +93,37 @@ def test_unknown_router_and_bad_router_params():
         make_router("knn", features="bagofwords")
 
 
+# One fresh interpreter: skops's default trusted types through dars.core.skops_io, then
+# (skops dropped from sys.modules) through a plain `import skops.io`.
 SKOPS_TRUSTED_LISTS = """
 import json, sys
-{how}
-from skops.io import _trusted_types as t
-print(json.dumps({{
-    "lists": [t.SKLEARN_ESTIMATOR_TYPE_NAMES, t.SCIPY_UFUNC_TYPE_NAMES,
-              t.NUMPY_UFUNC_TYPE_NAMES, t.PRIMITIVE_TYPE_NAMES, t.CONTAINER_TYPE_NAMES],
-    "torch": "torch" in sys.modules,
-    "left_marked": "sklearn.externals.array_api_compat.torch" in sys.modules,
-}}))
+from dars.core.skops_io import TORCH_SHIM, skops_io
+
+def lists():
+    from skops.io import _trusted_types as t
+    return [t.SKLEARN_ESTIMATOR_TYPE_NAMES, t.SCIPY_UFUNC_TYPE_NAMES,
+            t.NUMPY_UFUNC_TYPE_NAMES, t.PRIMITIVE_TYPE_NAMES, t.CONTAINER_TYPE_NAMES]
+
+skops_io()
+ours = {"lists": lists(), "torch": "torch" in sys.modules, "marked": TORCH_SHIM in sys.modules}
+for name in [m for m in sys.modules if m == "skops" or m.startswith("skops.")]:
+    del sys.modules[name]
+import skops.io
+plain = {"lists": lists(), "torch": "torch" in sys.modules}
+print(json.dumps({"ours": ours, "plain": plain}))
 """
 
 
 def test_skops_io_without_torch_trusts_exactly_what_a_plain_import_trusts():
     """`dars.core.skops_io` keeps torch out of skops's estimator walk; skops's default
     trusted types must come out the same as with a plain `import skops.io`."""
-    from dars.core.skops_io import TORCH_SHIM
-
-    def run(how: str) -> dict:
-        code = SKOPS_TRUSTED_LISTS.format(how=how)
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        return json.loads(r.stdout)
-
-    plain = run("import skops.io")
-    ours = run("from dars.core.skops_io import skops_io; skops_io()")
-    assert plain["torch"] and not ours["torch"]  # what it saves (torch is installed here)
-    assert not ours["left_marked"]  # the mark is gone: a later real import works
+    r = subprocess.run([sys.executable, "-c", SKOPS_TRUSTED_LISTS], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    ours, plain = got["ours"], got["plain"]
+    assert not ours["torch"] and plain["torch"]  # what it saves (torch is installed here)
+    assert not ours["marked"]  # the mark is gone, so the plain import could walk into it
     assert ours["lists"] == plain["lists"] and len(ours["lists"][0]) > 100
-    # with the torch module already imported, it is a plain import
-    after = run(f"import {TORCH_SHIM}\nfrom dars.core.skops_io import skops_io; skops_io()")
-    assert after["lists"] == plain["lists"] and after["torch"]
 
 
 def test_skops_round_trip_and_untrusted_types_are_refused(build, tmp_path):
