@@ -20,12 +20,14 @@ $(BIN)/python:
 # Re-install whenever pyproject.toml or the llama.cpp build plan changes. llama-cpp-python
 # is built first, with AMX compiled out on x86 and cached by a key of its flags and this
 # CPU (llama.cpp issue 20824; pipeline/dars/core/cpu.py, docs/backends.md#amx).
-# --no-compile: Python compiles a module the first time it is imported instead of pip
-# compiling every installed file up front (torch, ray, ...); measured in
+# The rest is installed by uv with pip's settings translated (8-10 s against pip's 51-66 s),
+# and by pip whenever uv cannot (pipeline/dars/core/install.py; DARS_INSTALLER=pip forces
+# pip). Neither compiles bytecode up front: Python compiles a module the first time it is
+# imported instead of compiling every installed file (torch, ray, ...); measured in
 # benchmarks/results/test_suite.json.
-$(STAMP): pyproject.toml pipeline/dars/core/cpu.py | $(BIN)/python
+$(STAMP): pyproject.toml pipeline/dars/core/cpu.py pipeline/dars/core/install.py | $(BIN)/python
 	$(BIN)/python pipeline/dars/core/cpu.py install-llama
-	$(BIN)/python -m pip install --no-compile -e '.[cpu,embed,dev]'
+	$(BIN)/python pipeline/dars/core/install.py -e '.[cpu,embed,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
