@@ -157,7 +157,7 @@ def test_make_install_builds_llama_cpp_through_the_plan_before_the_package() -> 
         ["make", "-n", "-B", "install"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     build = next(i for i, line in enumerate(out) if "dars/core/cpu.py install-llama" in line)
-    pkg = next(i for i, line in enumerate(out) if "pip install" in line and " -e " in line)
+    pkg = next(i for i, line in enumerate(out) if "dars/core/install.py" in line and " -e " in line)
     assert build < pkg
 
 
