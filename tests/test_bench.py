@@ -12,7 +12,7 @@ import pytest
 
 from dars import bench
 from dars.cli import main
-from dars.core.errors import RouterInterfaceError
+from dars.core.errors import InputDataError, RouterInterfaceError
 from dars.core.io import write_frame
 from tests.factories import POOL, synthetic_build
 
@@ -194,8 +194,6 @@ def test_bad_router_spec_and_unknown_module(dataset):
 
 
 def test_a_folder_without_the_publish_layout_is_named(tmp_path):
-    from dars.core.errors import InputDataError
-
     (tmp_path / "README.md").write_text("no configs here\n")
     with pytest.raises(InputDataError, match=r"no config .queries. with split .train."):
         bench.run(dataset=str(tmp_path), router=f"{EXAMPLE}:TfidfRidgeRouter", n_boot=100)
@@ -406,6 +404,10 @@ def test_manifest_weights_prefer_the_utility_record_then_params_yaml_then_defaul
     assert source == {"lambda_cost": "defaults", "beta_risk": "defaults"}
     with pytest.raises(ParamsError, match="utility.lambda_cost"):
         bench.manifest_weights({"utility": {"lambda_cost": -1}})
+    # a recorded params.yaml that cannot be read is an error, not the defaults
+    for bad, what in (("aggregate: [1,", "not valid YAML"), ("- 1\n- 2\n", "a YAML list")):
+        with pytest.raises(InputDataError, match=f"MANIFEST.json params_yaml is {what}"):
+            bench.manifest_weights({"params_yaml": bad})
 
 
 # --- dars bench --predictions: a file of choices, no code ------------------------------

@@ -179,9 +179,17 @@ def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     utility = utility if isinstance(utility, dict) else {}
     try:
         raw = yaml.safe_load(manifest.get("params_yaml") or "") or {}
-    except yaml.YAMLError:
-        raw = {}
-    recorded = parse(raw if isinstance(raw, dict) else {}, "MANIFEST.json params_yaml")
+    except yaml.YAMLError as exc:
+        raise InputDataError(
+            f"MANIFEST.json params_yaml is not valid YAML ({_first_line(exc)}); it should be "
+            "the params.yaml the dataset was built with: republish it with `dars card`"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise InputDataError(
+            f"MANIFEST.json params_yaml is a YAML {type(raw).__name__}, not a mapping; it "
+            "should be the params.yaml the dataset was built with: republish it with `dars card`"
+        )
+    recorded = parse(raw, "MANIFEST.json params_yaml")
     agg = section(recorded, "aggregate") if recorded.has("aggregate") else None
     out: dict[str, Any] = {}
     source: dict[str, str] = {}
