@@ -166,6 +166,10 @@ def read_manifest(dataset: str) -> tuple[dict[str, Any], str | None]:
         return {}, None
 
 
+# what a MANIFEST.json params_yaml should be, and the fix when it is not
+REPUBLISH = "it should be the params.yaml the dataset was built with: republish it with `dars card`"
+
+
 def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """lambda_cost and beta_risk of the dataset, each a number or {task: number}, and where
     each came from: the manifest's `utility` record (what the build used, per task), else
@@ -181,13 +185,11 @@ def manifest_weights(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         raw = yaml.safe_load(manifest.get("params_yaml") or "") or {}
     except yaml.YAMLError as exc:
         raise InputDataError(
-            f"MANIFEST.json params_yaml is not valid YAML ({_first_line(exc)}); it should be "
-            "the params.yaml the dataset was built with: republish it with `dars card`"
+            f"MANIFEST.json params_yaml is not valid YAML ({_first_line(exc)}); {REPUBLISH}"
         ) from exc
     if not isinstance(raw, dict):
         raise InputDataError(
-            f"MANIFEST.json params_yaml is a YAML {type(raw).__name__}, not a mapping; it "
-            "should be the params.yaml the dataset was built with: republish it with `dars card`"
+            f"MANIFEST.json params_yaml is a YAML {type(raw).__name__}, not a mapping; {REPUBLISH}"
         )
     recorded = parse(raw, "MANIFEST.json params_yaml")
     agg = section(recorded, "aggregate") if recorded.has("aggregate") else None
